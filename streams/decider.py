@@ -1,0 +1,351 @@
+"""The decider: the only writer of ``ledger.events``.
+
+Pipeline, per batch of commands, all inside one Kafka transaction:
+
+    decode → load state → decide (pure) → publish events → publish outcomes
+    → send the consumed command offsets → commit
+
+so a command's events, its outcome and the fact that it was consumed become visible
+together or not at all (consumers read with ``read_committed``). On start, and after
+any failure, the decider fences older instances (``init_transactions``) and rebuilds
+every aggregate's state by folding ``ledger.events`` from offset 0 with the same
+``evolve`` as the projector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from schemas import Codec, DecodeError
+from streams import serde
+from streams.domain import aggregates
+from streams.domain.commands import Command
+from streams.domain.events import Event
+from streams.domain.process import ProcessState
+from streams.domain.rejection import Rejected
+from streams.domain.snapshot import process_to_dict
+from streams.publisher import Publisher
+from streams.topics import Topics, partitions_of
+
+log = logging.getLogger(__name__)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Aggregate:
+    """An aggregate's state and, per command it accepted, where its events landed."""
+
+    state: Any = None
+    commands: dict[str, tuple[serde.EventPosition, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    aggregate: Aggregate
+    events: list[Event]
+
+
+@dataclass
+class DeciderStats:
+    commands: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    events: int = 0
+    batches: int = 0
+    rebuilt_events: int = 0
+
+
+def _state_json(state: Any) -> str | None:
+    if isinstance(state, ProcessState):
+        return json.dumps(process_to_dict(state), separators=(",", ":"))
+    return None
+
+
+class Decider:
+    """Consumes ``ledger.commands``, appends to ``ledger.events`` and ``ledger.outcomes``."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        codec: Codec,
+        *,
+        clock: Callable[[], int] = now_micros,
+        max_batch: int = 2000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.codec = codec
+        self.clock = clock
+        self.max_batch = max_batch
+        self.group_id = f"{topics.prefix}runledger-decider"
+        self.aggregates: dict[str, Aggregate] = {}
+        self.stats = DeciderStats()
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._publisher: Publisher | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Decide commands until :meth:`stop`; after a failure, fence, rebuild, go on."""
+        while not self._stopping.is_set():
+            try:
+                await self._start()
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._stopping.is_set():
+                    break
+                log.exception("decider failed; rebuilding state from the ledger and resuming")
+                await asyncio.sleep(1.0)
+            finally:
+                await self._close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _start(self) -> None:
+        self.ready.clear()
+        # Start the transactional producer first: init_transactions aborts whatever an
+        # older instance left open, so the events we rebuild from are final.
+        self._publisher = Publisher(
+            self.bootstrap,
+            transactional_id=f"{self.topics.prefix}runledger-decider",
+            client_id="runledger-decider",
+        )
+        await self._publisher.start()
+        await self._rebuild()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id="runledger-decider",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        parts = await partitions_of(consumer, self.topics.commands)
+        tps = [TopicPartition(self.topics.commands, p) for p in parts]
+        consumer.assign(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        self.ready.set()
+        log.info(
+            "decider ready: %d aggregates rebuilt from %d events",
+            len(self.aggregates),
+            self.stats.rebuilt_events,
+        )
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._publisher is not None:
+            await self._publisher.stop()
+            self._publisher = None
+
+    async def _rebuild(self) -> None:
+        """Fold every event of the ledger into ``self.aggregates``."""
+        self.aggregates = {}
+        self.stats.rebuilt_events = 0
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="runledger-decider-rebuild",
+        )
+        await consumer.start()
+        try:
+            parts = await partitions_of(consumer, self.topics.events)
+            tps = [TopicPartition(self.topics.events, p) for p in parts]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            end = await consumer.end_offsets(tps)
+            remaining = {tp for tp in tps if end[tp] > 0}
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
+                for tp, messages in batch.items():
+                    for msg in messages:
+                        self._remember(
+                            serde.decode_event(self.codec, msg.value), tp.partition, msg.offset
+                        )
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= end[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+
+    def _remember(self, event: Event, partition: int, offset: int) -> None:
+        key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
+        agg = self.aggregates.get(key)
+        if agg is None:
+            agg = self.aggregates[key] = Aggregate()
+        prior = agg.state.seq if agg.state is not None else 0
+        if event.seq <= prior:
+            return  # a duplicate from before exactly-once; already folded
+        agg.state = aggregates.evolve(agg.state, event)
+        pos = serde.EventPosition(event.seq, event.type, partition, offset)
+        agg.commands[event.command_id] = (*agg.commands.get(event.command_id, ()), pos)
+        self.stats.rebuilt_events += 1
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            if batch:
+                await self._process(batch)
+
+    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        publisher = self._publisher
+        assert publisher is not None
+        outcomes: list[tuple[Command, Aggregate, list[Event], list[Any]]] = []
+        # Outcomes in command order; a duplicate of a command of this same batch is a
+        # (command, aggregate) pair, resolved once the original's positions are known.
+        ready: list[serde.Outcome | tuple[Command, Aggregate]] = []
+        offsets: dict[TopicPartition, int] = {}
+        async with publisher.transaction():
+            for tp, messages in batch.items():
+                for msg in messages:
+                    offsets[tp] = msg.offset + 1
+                    try:
+                        cmd = serde.decode_command(self.codec, msg.value)
+                    except DecodeError as exc:
+                        await self._dead_letter(tp, msg, exc)
+                        continue
+                    self.stats.commands += 1
+                    decided = self._decide(cmd)
+                    if not isinstance(decided, _Accepted):
+                        ready.append(decided)
+                        continue
+                    agg, events = decided.aggregate, decided.events
+                    futures = []
+                    key = msg.key
+                    for event in events:
+                        value = serde.encode_event(self.codec, event)
+                        headers = [("type", event.type.encode())]
+                        futures.append(
+                            await publisher.send(self.topics.events, key, value, headers)
+                        )
+                    outcomes.append((cmd, agg, events, futures))
+            for cmd, agg, events, futures in outcomes:
+                metas = await asyncio.gather(*futures)
+                positions = tuple(
+                    serde.EventPosition(ev.seq, ev.type, m.partition, m.offset)
+                    for ev, m in zip(events, metas, strict=True)
+                )
+                agg.commands[cmd.command_id] = positions
+                ready.append(self._outcome(cmd, True, events=positions, state=agg.state))
+            for item in ready:
+                if isinstance(item, tuple):
+                    cmd, agg = item
+                    item = self._duplicate(cmd, agg)
+                await self._publish_outcome(item)
+            await publisher.send_offsets(offsets, self.group_id)
+        self.stats.batches += 1
+
+    def _decide(self, cmd: Command) -> serde.Outcome | tuple[Command, Aggregate] | _Accepted:
+        """Decide one command against the in-memory state, updating that state.
+
+        Returns the outcome of a rejection, a (command, aggregate) pair for a command
+        already accepted (its outcome is built once its positions are known), or the
+        accepted events.
+        """
+        key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id)
+        agg = self.aggregates.get(key)
+        if agg is not None and cmd.command_id in agg.commands:
+            self.stats.duplicates += 1
+            return cmd, agg
+        try:
+            events = aggregates.decide(agg.state if agg is not None else None, cmd)
+        except Rejected as rejected:
+            self.stats.rejected += 1
+            state = agg.state if agg is not None else None
+            return self._outcome(cmd, False, rejected=rejected, state=state)
+        if agg is None:
+            agg = self.aggregates[key] = Aggregate()
+        for event in events:
+            agg.state = aggregates.evolve(agg.state, event)
+        agg.commands[cmd.command_id] = ()  # positions filled in when Kafka acknowledges
+        self.stats.accepted += 1
+        self.stats.events += len(events)
+        return _Accepted(agg, events)
+
+    def _duplicate(self, cmd: Command, agg: Aggregate) -> serde.Outcome:
+        positions = agg.commands[cmd.command_id]
+        return self._outcome(cmd, True, duplicate=True, events=positions, state=agg.state)
+
+    def _outcome(
+        self,
+        cmd: Command,
+        accepted: bool,
+        *,
+        duplicate: bool = False,
+        events: tuple[serde.EventPosition, ...] = (),
+        rejected: Rejected | None = None,
+        state: Any = None,
+    ) -> serde.Outcome:
+        return serde.Outcome(
+            command_id=cmd.command_id,
+            aggregate_type=cmd.aggregate_type,
+            aggregate_id=cmd.aggregate_id,
+            command=cmd.name,
+            decided_at=self.clock(),
+            account=cmd.account,
+            actor=cmd.actor,
+            accepted=accepted,
+            duplicate=duplicate,
+            reason_code=rejected.code if rejected else None,
+            reason=rejected.message if rejected else None,
+            field=rejected.field if rejected else None,
+            events=events,
+            # Only a waiting caller needs the state; others save the serialisation.
+            state_json=_state_json(state) if cmd.reply_to and state is not None else None,
+            reply_to=cmd.reply_to,
+        )
+
+    async def _publish_outcome(self, outcome: serde.Outcome) -> None:
+        assert self._publisher is not None
+        key = aggregates.stream_key(outcome.aggregate_type, outcome.aggregate_id).encode()
+        headers = [("reply_to", (outcome.reply_to or "").encode())]
+        value = serde.encode_outcome(self.codec, outcome)
+        await self._publisher.send(self.topics.outcomes, key, value, headers)
+
+    async def _dead_letter(self, tp: TopicPartition, msg: Any, exc: Exception) -> None:
+        assert self._publisher is not None
+        self.stats.dead_lettered += 1
+        log.warning(
+            "command at %s/%d offset %d dead-lettered: %s", tp.topic, tp.partition, msg.offset, exc
+        )
+        headers = [
+            ("reason", str(exc).encode()),
+            ("error", type(exc).__name__.encode()),
+            ("source_topic", tp.topic.encode()),
+            ("source_partition", str(tp.partition).encode()),
+            ("source_offset", str(msg.offset).encode()),
+        ]
+        await self._publisher.send(self.topics.dlq, msg.key, msg.value or b"", headers)

@@ -1,0 +1,43 @@
+"""Dispatch by aggregate type: which ``decide`` and ``evolve`` own a command or event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from streams.domain import account, process
+from streams.domain.commands import Command
+from streams.domain.events import Event
+from streams.domain.rejection import INVALID, Rejected
+
+State = Any  # ProcessState | AccountState; each aggregate's functions know their own
+
+DECIDERS: dict[str, Callable[[State, Command], list[Event]]] = {
+    process.AGGREGATE: process.decide,
+    account.AGGREGATE: account.decide,
+}
+EVOLVERS: dict[str, Callable[[State, Event], State]] = {
+    process.AGGREGATE: process.evolve,
+    account.AGGREGATE: account.evolve,
+}
+
+
+def decide(state: State, cmd: Command) -> list[Event]:
+    """Route ``cmd`` to its aggregate's decide; Rejected for an unknown aggregate type."""
+    fn = DECIDERS.get(cmd.aggregate_type)
+    if fn is None:
+        raise Rejected(INVALID, f"unknown aggregate type {cmd.aggregate_type!r}")
+    return fn(state, cmd)
+
+
+def evolve(state: State, event: Event) -> State:
+    """Route ``event`` to its aggregate's evolve; ValueError for an unknown type."""
+    fn = EVOLVERS.get(event.aggregate_type)
+    if fn is None:
+        raise ValueError(f"unknown aggregate type {event.aggregate_type!r}")
+    return fn(state, event)
+
+
+def stream_key(aggregate_type: str, aggregate_id: str) -> str:
+    """The key shared by an aggregate's commands and events (one partition, in order)."""
+    return f"{aggregate_type}:{aggregate_id}"

@@ -1,0 +1,322 @@
+"""The Process aggregate: its state, ``decide`` and ``evolve``.
+
+Statuses: pending → running → (waiting_review →) completed | failed | cancelled.
+A terminal Process moves again only through retry (from failed) or a restart from
+a step. Deleted Processes answer every command with ``not_found``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from streams.domain import commands as c
+from streams.domain import events as e
+from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND, Rejected
+
+AGGREGATE = "process"
+
+PENDING = "pending"
+RUNNING = "running"
+WAITING_REVIEW = "waiting_review"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+STATUSES = (PENDING, RUNNING, WAITING_REVIEW, COMPLETED, FAILED, CANCELLED)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELLED})
+ACTIVE = frozenset({PENDING, RUNNING, WAITING_REVIEW})
+
+STEP_STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class StepState:
+    step_id: str
+    name: str
+    order: int
+    enabled: bool = True
+    status: str = PENDING
+    time_started: int | None = None
+    time_completed: int | None = None
+    message: str | None = None
+    exception: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessState:
+    """A Process after its events up to ``seq``; times are microseconds, UTC."""
+
+    id: str
+    account: str
+    type: str
+    created_by: str
+    site: str | None
+    info_json: str
+    time_created: int
+    seq: int = 0
+    status: str = PENDING
+    progress: float = 0.0
+    success: bool = False
+    exception: str | None = None
+    object_id: str | None = None
+    result_summary_json: str | None = None
+    message: str | None = None
+    attempt: int = 1
+    time_started: int | None = None
+    time_completed: int | None = None
+    time_updated: int = 0
+    deleted: bool = False
+    steps: tuple[StepState, ...] = ()
+
+    def step(self, step_id: str) -> StepState | None:
+        for step in self.steps:
+            if step.step_id == step_id:
+                return step
+        return None
+
+
+# -- evolve ---------------------------------------------------------------------------
+
+
+def _with_step(state: ProcessState, step_id: str, **changes: object) -> tuple[StepState, ...]:
+    steps = list(state.steps)
+    for i, step in enumerate(steps):
+        if step.step_id == step_id:
+            steps[i] = replace(step, **changes)  # type: ignore[arg-type]
+            return tuple(steps)
+    order = max((s.order for s in steps), default=0) + 1
+    steps.append(replace(StepState(step_id, step_id, order), **changes))  # type: ignore[arg-type]
+    return tuple(steps)
+
+
+def _steps_where(steps: tuple[StepState, ...], status: str, **changes: object) -> tuple:
+    return tuple(replace(s, **changes) if s.status == status else s for s in steps)  # type: ignore[arg-type]
+
+
+def _reset(step: StepState) -> StepState:
+    return StepState(step.step_id, step.name, step.order, step.enabled)
+
+
+def evolve(state: ProcessState | None, event: e.Event) -> ProcessState:
+    """The Process after ``event``. Pure: no clock, no ids, no I/O.
+
+    Raises ValueError for an event that cannot follow ``state`` (an event of another
+    aggregate, or anything but ``created`` first); the decider never emits one.
+    """
+    data = event.data
+    t = event.occurred_at
+    if state is None:
+        if not isinstance(data, e.ProcessCreated):
+            raise ValueError(f"{event.type} cannot be the first event of a process")
+        return ProcessState(
+            id=event.aggregate_id,
+            account=event.account,
+            type=data.process_type,
+            created_by=event.actor,
+            site=data.site,
+            info_json=data.info_json,
+            time_created=t,
+            seq=event.seq,
+            time_updated=t,
+            steps=tuple(StepState(s.step_id, s.name, s.order, s.enabled) for s in data.steps),
+        )
+    new = _evolve(state, data, t)
+    return replace(new, seq=event.seq, time_updated=t)
+
+
+def _evolve(s: ProcessState, data: e.Payload, t: int) -> ProcessState:  # noqa: C901
+    if isinstance(data, e.ProgressReported):
+        if data.message is None:
+            return replace(s, progress=data.progress)
+        return replace(s, progress=data.progress, message=data.message)
+    if isinstance(data, e.StepStarted):
+        steps = _with_step(
+            s, data.step_id, status=RUNNING, time_started=t, time_completed=None, exception=None
+        )
+        return replace(s, steps=steps)
+    if isinstance(data, e.StepCompleted):
+        steps = _with_step(
+            s, data.step_id, status=COMPLETED, time_completed=t, message=data.message
+        )
+        return replace(s, steps=steps)
+    if isinstance(data, e.StepFailed):
+        steps = _with_step(
+            s, data.step_id, status=FAILED, time_completed=t, exception=data.exception
+        )
+        return replace(s, steps=steps)
+    if isinstance(data, e.LogAppended):
+        return replace(s, message=data.message)
+    if isinstance(data, e.ProcessStarted):
+        return replace(s, status=RUNNING, time_started=s.time_started or t)
+    if isinstance(data, e.ReviewRequested):
+        summary = data.result_summary_json or s.result_summary_json
+        return replace(s, status=WAITING_REVIEW, result_summary_json=summary)
+    if isinstance(data, e.ProcessCompleted):
+        return replace(
+            s,
+            status=COMPLETED,
+            success=True,
+            progress=100.0,
+            object_id=data.object_id or s.object_id,
+            result_summary_json=data.result_summary_json or s.result_summary_json,
+            time_completed=t,
+        )
+    if isinstance(data, e.ProcessFailed):
+        steps = _steps_where(s.steps, RUNNING, status=FAILED, time_completed=t)
+        return replace(
+            s, status=FAILED, success=False, exception=data.exception, time_completed=t, steps=steps
+        )
+    if isinstance(data, e.ProcessCancelled):
+        steps = _steps_where(s.steps, RUNNING, status=CANCELLED, time_completed=t)
+        return replace(s, status=CANCELLED, success=False, time_completed=t, steps=steps)
+    if isinstance(data, e.ProcessRetried):
+        return replace(
+            s,
+            status=PENDING,
+            attempt=data.attempt,
+            progress=0.0,
+            success=False,
+            exception=None,
+            object_id=None,
+            time_started=None,
+            time_completed=None,
+            steps=tuple(_reset(step) for step in s.steps),
+        )
+    if isinstance(data, e.ProcessRestarted):
+        from_step = s.step(data.step_id)
+        cut = from_step.order if from_step is not None else 0
+        return replace(
+            s,
+            status=PENDING,
+            attempt=data.attempt,
+            success=False,
+            exception=None,
+            time_completed=None,
+            steps=tuple(_reset(step) if step.order >= cut else step for step in s.steps),
+        )
+    if isinstance(data, e.ProcessDeleted):
+        return replace(s, deleted=True)
+    if isinstance(data, e.ProcessCreated):
+        raise ValueError(f"process {s.id} is created twice")
+    raise ValueError(f"{data.TYPE} is not a process event")
+
+
+# -- decide ---------------------------------------------------------------------------
+
+
+def _events(state: ProcessState | None, cmd: c.Command, *payloads: e.Payload) -> list[e.Event]:
+    seq = state.seq if state is not None else 0
+    out = []
+    for payload in payloads:
+        seq += 1
+        out.append(
+            e.Event(
+                event_id=e.event_id_for(cmd.aggregate_id, seq),
+                aggregate_type=AGGREGATE,
+                aggregate_id=cmd.aggregate_id,
+                seq=seq,
+                type=payload.TYPE,
+                occurred_at=cmd.issued_at,
+                account=cmd.account,
+                actor=cmd.actor,
+                command_id=cmd.command_id,
+                correlation_id=cmd.correlation_id,
+                causation_id=cmd.causation_id,
+                data=payload,
+            )
+        )
+    return out
+
+
+def _require(state: ProcessState, allowed: frozenset[str] | tuple[str, ...], doing: str) -> None:
+    if state.status not in allowed:
+        raise Rejected(
+            INVALID_STATE,
+            f"cannot {doing} process {state.id}: it is {state.status}",
+        )
+
+
+def _started(state: ProcessState) -> tuple[e.Payload, ...]:
+    """A report from a worker on a pending Process implies that the work started."""
+    return (e.ProcessStarted(),) if state.status == PENDING else ()
+
+
+def decide(state: ProcessState | None, cmd: c.Command) -> list[e.Event]:  # noqa: C901
+    """The events that command ``cmd`` causes on ``state`` (None: no such Process yet).
+
+    Raises Rejected with a code and a sentence when the command does not fit.
+    """
+    body = cmd.body
+    if isinstance(body, c.CreateProcess):
+        if state is not None:
+            raise Rejected(ALREADY_EXISTS, f"process {cmd.aggregate_id} already exists")
+        created = e.ProcessCreated(body.process_type, body.site, body.info_json, body.steps)
+        return _events(None, cmd, created)
+    if state is None or state.deleted or state.account != cmd.account:
+        raise Rejected(NOT_FOUND, f"process {cmd.aggregate_id} not found")
+
+    if isinstance(body, c.StartProcess):
+        _require(state, (PENDING,), "start")
+        return _events(state, cmd, e.ProcessStarted())
+    if isinstance(body, c.ReportProgress):
+        _require(state, (PENDING, RUNNING), "report progress on")
+        progress = e.ProgressReported(body.progress, body.message)
+        return _events(state, cmd, *_started(state), progress)
+    if isinstance(body, c.AppendLog):
+        _require(state, ACTIVE, "log to")
+        return _events(state, cmd, e.LogAppended(body.message, body.level))
+    if isinstance(body, c.StartStep | c.CompleteStep | c.FailStep):
+        return _events(state, cmd, *_decide_step(state, body))
+    if isinstance(body, c.RequestReview):
+        _require(state, (RUNNING,), "send for review")
+        return _events(state, cmd, e.ReviewRequested(body.result_summary_json))
+    if isinstance(body, c.Approve):
+        _require(state, (WAITING_REVIEW,), "approve")
+        return _events(state, cmd, e.ProcessCompleted())
+    if isinstance(body, c.CompleteProcess):
+        _require(state, (PENDING, RUNNING), "complete")
+        done = e.ProcessCompleted(body.object_id, body.result_summary_json)
+        return _events(state, cmd, *_started(state), done)
+    if isinstance(body, c.FailProcess):
+        _require(state, ACTIVE, "fail")
+        return _events(state, cmd, e.ProcessFailed(body.exception))
+    if isinstance(body, c.CancelProcess):
+        _require(state, ACTIVE, "cancel")
+        return _events(state, cmd, e.ProcessCancelled(body.reason))
+    if isinstance(body, c.RetryProcess):
+        _require(state, (FAILED,), "retry")
+        return _events(state, cmd, e.ProcessRetried(state.attempt + 1))
+    if isinstance(body, c.RestartFromStep):
+        step = state.step(body.step_id)
+        if step is None:
+            raise Rejected(NOT_FOUND, f"process {state.id} has no step {body.step_id}", "step_id")
+        if not step.enabled:
+            raise Rejected(INVALID_STATE, f"step {body.step_id} is disabled", "step_id")
+        _require(state, (RUNNING, WAITING_REVIEW, *TERMINAL), "restart")
+        return _events(state, cmd, e.ProcessRestarted(body.step_id, state.attempt + 1))
+    if isinstance(body, c.DeleteProcess):
+        if state.status in ACTIVE:
+            return _events(state, cmd, e.ProcessCancelled("deleted"), e.ProcessDeleted())
+        return _events(state, cmd, e.ProcessDeleted())
+    raise Rejected(INVALID, f"{cmd.name} is not a process command")
+
+
+def _decide_step(
+    state: ProcessState, body: c.StartStep | c.CompleteStep | c.FailStep
+) -> tuple[e.Payload, ...]:
+    step = state.step(body.step_id)
+    if isinstance(body, c.StartStep):
+        _require(state, (PENDING, RUNNING), "start a step of")
+        if step is not None:
+            if not step.enabled:
+                raise Rejected(INVALID_STATE, f"step {step.step_id} is disabled", "step_id")
+            if step.status in (RUNNING, COMPLETED):
+                raise Rejected(INVALID_STATE, f"step {step.step_id} is already {step.status}")
+        return (*_started(state), e.StepStarted(body.step_id))
+    _require(state, (RUNNING,), "report a step of")
+    if step is None:
+        raise Rejected(NOT_FOUND, f"process {state.id} has no step {body.step_id}", "step_id")
+    if step.status != RUNNING:
+        raise Rejected(INVALID_STATE, f"step {step.step_id} is {step.status}, not running")
+    if isinstance(body, c.CompleteStep):
+        return (e.StepCompleted(body.step_id, body.message),)
+    return (e.StepFailed(body.step_id, body.exception),)

@@ -1,0 +1,85 @@
+"""The one wrapper around aiokafka's producer: durable sends (acks=all, idempotent).
+
+A transactional publisher (``transactional_id`` set) is what the decider uses to write
+events, outcomes and its consumed offsets atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class PublishError(Exception):
+    """Kafka did not acknowledge a write; nothing may be reported as accepted."""
+
+
+class Publisher:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        transactional_id: str | None = None,
+        client_id: str = "runledger",
+        linger_ms: int = 2,
+    ) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+            transactional_id=transactional_id,
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+            request_timeout_ms=30_000,
+        )
+
+    async def start(self) -> None:
+        """Connect; for a transactional publisher this also fences any older instance."""
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            raise PublishError(f"cannot connect the producer: {exc}") from exc
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()
+    ) -> asyncio.Future[Any]:
+        """Queue a message; the returned future resolves to its RecordMetadata."""
+        try:
+            return await self._producer.send(topic, value, key=key, headers=list(headers))
+        except KafkaError as exc:
+            raise PublishError(f"cannot send to {topic}: {exc}") from exc
+
+    async def send_and_wait(
+        self, topic: str, key: bytes | None, value: bytes, headers: Headers = ()
+    ) -> tuple[int, int]:
+        """Send and wait until every in-sync replica has it: (partition, offset)."""
+        future = await self.send(topic, key, value, headers)
+        try:
+            meta = await future
+        except KafkaError as exc:
+            raise PublishError(f"{topic} did not acknowledge the write: {exc}") from exc
+        return meta.partition, meta.offset
+
+    @asynccontextmanager
+    async def transaction(self):  # type: ignore[no-untyped-def]
+        """Everything sent inside commits together, or is aborted on an exception."""
+        async with self._producer.transaction():
+            yield self
+
+    async def send_offsets(self, offsets: dict[TopicPartition, int], group_id: str) -> None:
+        await self._producer.send_offsets_to_transaction(offsets, group_id)
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return await self._producer.partitions_for(topic)  # type: ignore[no-any-return]

@@ -1,0 +1,186 @@
+"""Events, commands and outcomes to and from Avro records (via ``schemas.Codec``).
+
+The only place that knows both the domain types and the wire format.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from schemas import Codec, DecodeError
+from streams.domain import events as e
+from streams.domain.commands import Command, InvalidCommand, body_to_payload, parse_body
+
+COMMAND_SCHEMA = "command"
+OUTCOME_SCHEMA = "outcome"
+
+
+class MalformedMessage(DecodeError):
+    """Bytes that decode as Avro but do not make a valid event or command: dead-letter."""
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+def event_to_record(event: e.Event) -> dict[str, Any]:
+    record = {name: getattr(event, name) for name in e.ENVELOPE_FIELDS}
+    data = event.data
+    for name in e.PAYLOAD_FIELDS[event.type]:
+        value = getattr(data, name)
+        if name == "steps":
+            value = [
+                {"step_id": s.step_id, "name": s.name, "order": s.order, "enabled": s.enabled}
+                for s in value
+            ]
+        record[name] = value
+    return record
+
+
+def event_from_record(record: dict[str, Any]) -> e.Event:
+    """The Event of a decoded record; MalformedMessage for an unknown event type."""
+    kind = record["type"]
+    cls = e.PAYLOAD_TYPES.get(kind)
+    if cls is None:
+        raise MalformedMessage(f"unknown event type {kind!r}")
+    names = e.PAYLOAD_FIELDS[kind]
+    if names:
+        values = {n: record[n] for n in names}
+        if "steps" in values:
+            values["steps"] = tuple(e.StepDefinition(**s) for s in values["steps"])
+        data = cls(**values)
+    else:
+        data = cls()
+    return e.Event(
+        record["event_id"],
+        record["aggregate_type"],
+        record["aggregate_id"],
+        record["seq"],
+        kind,
+        record["occurred_at"],
+        record["account"],
+        record["actor"],
+        record["command_id"],
+        record["correlation_id"],
+        record["causation_id"],
+        data,
+    )
+
+
+def encode_event(codec: Codec, event: e.Event) -> bytes:
+    return codec.encode(event.type, event_to_record(event))
+
+
+def decode_event(codec: Codec, data: bytes) -> e.Event:
+    """Raises DecodeError (or its subclasses) for anything that is not a valid event."""
+    name, record = codec.decode(data)
+    if name != record.get("type"):
+        raise MalformedMessage(f"schema {name} carries an event typed {record.get('type')!r}")
+    return event_from_record(record)
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def encode_command(codec: Codec, cmd: Command) -> bytes:
+    payload = json.dumps(body_to_payload(cmd.body), separators=(",", ":"))
+    record = {
+        "command_id": cmd.command_id,
+        "aggregate_type": cmd.aggregate_type,
+        "aggregate_id": cmd.aggregate_id,
+        "name": cmd.name,
+        "issued_at": cmd.issued_at,
+        "account": cmd.account,
+        "actor": cmd.actor,
+        "correlation_id": cmd.correlation_id,
+        "causation_id": cmd.causation_id,
+        "payload_json": payload,
+        "reply_to": cmd.reply_to,
+    }
+    return codec.encode(COMMAND_SCHEMA, record)
+
+
+def decode_command(codec: Codec, data: bytes) -> Command:
+    """Raises DecodeError for bytes that are not a valid command (with the reason)."""
+    name, r = codec.decode(data)
+    if name != COMMAND_SCHEMA:
+        raise MalformedMessage(f"expected a command, got a {name} record")
+    try:
+        payload = json.loads(r["payload_json"])
+        if not isinstance(payload, dict):
+            raise InvalidCommand("payload_json", "payload_json must hold a JSON object")
+        body = parse_body(r["name"], payload)
+    except (ValueError, InvalidCommand) as exc:
+        raise MalformedMessage(f"command {r['command_id']}: {exc}") from exc
+    return Command(
+        command_id=r["command_id"],
+        aggregate_type=r["aggregate_type"],
+        aggregate_id=r["aggregate_id"],
+        issued_at=r["issued_at"],
+        account=r["account"],
+        actor=r["actor"],
+        correlation_id=r["correlation_id"],
+        causation_id=r["causation_id"],
+        body=body,
+        reply_to=r["reply_to"],
+    )
+
+
+# -- outcomes -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventPosition:
+    seq: int
+    type: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the decider did with one command: accepted (with its events) or rejected."""
+
+    command_id: str
+    aggregate_type: str
+    aggregate_id: str
+    command: str
+    decided_at: int
+    account: str
+    actor: str
+    accepted: bool
+    duplicate: bool = False
+    reason_code: str | None = None
+    reason: str | None = None
+    field: str | None = None
+    events: tuple[EventPosition, ...] = ()
+    state_json: str | None = None
+    reply_to: str | None = None
+
+    @property
+    def position(self) -> tuple[int, int] | None:
+        """(partition, offset) of the last event, or None when there is none."""
+        if not self.events:
+            return None
+        last = self.events[-1]
+        return last.partition, last.offset
+
+
+def encode_outcome(codec: Codec, outcome: Outcome) -> bytes:
+    record: dict[str, Any] = {
+        name: getattr(outcome, name) for name in Outcome.__dataclass_fields__ if name != "events"
+    }
+    record["events"] = [
+        {"seq": p.seq, "type": p.type, "partition": p.partition, "offset": p.offset}
+        for p in outcome.events
+    ]
+    return codec.encode(OUTCOME_SCHEMA, record)
+
+
+def decode_outcome(codec: Codec, data: bytes) -> Outcome:
+    name, r = codec.decode(data)
+    if name != OUTCOME_SCHEMA:
+        raise MalformedMessage(f"expected an outcome, got a {name} record")
+    r["events"] = tuple(EventPosition(**p) for p in r["events"])
+    return Outcome(**r)

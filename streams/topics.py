@@ -1,0 +1,107 @@
+"""Topic names (with the deployment's prefix) and their creation."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+FOREVER = "-1"
+WEEK_MS = str(7 * 24 * 3600 * 1000)
+
+
+class TopicError(Exception):
+    """Topics could not be created or checked; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The ledger's topics. ``prefix`` lets several ledgers share one broker."""
+
+    prefix: str = ""
+
+    @property
+    def commands(self) -> str:
+        return f"{self.prefix}ledger.commands"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}ledger.events"
+
+    @property
+    def outcomes(self) -> str:
+        return f"{self.prefix}ledger.outcomes"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}ledger.jobs"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}ledger.dlq"
+
+    def retention(self) -> dict[str, str]:
+        """retention.ms per topic: the ledger, its commands and outcomes are kept forever."""
+        return {
+            self.commands: FOREVER,
+            self.events: FOREVER,
+            self.outcomes: FOREVER,
+            self.dlq: FOREVER,
+            self.jobs: WEEK_MS,
+        }
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
+    """Create every topic that is missing. Existing topics are left as they are.
+
+    ``commands``, ``events`` and ``outcomes`` must share a partition count: an
+    aggregate's key puts its commands and its events on the same partition number.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="runledger-admin")
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        cluster = await admin.describe_cluster()
+        replicas = min(3, max(1, len(cluster.get("brokers", []))))
+        new = [
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=replicas,
+                topic_configs={"retention.ms": retention, "min.insync.replicas": "1"},
+            )
+            for name, retention in topics.retention().items()
+            if name not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter won
+                await admin.create_topics(new)
+            log.info("created topics %s", ", ".join(t.name for t in new))
+    except KafkaError as exc:
+        raise TopicError(f"could not create topics on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float = 30.0) -> list[int]:
+    """The partitions of ``topic``, waiting for the metadata of a just-created topic.
+
+    Raises TopicError when the topic does not appear within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        if time.monotonic() > deadline:
+            raise TopicError(f"topic {topic} does not exist: start the stack with `runledger up`")
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
+        await asyncio.sleep(0.2)
