@@ -1,0 +1,40 @@
+"""The Starlette application of a node."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from api.auth import Authenticator
+from api.deps import ApiDeps
+from api.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from api.gateway import CommandPending
+from api.routes import process_commands, process_reads, system
+
+
+async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CommandPending)
+    body = {
+        "command_id": exc.command_id,
+        "status": "accepted",
+        "message": "the command is durable in the ledger; its outcome is not known yet",
+    }
+    return JSONResponse(body, status_code=202, headers={"Ledger-Command-Id": exc.command_id})
+
+
+def create_app(deps: ApiDeps) -> Starlette:
+    """The API over ``deps``; the node owns the lifecycle of everything in it."""
+    app = Starlette(
+        routes=[*system.routes, *process_reads.routes, *process_commands.routes],
+        exception_handlers={
+            ApiError: api_error_handler,
+            CommandPending: pending_handler,
+            HTTPException: http_error_handler,
+            Exception: unexpected_error_handler,
+        },
+    )
+    app.state.deps = deps
+    app.state.auth = Authenticator(deps.reads)
+    return app

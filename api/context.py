@@ -1,0 +1,28 @@
+"""The per-request context: the node's dependencies and the authenticated caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from api.auth import Authenticator, Principal
+from api.deps import ApiDeps
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    deps: ApiDeps
+    principal: Principal
+
+
+def context(request: Request) -> Context:
+    """Authenticate the request (once) and return its context; ApiError 401 if it fails."""
+    found = getattr(request.state, "ctx", None)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
+    auth: Authenticator = request.app.state.auth
+    principal = auth.principal(request.headers.get("authorization"))
+    ctx = Context(deps=request.app.state.deps, principal=principal)
+    request.state.ctx = ctx
+    return ctx

@@ -1,0 +1,68 @@
+"""What the API needs from the node, as protocols: reads, commands, positions, a clock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from streams.domain.commands import Command
+from streams.domain.process import ProcessState
+from streams.serde import Outcome
+
+
+class ReadModel(Protocol):
+    def get_process(self, account: str, process_id: str) -> ProcessState | None: ...
+
+    def list_processes(
+        self,
+        account: str,
+        *,
+        limit: int,
+        offset: int,
+        type: str | None = None,
+        object_id: str | None = None,
+        site: str | None = None,
+        status: str | None = None,
+    ) -> tuple[int, list[ProcessState]]: ...
+
+    def list_events(
+        self, account: str, aggregate_id: str, *, limit: int, offset: int
+    ) -> tuple[int, list[Any]]: ...
+
+    def token_account(self, token_hash: str) -> tuple[str, str] | None: ...
+
+
+class Commands(Protocol):
+    node_id: str
+
+    async def execute(self, cmd: Command, timeout: float) -> Outcome | None: ...
+
+
+class Positions(Protocol):
+    async def wait_for(self, partition: int, offset: int, timeout: float) -> bool: ...
+
+    async def wait_for_end(self, timeout: float) -> bool: ...
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    reads: ReadModel
+    commands: Commands
+    positions: Positions
+    clock: Callable[[], int] = _now_micros
+    new_id: Callable[[], str] = _new_id
+    max_body_bytes: int = 1_048_576
+    command_timeout_s: float = 10.0
+    wait_timeout_s: float = 10.0
+    metrics: Callable[[], dict[str, float]] = field(default=lambda: {})

@@ -1,0 +1,125 @@
+"""Turning an HTTP command into a ledger command, and its outcome into a response."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+
+from api.auth import Principal
+from api.deps import ApiDeps
+from api.errors import REJECTION_STATUS, ApiError
+from api.requests import Wait, wait_of
+from streams.domain.commands import Command, InvalidCommand, parse_body
+from streams.domain.process import ProcessState
+from streams.domain.snapshot import process_from_dict
+from streams.publisher import PublishError
+from streams.serde import Outcome
+
+IDEMPOTENCY_NAMESPACE = uuid.UUID("2b7f4c1a-3d8e-4f60-9a1b-5c6d7e8f9012")
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        )
+    return key
+
+
+def derived_id(principal: Principal, key: str, purpose: str) -> str:
+    """A stable id from an Idempotency-Key: the same key gives the same command."""
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal.account}\n{key}\n{purpose}"))
+
+
+class CommandPending(Exception):
+    """The command is durable but the decider has not answered in time: answer 202."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(command_id)
+        self.command_id = command_id
+
+
+@dataclass(frozen=True)
+class Accepted:
+    outcome: Outcome
+    state: ProcessState | None
+    applied: bool
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Ledger-Command-Id": self.outcome.command_id}
+        position = self.outcome.position
+        if position is not None:
+            headers["Ledger-Position"] = f"{position[0]}:{position[1]}"
+        headers["Ledger-Applied"] = "true" if self.applied else "false"
+        if self.outcome.duplicate:
+            headers["Idempotent-Replayed"] = "true"
+        return headers
+
+
+async def run_command(
+    deps: ApiDeps,
+    request: Request,
+    principal: Principal,
+    name: str,
+    aggregate_id: str,
+    fields: dict[str, Any],
+    *,
+    aggregate_type: str = "process",
+) -> Accepted:
+    """Validate, publish and await one command; ApiError for every way it can fail.
+
+    422 for an unusable field, 404/409 for a rejection by the decider, 503 when Kafka
+    does not acknowledge, 202 when the decider has not answered
+    within the command timeout (CommandPending): the command is durable and will
+    still be decided.
+    """
+    wait: Wait = wait_of(request, deps.wait_timeout_s)
+    try:
+        body = parse_body(name, fields)
+    except InvalidCommand as exc:
+        raise ApiError(422, "invalid_field", exc.message, exc.field) from exc
+    key = idempotency_key(request)
+    command_id = derived_id(principal, key, f"{name} {aggregate_id}") if key else deps.new_id()
+    cmd = Command(
+        command_id=command_id,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        issued_at=deps.clock(),
+        account=principal.account,
+        actor=principal.actor,
+        correlation_id=request.headers.get("x-correlation-id") or command_id,
+        causation_id=command_id,
+        body=body,
+        reply_to=deps.commands.node_id,
+    )
+    try:
+        outcome = await deps.commands.execute(cmd, deps.command_timeout_s)
+    except PublishError as exc:
+        raise ApiError(
+            503, "ledger_unavailable", f"the ledger did not accept the command: {exc}"
+        ) from exc
+    if outcome is None:
+        raise CommandPending(command_id)
+    if not outcome.accepted:
+        status = REJECTION_STATUS.get(outcome.reason_code or "", 409)
+        raise ApiError(
+            status, outcome.reason_code or "rejected", outcome.reason or "", outcome.field
+        )
+    applied = False
+    if wait.enabled and outcome.position is not None:
+        partition, offset = outcome.position
+        applied = await deps.positions.wait_for(partition, offset, wait.timeout)
+    state = None
+    if outcome.state_json is not None and aggregate_type == "process":
+        state = process_from_dict(json.loads(outcome.state_json))
+    return Accepted(outcome=outcome, state=state, applied=applied)

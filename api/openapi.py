@@ -1,0 +1,376 @@
+"""The OpenAPI 3.1 document, built from the route table plus a description per operation.
+
+``openapi_document`` raises KeyError for a route without a description here, and a
+test walks every route, so an endpoint cannot ship undocumented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute, Route
+
+_S = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _S + name}
+
+
+_NULL_STR = {"type": ["string", "null"]}
+_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "properties": {
+            "error": {
+                "type": "object",
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": _NULL_STR,
+                },
+                "required": ["code", "message", "field"],
+            }
+        },
+    },
+    "Process": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "site": _NULL_STR,
+            "type": {"type": "string"},
+            "status": {
+                "enum": ["pending", "running", "waiting_review", "completed", "failed", "cancelled"]
+            },
+            "progress": {"type": "number", "minimum": 0, "maximum": 100},
+            "success": {"type": "boolean"},
+            "exception": _NULL_STR,
+            "object_id": _NULL_STR,
+            "info": {"type": "object"},
+            "info_url": {"type": "null"},
+            "result_summary": {"type": ["object", "null"]},
+            "message": _NULL_STR,
+            "attempt": {"type": "integer"},
+            "created_by": {"type": "string"},
+            "time_created": _TIME,
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "time_updated": _TIME,
+        },
+    },
+    "ProcessCreate": {
+        "type": "object",
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "examples": ["case.generate"]},
+            "site": _NULL_STR,
+            "info": {"type": "object"},
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "order": {"type": "integer"},
+                        "enabled": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    },
+    "RunStatus": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "duration_seconds": {"type": ["number", "null"]},
+        },
+    },
+    "Step": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "order": {"type": "integer"},
+            "enabled": {"type": "boolean"},
+            "status": {"type": "string"},
+        },
+    },
+    "StepRunStatus": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "duration_seconds": {"type": ["number", "null"]},
+            "message": _NULL_STR,
+            "exception": _NULL_STR,
+        },
+    },
+    "Event": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "seq": {"type": "integer"},
+            "type": {"type": "string"},
+            "status": {"type": "string"},
+            "message": _NULL_STR,
+            "created_at": _TIME,
+            "actor": {"type": "string"},
+            "command_id": {"type": "string"},
+            "data": {"type": "object"},
+            "position": {"type": "string", "examples": ["0:1234"]},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "properties": {
+            "command_id": {"type": "string"},
+            "status": {"const": "accepted"},
+            "message": {"type": "string"},
+        },
+    },
+}
+
+
+def _page(item: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "count": {"type": "integer"},
+            "next": _NULL_STR,
+            "previous": _NULL_STR,
+            "results": {"type": "array", "items": _ref(item)},
+        },
+    }
+
+
+def _body(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required or []}
+
+
+_TEXT = {"type": "string"}
+PAGE_PARAMS = ["limit", "offset"]
+WAIT_PARAMS = ["wait", "after"]
+
+# (method, path) -> (summary, request body schema or None, 2xx schema, extra query params)
+OPERATIONS: dict[tuple[str, str], tuple[str, Any, Any, list[str]]] = {
+    ("GET", "/health"): ("Liveness; needs no token.", None, {"type": "object"}, []),
+    ("GET", "/metrics"): ("Counters in Prometheus text format.", None, {"type": "string"}, []),
+    ("GET", "/openapi.json"): ("This document.", None, {"type": "object"}, []),
+    ("GET", "/process"): (
+        "List Processes ordered by time_created.",
+        None,
+        _page("Process"),
+        [*PAGE_PARAMS, "type", "object_id", "site_id", "status", *WAIT_PARAMS],
+    ),
+    ("POST", "/process"): (
+        "Create a Process (status pending).",
+        _ref("ProcessCreate"),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("GET", "/process/{process_id}"): ("Retrieve a Process.", None, _ref("Process"), WAIT_PARAMS),
+    ("DELETE", "/process/{process_id}"): (
+        "Delete a Process; a running one is cancelled first. Its history stays in the ledger.",
+        None,
+        _body({"message": _TEXT}),
+        ["wait"],
+    ),
+    ("GET", "/process/{process_id}/runstatus"): (
+        "Start, finish, duration and status.",
+        None,
+        _ref("RunStatus"),
+        WAIT_PARAMS,
+    ),
+    ("GET", "/process/{process_id}/steps"): (
+        "The steps, in order.",
+        None,
+        _page("Step"),
+        [*PAGE_PARAMS, *WAIT_PARAMS],
+    ),
+    ("GET", "/process/{process_id}/steps/{step_id}/runstatus"): (
+        "A step's run status.",
+        None,
+        _ref("StepRunStatus"),
+        WAIT_PARAMS,
+    ),
+    ("GET", "/process/{process_id}/events"): (
+        "The append-only history, by seq.",
+        None,
+        _page("Event"),
+        [*PAGE_PARAMS, *WAIT_PARAMS],
+    ),
+    ("POST", "/process/{process_id}/start"): (
+        "Mark a pending Process running.",
+        None,
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/cancel"): (
+        "Cancel a pending, running or waiting_review Process.",
+        _body({"reason": _TEXT}),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/retry"): (
+        "Retry a failed Process: back to pending, attempt + 1.",
+        None,
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/approve"): (
+        "Approve a Process waiting for review: completed.",
+        None,
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/review"): (
+        "Worker: the result needs review (waiting_review).",
+        _body({"result_summary": {"type": "object"}}),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/progress"): (
+        "Worker: report progress 0–100.",
+        _body({"progress": {"type": "number"}, "message": _TEXT}, ["progress"]),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/log"): (
+        "Worker: append a log line.",
+        _body(
+            {"message": _TEXT, "level": {"enum": ["debug", "info", "warning", "error"]}},
+            ["message"],
+        ),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/complete"): (
+        "Worker: the Process completed.",
+        _body({"object_id": _TEXT, "result_summary": {"type": "object"}}),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/fail"): (
+        "Worker: the Process failed.",
+        _body({"exception": _TEXT}, ["exception"]),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/steps/{step_id}/start"): (
+        "Worker: a step started.",
+        None,
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/steps/{step_id}/complete"): (
+        "Worker: a step completed.",
+        _body({"message": _TEXT}),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/steps/{step_id}/fail"): (
+        "Worker: a step failed.",
+        _body({"exception": _TEXT}, ["exception"]),
+        _ref("Process"),
+        ["wait"],
+    ),
+    ("POST", "/process/{process_id}/steps/{step_id}/restart"): (
+        "Restart from this step: earlier steps keep their result; this one and later run again.",
+        None,
+        _ref("Process"),
+        ["wait"],
+    ),
+}
+
+PARAMS: dict[str, dict[str, Any]] = {
+    "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}},
+    "offset": {"schema": {"type": "integer", "minimum": 0, "default": 0}},
+    "type": {"schema": {"type": "string"}},
+    "object_id": {"schema": {"type": "string"}},
+    "site_id": {"schema": {"type": "string"}},
+    "status": {"schema": {"type": "string"}},
+    "wait": {
+        "schema": {"type": "boolean"},
+        "description": "Wait until this node has applied the write (read your writes).",
+    },
+    "after": {
+        "schema": {"type": "string"},
+        "description": "PARTITION:OFFSET from a Ledger-Position header; implies wait.",
+    },
+}
+
+_ERRORS = {
+    "400": "Malformed request (query, JSON, Idempotency-Key)",
+    "401": "Missing or unknown token",
+    "404": "No such object for this account",
+    "409": "The command does not fit the current state",
+    "413": "Body too large",
+    "415": "Body is not JSON",
+    "422": "A field is unusable; error.field names it",
+    "503": "Kafka did not acknowledge the command",
+    "504": "The node did not catch up within the wait",
+}
+
+
+def _operation(method: str, path: str) -> dict[str, Any]:
+    summary, body, ok, query = OPERATIONS[(method, path)]
+    public = path in ("/health", "/metrics", "/openapi.json")
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        for p in ("process_id", "step_id")
+        if "{" + p + "}" in path
+    ]
+    params += [{"name": q, "in": "query", **PARAMS[q]} for q in query]
+    if method == "POST":
+        params.append({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}})
+    ok_code = "201" if (method, path) == ("POST", "/process") else "200"
+    responses: dict[str, Any] = {
+        ok_code: {"description": "OK", "content": {"application/json": {"schema": ok}}}
+    }
+    if method in ("POST", "DELETE"):
+        responses["202"] = {
+            "description": "Durable, not yet decided",
+            "content": {"application/json": {"schema": _ref("Accepted")}},
+        }
+    if not public:
+        for code, text in _ERRORS.items():
+            responses[code] = {
+                "description": text,
+                "content": {"application/json": {"schema": _ref("Error")}},
+            }
+    op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"content": {"application/json": {"schema": body}}}
+    op["security"] = [] if public else [{"token": []}]
+    return op
+
+
+def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
+    """The OpenAPI document of ``routes``; KeyError names an undocumented route."""
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        if not isinstance(route, Route) or route.methods is None:
+            continue
+        for method in sorted(route.methods - {"HEAD"}):
+            paths.setdefault(route.path, {})[method.lower()] = _operation(method, route.path)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "runledger", "version": "1", "description": "See docs/api.md."},
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "Authorization"}
+            },
+        },
+    }

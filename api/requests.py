@@ -1,0 +1,129 @@
+"""Reading a request: the JSON body, pagination, and read-your-writes options."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import URL
+from starlette.requests import Request
+
+from api.errors import ApiError
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 1000
+MAX_WAIT_S = 60.0
+
+
+async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request's JSON object; {} for an empty body.
+
+    Raises ApiError 413 (too large), 415 (not JSON), 400 (malformed, or not an object).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        )
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name} must be a whole number", name) from None
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_query", f"{name} must be between {low} and {high}", name)
+    return value
+
+
+def page_of(request: Request) -> Page:
+    return Page(
+        limit=_int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=_int_param(request, "offset", 0, 0, 10**12),
+    )
+
+
+def page_json(request: Request, page: Page, count: int, results: list[Any]) -> dict[str, Any]:
+    """The paginated shape: ``count``, ``next``, ``previous`` (absolute URLs), ``results``."""
+    url: URL = request.url
+    nxt = None
+    if page.offset + page.limit < count:
+        nxt = str(url.include_query_params(limit=page.limit, offset=page.offset + page.limit))
+    prev = None
+    if page.offset > 0:
+        back = max(0, min(page.offset - page.limit, count - page.limit))
+        prev = str(url.include_query_params(limit=page.limit, offset=back))
+    return {"count": count, "next": nxt, "previous": prev, "results": results}
+
+
+_PREFER_WAIT = re.compile(r"(?:^|[;,])\s*wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_POSITION = re.compile(r"^(\d+):(\d+)$")
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Read-your-writes: whether to wait for the node's projection, and for how long.
+
+    ``?wait=true`` (or ``Prefer: wait=N``, N seconds) waits; ``?after=P:O`` names the
+    position to wait for (a command's ``Ledger-Position``); without it a read waits
+    for everything in the ledger when the request arrived.
+    """
+
+    enabled: bool
+    timeout: float
+    after: tuple[int, int] | None = None
+
+
+def wait_of(request: Request, default_timeout: float) -> Wait:
+    raw = request.query_params.get("wait", "").lower()
+    if raw not in ("", "true", "false", "1", "0"):
+        raise ApiError(400, "invalid_query", "wait must be true or false", "wait")
+    enabled = raw in ("true", "1")
+    timeout = default_timeout
+    prefer = _PREFER_WAIT.search(request.headers.get("prefer", ""))
+    if prefer is not None:
+        enabled = True
+        timeout = min(float(prefer.group(1)), MAX_WAIT_S)
+    after = None
+    raw_after = request.query_params.get("after")
+    if raw_after:
+        match = _POSITION.match(raw_after)
+        if match is None:
+            raise ApiError(400, "invalid_query", "after must be PARTITION:OFFSET", "after")
+        after = (int(match.group(1)), int(match.group(2)))
+        enabled = True
+    return Wait(enabled=enabled, timeout=timeout, after=after)

@@ -1,0 +1,96 @@
+"""Commands on Processes: create, control (cancel, retry, restart, delete, approve)
+and the worker-facing reports (progress, log, steps, complete, fail).
+
+Each answers with the Process as the decider left it, and headers that say where the
+events landed (``Ledger-Position``) so a later read can wait for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.context import context
+from api.errors import ApiError
+from api.gateway import Accepted, derived_id, idempotency_key, run_command
+from api.representations import process_json
+from api.requests import json_body
+
+
+def _respond(accepted: Accepted, status: int = 200) -> JSONResponse:
+    if accepted.state is None:  # not expected for process commands; be explicit anyway
+        raise ApiError(500, "internal", "the decider returned no state for this command")
+    return JSONResponse(process_json(accepted.state), status, headers=accepted.headers())
+
+
+async def create_process(request: Request) -> Response:
+    ctx = context(request)
+    fields = await json_body(request, ctx.deps.max_body_bytes)
+    if "id" in fields:
+        raise ApiError(422, "invalid_field", "id is assigned by the server", "id")
+    key = idempotency_key(request)
+    process_id = derived_id(ctx.principal, key, "process") if key else ctx.deps.new_id()
+    accepted = await run_command(
+        ctx.deps, request, ctx.principal, "process.create", process_id, fields
+    )
+    headers_location = {"Location": f"/process/{process_id}"}
+    response = _respond(accepted, 201)
+    response.headers.update(headers_location)
+    return response
+
+
+def _command(
+    name: str, *, with_body: bool = True, step: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """A handler that sends command ``name`` for the Process (and step) in the path."""
+
+    async def handler(request: Request) -> Response:
+        ctx = context(request)
+        fields: dict[str, Any] = {}
+        if with_body:
+            fields = await json_body(request, ctx.deps.max_body_bytes)
+        else:
+            await json_body(request, ctx.deps.max_body_bytes)  # size/type checks only
+        if step:
+            fields["step_id"] = request.path_params["step_id"]
+        process_id = request.path_params["process_id"]
+        accepted = await run_command(ctx.deps, request, ctx.principal, name, process_id, fields)
+        return _respond(accepted)
+
+    handler.__name__ = name.replace(".", "_")
+    return handler
+
+
+async def delete_process(request: Request) -> Response:
+    ctx = context(request)
+    process_id = request.path_params["process_id"]
+    accepted = await run_command(ctx.deps, request, ctx.principal, "process.delete", process_id, {})
+    return JSONResponse({"message": "process deleted successfully"}, headers=accepted.headers())
+
+
+P = "/process/{process_id}"
+S = P + "/steps/{step_id}"
+
+routes = [
+    Route("/process", create_process, methods=["POST"]),
+    Route(P, delete_process, methods=["DELETE"]),
+    Route(P + "/start", _command("process.start", with_body=False), methods=["POST"]),
+    Route(P + "/cancel", _command("process.cancel"), methods=["POST"]),
+    Route(P + "/retry", _command("process.retry", with_body=False), methods=["POST"]),
+    Route(P + "/approve", _command("process.approve", with_body=False), methods=["POST"]),
+    Route(P + "/review", _command("process.waiting_review"), methods=["POST"]),
+    Route(P + "/progress", _command("process.progress"), methods=["POST"]),
+    Route(P + "/log", _command("process.log"), methods=["POST"]),
+    Route(P + "/complete", _command("process.complete"), methods=["POST"]),
+    Route(P + "/fail", _command("process.fail"), methods=["POST"]),
+    Route(S + "/start", _command("process.step_start", step=True), methods=["POST"]),
+    Route(S + "/complete", _command("process.step_complete", step=True), methods=["POST"]),
+    Route(S + "/fail", _command("process.step_fail", step=True), methods=["POST"]),
+    Route(
+        S + "/restart", _command("process.restart", with_body=False, step=True), methods=["POST"]
+    ),
+]

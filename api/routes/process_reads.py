@@ -1,0 +1,143 @@
+"""Reads of Processes: one, many, run status, steps, a step's run status, events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from api.context import context
+from api.errors import ApiError
+from api.representations import (
+    iso,
+    process_json,
+    runstatus_json,
+    step_json,
+    step_runstatus_json,
+)
+from api.requests import page_json, page_of, wait_of
+from streams.domain.process import STATUSES, ProcessState
+
+
+async def _sync(request: Request) -> None:
+    """Honour ``?wait``/``Prefer: wait``/``?after`` before reading (read your writes)."""
+    ctx = context(request)
+    wait = wait_of(request, ctx.deps.wait_timeout_s)
+    if not wait.enabled:
+        return
+    if wait.after is not None:
+        done = await ctx.deps.positions.wait_for(*wait.after, wait.timeout)
+    else:
+        done = await ctx.deps.positions.wait_for_end(wait.timeout)
+    if not done:
+        raise ApiError(
+            504, "wait_timeout", f"the node did not catch up within {wait.timeout:g} seconds"
+        )
+
+
+async def load_process(request: Request) -> ProcessState:
+    """The Process named in the path, for the caller's account; 404 otherwise."""
+    ctx = context(request)
+    process_id = request.path_params["process_id"]
+    state = await run_in_threadpool(ctx.deps.reads.get_process, ctx.principal.account, process_id)
+    if state is None:
+        raise ApiError(404, "not_found", f"process {process_id} not found")
+    return state
+
+
+async def get_process(request: Request) -> JSONResponse:
+    await _sync(request)
+    return JSONResponse(process_json(await load_process(request)))
+
+
+def _filter(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    return value if value else None
+
+
+async def list_processes(request: Request) -> JSONResponse:
+    ctx = context(request)
+    page = page_of(request)
+    status = _filter(request, "status")
+    if status is not None and status not in STATUSES:
+        raise ApiError(
+            400, "invalid_query", f"status must be one of {', '.join(STATUSES)}", "status"
+        )
+    await _sync(request)
+    count, rows = await run_in_threadpool(
+        lambda: ctx.deps.reads.list_processes(
+            ctx.principal.account,
+            limit=page.limit,
+            offset=page.offset,
+            type=_filter(request, "type"),
+            object_id=_filter(request, "object_id"),
+            site=_filter(request, "site_id") or _filter(request, "site"),
+            status=status,
+        )
+    )
+    return JSONResponse(page_json(request, page, count, [process_json(p) for p in rows]))
+
+
+async def runstatus(request: Request) -> JSONResponse:
+    await _sync(request)
+    return JSONResponse(runstatus_json(await load_process(request)))
+
+
+async def steps(request: Request) -> JSONResponse:
+    await _sync(request)
+    state = await load_process(request)
+    page = page_of(request)
+    ordered = sorted(state.steps, key=lambda s: (s.order, s.step_id))
+    chosen = ordered[page.offset : page.offset + page.limit]
+    return JSONResponse(page_json(request, page, len(ordered), [step_json(s) for s in chosen]))
+
+
+async def step_runstatus(request: Request) -> JSONResponse:
+    await _sync(request)
+    state = await load_process(request)
+    step_id = request.path_params["step_id"]
+    step = state.step(step_id)
+    if step is None:
+        raise ApiError(404, "not_found", f"process {state.id} has no step {step_id}", "step_id")
+    return JSONResponse(step_runstatus_json(step))
+
+
+def event_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.event_id,
+        "seq": row.seq,
+        "type": row.type,
+        "status": row.status,
+        "message": row.message,
+        "created_at": iso(row.occurred_at),
+        "actor": row.actor,
+        "command_id": row.command_id,
+        "data": row.data,
+        "position": f"{row.partition}:{row.offset}",
+    }
+
+
+async def events(request: Request) -> JSONResponse:
+    ctx = context(request)
+    page = page_of(request)
+    await _sync(request)
+    state = await load_process(request)
+    count, rows = await run_in_threadpool(
+        lambda: ctx.deps.reads.list_events(
+            ctx.principal.account, state.id, limit=page.limit, offset=page.offset
+        )
+    )
+    return JSONResponse(page_json(request, page, count, [event_json(r) for r in rows]))
+
+
+routes = [
+    Route("/process", list_processes, methods=["GET"]),
+    Route("/process/{process_id}", get_process, methods=["GET"]),
+    Route("/process/{process_id}/runstatus", runstatus, methods=["GET"]),
+    Route("/process/{process_id}/steps", steps, methods=["GET"]),
+    Route("/process/{process_id}/steps/{step_id}/runstatus", step_runstatus, methods=["GET"]),
+    Route("/process/{process_id}/events", events, methods=["GET"]),
+]
