@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Make a checkout ready to run and test: .venv with the project and its dev tools, and the
+# Kafka broker's jars in the cache. Idempotent and quiet: one line per step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+command -v java >/dev/null 2>&1 \
+  || die "java is not on PATH; the local Kafka broker needs Java 17+ (apt-get install openjdk-17-jre-headless)"
+command -v mvn >/dev/null 2>&1 \
+  || die "mvn is not on PATH; it fetches the Kafka broker's jars once (apt-get install maven)"
+
+if [ -x .venv/bin/python ]; then
+  say ".venv exists ($(.venv/bin/python --version 2>&1)), kept"
+else
+  python=""
+  for candidate in python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 \
+      && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      python=$candidate
+      break
+    fi
+  done
+  [ -n "$python" ] || die "no Python 3.11 or later found (looked for python3.11, python3)"
+  "$python" -m venv .venv || die "could not create .venv with $python (apt-get install python3-venv?)"
+  say "created .venv with $("$python" --version 2>&1)"
+fi
+
+marker=.venv/.runledger-pyproject.sha256
+wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ -f "$marker" ] && [ "$(cat "$marker")" = "$wanted" ]; then
+  say "dependencies match pyproject.toml, pip install skipped"
+else
+  log=$(mktemp)
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+      -e '.[dev]' >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    rm -f "$log"
+    die "pip install -e '.[dev]' failed (output above)"
+  fi
+  rm -f "$log"
+  echo "$wanted" >"$marker"
+  say "installed runledger and its dev dependencies into .venv"
+fi
+
+.venv/bin/python - <<'PY' || die "fetching the Kafka jars failed (message above)"
+import sys
+
+from runledger.broker import BrokerError, fetch_jars, jars_cached
+from runledger.settings import Settings
+
+settings = Settings.from_env()
+cached = jars_cached(settings.cache_dir, settings.kafka_version)
+try:
+    libs = fetch_jars(settings.cache_dir, settings.kafka_version)
+except BrokerError as exc:
+    sys.exit(f"setup: error: {exc}")
+verb = "already cached in" if cached else "fetched with Maven into"
+print(f"setup: Kafka {settings.kafka_version} jars {verb} {libs}")
+PY
