@@ -62,8 +62,10 @@ class Codec:
         Raises DecodeError for bytes that are not single-object encoded Avro and
         UnknownSchemaError for a fingerprint that no released schema has.
         """
-        if len(data) < HEADER_LEN or data[:2] != MAGIC:
+        if data[:2] != MAGIC:
             raise DecodeError("not Avro single-object encoding: missing the C3 01 marker")
+        if len(data) < HEADER_LEN:
+            raise DecodeError(f"truncated header: {len(data)} bytes, need {HEADER_LEN}")
         fingerprint = int.from_bytes(data[2:HEADER_LEN], "little")
         found = self._readers.get(fingerprint)
         if found is None:

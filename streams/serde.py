@@ -111,7 +111,7 @@ def decode_command(codec: Codec, data: bytes) -> Command:
         if not isinstance(payload, dict):
             raise InvalidCommand("payload_json", "payload_json must hold a JSON object")
         body = parse_body(r["name"], payload)
-    except (ValueError, InvalidCommand) as exc:
+    except (ValueError, RecursionError) as exc:  # InvalidCommand is a ValueError
         raise MalformedMessage(f"command {r['command_id']}: {exc}") from exc
     return Command(
         command_id=r["command_id"],

@@ -65,7 +65,7 @@ def decide(state: AccountState | None, cmd: c.Command) -> list[e.Event]:
     seq = (state.seq if state is not None else 0) + 1
     return [
         e.Event(
-            event_id=e.event_id_for(f"{AGGREGATE}:{cmd.aggregate_id}", seq),
+            event_id=e.event_id_for(AGGREGATE, cmd.aggregate_id, seq),
             aggregate_type=AGGREGATE,
             aggregate_id=cmd.aggregate_id,
             seq=seq,

@@ -19,6 +19,7 @@ MAX_TEXT = 10_000
 MAX_ID = 200
 MAX_STEPS = 500
 MAX_JSON = 256_000
+AVRO_INT_MAX = 2**31 - 1  # step order is an Avro ``int``: other languages read 32 bits
 
 
 class InvalidCommand(ValueError):
@@ -171,6 +172,15 @@ class Command:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+def _utf8(value: str) -> bool:
+    """Whether Avro (UTF-8) can carry ``value``: JSON allows lone surrogates like "\\ud800"."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = MAX_TEXT) -> Any:
     value = data.get(key)
     if value is None:
@@ -179,6 +189,8 @@ def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = MAX
         return None
     if not isinstance(value, str):
         raise InvalidCommand(key, f"{key} must be a string")
+    if not _utf8(value):
+        raise InvalidCommand(key, f"{key} is not valid Unicode text (lone surrogate)")
     if required and not value.strip():
         raise InvalidCommand(key, f"{key} must not be empty")
     if len(value) > limit:
@@ -194,11 +206,14 @@ def _json_text(data: Mapping[str, Any], key: str, *, default: str | None) -> str
     if isinstance(value, str):  # already encoded (a decoded command payload)
         try:
             value = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise InvalidCommand(key, f"{key} is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidCommand(key, f"{key} must be a JSON object")
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:  # NaN, Infinity, too deep
+        raise InvalidCommand(key, f"{key} is not plain JSON: {exc}") from exc
     if len(text) > MAX_JSON:
         raise InvalidCommand(key, f"{key} is larger than {MAX_JSON} bytes")
     return text
@@ -219,20 +234,27 @@ def _steps(data: Mapping[str, Any]) -> tuple[StepDefinition, ...]:
         if not isinstance(item, dict):
             raise InvalidCommand(where, f"{where} must be an object")
         step_id = item.get("id", item.get("step_id"))
-        if not isinstance(step_id, str) or not step_id.strip() or len(step_id) > MAX_ID:
+        if (
+            not isinstance(step_id, str)
+            or not step_id.strip()
+            or len(step_id) > MAX_ID
+            or not _utf8(step_id)
+        ):
             raise InvalidCommand(f"{where}.id", f"{where}.id must be a non-empty string")
         if step_id in seen:
             raise InvalidCommand(f"{where}.id", f"step id {step_id!r} appears twice")
         seen.add(step_id)
         name = item.get("name", step_id)
-        if not isinstance(name, str) or len(name) > MAX_TEXT:
+        if not isinstance(name, str) or len(name) > MAX_TEXT or not _utf8(name):
             raise InvalidCommand(f"{where}.name", f"{where}.name must be a string")
         enabled = item.get("enabled", True)
         if not isinstance(enabled, bool):
             raise InvalidCommand(f"{where}.enabled", f"{where}.enabled must be true or false")
         order = item.get("order", i + 1)
-        if not isinstance(order, int) or isinstance(order, bool):
-            raise InvalidCommand(f"{where}.order", f"{where}.order must be a whole number")
+        if not isinstance(order, int) or isinstance(order, bool) or abs(order) > AVRO_INT_MAX:
+            raise InvalidCommand(
+                f"{where}.order", f"{where}.order must be a whole number within ±{AVRO_INT_MAX}"
+            )
         steps.append(StepDefinition(step_id=step_id, name=name, order=order, enabled=enabled))
     return tuple(sorted(steps, key=lambda s: (s.order, s.step_id)))
 
@@ -243,7 +265,8 @@ def _progress(data: Mapping[str, Any]) -> float:
         raise InvalidCommand("progress", "progress is required")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidCommand("progress", "progress must be a number")
-    if not math.isfinite(value) or not 0 <= value <= 100:
+    # Range first: math.isfinite converts to float, which overflows on a huge int.
+    if not 0 <= value <= 100 or not math.isfinite(value):
         raise InvalidCommand("progress", "progress must be between 0 and 100")
     return float(value)
 

@@ -10,14 +10,14 @@ import uuid
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-# Fixed namespace: an event's id is uuid5(namespace, "<aggregate_id>/<seq>"), so a
-# re-processed command yields byte-identical events that downstream dedup recognises.
+# Fixed namespace: an event's id is uuid5(namespace, "<type>:<aggregate_id>/<seq>"), so
+# a re-processed command yields byte-identical events that downstream dedup recognises.
 EVENT_NAMESPACE = uuid.UUID("6f1c9d3e-8a52-4bb1-9d7e-2f0c5a1e7b44")
 
 
-def event_id_for(aggregate_id: str, seq: int) -> str:
-    """The deterministic id of event ``seq`` of an aggregate."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{aggregate_id}/{seq}"))
+def event_id_for(aggregate_type: str, aggregate_id: str, seq: int) -> str:
+    """The deterministic id of event ``seq`` of an aggregate (ids differ across types)."""
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{aggregate_type}:{aggregate_id}/{seq}"))
 
 
 @dataclass(frozen=True, slots=True)

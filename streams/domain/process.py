@@ -88,8 +88,9 @@ def _with_step(state: ProcessState, step_id: str, **changes: object) -> tuple[St
     return tuple(steps)
 
 
-def _steps_where(steps: tuple[StepState, ...], status: str, **changes: object) -> tuple:
-    return tuple(replace(s, **changes) if s.status == status else s for s in steps)  # type: ignore[arg-type]
+def _steps_where(steps: tuple[StepState, ...], current: str, **changes: object) -> tuple:
+    # ``current``, not ``status``: callers pass ``status=`` among the changes.
+    return tuple(replace(s, **changes) if s.status == current else s for s in steps)  # type: ignore[arg-type]
 
 
 def _reset(step: StepState) -> StepState:
@@ -210,7 +211,7 @@ def _events(state: ProcessState | None, cmd: c.Command, *payloads: e.Payload) ->
         seq += 1
         out.append(
             e.Event(
-                event_id=e.event_id_for(cmd.aggregate_id, seq),
+                event_id=e.event_id_for(AGGREGATE, cmd.aggregate_id, seq),
                 aggregate_type=AGGREGATE,
                 aggregate_id=cmd.aggregate_id,
                 seq=seq,
