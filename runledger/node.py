@@ -1,0 +1,101 @@
+"""A node: the projector and the HTTP API in one process, over one DuckDB file.
+
+DuckDB allows one read-write process per file, so the API reads through cursors of
+the projector's own database. Read capacity grows by adding nodes, each with its own
+file and its own projector over every partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import asdict
+
+import uvicorn
+
+from api import ApiDeps, create_app
+from projections.projector import Projector
+from projections.queries import Queries
+from projections.store import Store
+from runledger.services import stop_on_signals
+from runledger.settings import Settings
+from schemas import default_codec
+from streams.bus import CommandBus
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger("runledger.node")
+
+DB_FILE = "node.duckdb"
+
+
+class NodePositions:
+    """Read-your-writes over the projector's watermark."""
+
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def wait_for(self, partition: int, offset: int, timeout: float) -> bool:
+        return await self._projector.wait_for(partition, offset, timeout)
+
+    async def wait_for_end(self, timeout: float) -> bool:
+        return await self._projector.catch_up(timeout)
+
+
+def _metrics(projector: Projector) -> dict[str, float]:
+    return {f"projector_{k}": float(v) for k, v in asdict(projector.stats).items()}
+
+
+async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Serve until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
+    if stop is None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+    topics = Topics(settings.topic_prefix)
+    codec = default_codec()
+    await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.data_dir / DB_FILE).open()
+    projector = Projector(store, bootstrap=settings.kafka_bootstrap, topics=topics, codec=codec)
+    bus = CommandBus(settings.kafka_bootstrap, topics, codec)
+    await bus.start()
+    deps = ApiDeps(
+        reads=Queries(store),
+        commands=bus,
+        positions=NodePositions(projector),
+        max_body_bytes=settings.max_body_bytes,
+        command_timeout_s=settings.command_timeout_s,
+        wait_timeout_s=settings.wait_timeout_s,
+        metrics=lambda: _metrics(projector),
+    )
+    config = uvicorn.Config(
+        create_app(deps),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    projecting = asyncio.create_task(projector.run(), name="projector")
+    serving = asyncio.create_task(server.serve(), name="api")
+    log.info("node serving on http://%s:%d from %s", settings.host, settings.port, store.path)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {projecting, serving, stopped}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task is not stopped and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        server.should_exit = True
+        await projector.stop()
+        for task in (serving, projecting):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+        stopped.cancel()
+        await bus.stop()
+        store.close()
+        log.info("node stopped")

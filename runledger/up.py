@@ -1,0 +1,151 @@
+"""``runledger up``: a whole stack on one machine, with its own Kafka broker.
+
+Starts (or finds) the broker, creates the topics, starts the decider and a node as
+child processes, makes sure account ``default`` has a token, writes ``stack.json``,
+and stops everything it started on Ctrl-C or SIGTERM. A second ``up`` on the same
+data dir resumes: the broker keeps its log, the node its DuckDB file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from runledger.broker import BrokerHandle, start_broker
+from runledger.settings import Settings
+from runledger.stackfile import StackFile
+from runledger.tokens import issue_token
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger("runledger.up")
+
+RESTART_DELAY_S = 2.0
+
+
+class Child:
+    """A supervised child process: restarted when it dies, stopped on shutdown."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+        log.info("started %s (pid %d), log in %s", self.name, self.proc.pid, self.log_path)
+
+    def check(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            self.restarts += 1
+            log.warning(
+                "%s exited with %s; restarting (see %s)",
+                self.name,
+                self.proc.returncode,
+                self.log_path,
+            )
+            time.sleep(RESTART_DELAY_S)
+            self.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        log.info("stopped %s", self.name)
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the node did not answer on {url} within {timeout:.0f} s")
+
+
+def run_up(settings: Settings) -> int:
+    """Run the stack until a signal; the exit status of the command."""
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    stopping = False
+
+    def _stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+    previous = StackFile.read_optional(data_dir)
+    print(f"runledger: starting in {data_dir}", flush=True)
+    broker: BrokerHandle = start_broker(settings, data_dir / "kafka")
+    children: list[Child] = []
+    try:
+        settings = replace(settings, kafka_bootstrap=broker.bootstrap, data_dir=data_dir)
+        topics = Topics(settings.topic_prefix)
+        asyncio.run(ensure_topics(settings.kafka_bootstrap, topics, settings.partitions))
+        env = {
+            **os.environ,
+            "RUNLEDGER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+            "RUNLEDGER_TOPIC_PREFIX": settings.topic_prefix,
+            "RUNLEDGER_DATA_DIR": str(data_dir),
+        }
+        exe = [sys.executable, "-m", "runledger"]
+        children = [
+            Child("decider", [*exe, "decider"], env, data_dir / "logs" / "decider.log"),
+            Child(
+                "node",
+                [*exe, "node", "--port", str(settings.port), "--host", settings.host],
+                env,
+                data_dir / "logs" / "node.log",
+            ),
+        ]
+        for child in children:
+            child.start()
+        api_url = f"http://{settings.host}:{settings.port}"
+        _wait_http(api_url, 60)
+        token = previous.token if previous and previous.token else ""
+        if not token:
+            token = asyncio.run(issue_token(settings, "default", "default"))
+        StackFile(
+            api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid()
+        ).write(data_dir)
+        print(f"runledger: API on {api_url}", flush=True)
+        print(f"runledger: token for account 'default': {token}", flush=True)
+        print(
+            f"runledger: stack file {data_dir / 'stack.json'}; Ctrl-C stops everything", flush=True
+        )
+        while not stopping:
+            for child in children:
+                child.check()
+            time.sleep(0.5)
+        print("runledger: stopping", flush=True)
+        return 0
+    finally:
+        for child in reversed(children):
+            child.stop()
+        broker.stop()
