@@ -28,7 +28,13 @@ async def run_decider(settings: Settings) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     task = asyncio.create_task(decider.run())
-    await stop.wait()
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if task.done():
+        log.info("the decider stopped by itself")
+        task.result()
+        return
     log.info("stopping the decider")
     decider.stop()
     try:

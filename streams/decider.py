@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ProducerFenced
 from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
@@ -110,6 +111,12 @@ class Decider:
                 await self._loop()
             except asyncio.CancelledError:
                 raise
+            except ProducerFenced:
+                # A newer decider started with our transactional id: it owns the ledger
+                # now. Retrying would fence it in turn, and the two would take turns.
+                log.error("another decider took over (this one was fenced); stopping")
+                self._stopping.set()
+                break
             except Exception:
                 if self._stopping.is_set():
                     break
