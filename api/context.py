@@ -18,9 +18,9 @@ class Context:
 
 def context(request: Request) -> Context:
     """Authenticate the request (once) and return its context; ApiError 401 if it fails."""
-    found = getattr(request.state, "ctx", None)
+    found: Context | None = getattr(request.state, "ctx", None)
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return found
     auth: Authenticator = request.app.state.auth
     principal = auth.principal(request.headers.get("authorization"))
     ctx = Context(deps=request.app.state.deps, principal=principal)

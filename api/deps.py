@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from api.process_cache import ProcessCache
 from streams.domain.commands import Command
 from streams.domain.process import ProcessState
 from streams.serde import Outcome
+
+
+class PageOf(Protocol):
+    """A page of a listing: unpacks as ``count, items``."""
+
+    def __iter__(self) -> Iterator[Any]: ...
 
 
 class ReadModel(Protocol):
@@ -26,11 +33,11 @@ class ReadModel(Protocol):
         object_id: str | None = None,
         site: str | None = None,
         status: str | None = None,
-    ) -> tuple[int, list[ProcessState]]: ...
+    ) -> PageOf: ...
 
     def list_events(
         self, account: str, aggregate_id: str, *, limit: int, offset: int
-    ) -> tuple[int, list[Any]]: ...
+    ) -> PageOf: ...
 
     def token_account(self, token_hash: str) -> tuple[str, str] | None: ...
 
@@ -66,3 +73,5 @@ class ApiDeps:
     command_timeout_s: float = 10.0
     wait_timeout_s: float = 10.0
     metrics: Callable[[], dict[str, float]] = field(default=lambda: {})
+    # Committed Process states for reads by id; None reads the store every time.
+    process_cache: ProcessCache | None = None

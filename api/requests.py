@@ -44,7 +44,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
         )
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep to parse
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
@@ -109,6 +109,8 @@ class Wait:
 
 
 def wait_of(request: Request, default_timeout: float) -> Wait:
+    if not request.scope.get("query_string") and "prefer" not in request.headers:
+        return Wait(enabled=False, timeout=default_timeout)  # the common case, parsed for free
     raw = request.query_params.get("wait", "").lower()
     if raw not in ("", "true", "false", "1", "0"):
         raise ApiError(400, "invalid_query", "wait must be true or false", "wait")

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict
 
 import uvicorn
 
 from api import ApiDeps, create_app
+from api.process_cache import ProcessCache
 from projections.projector import Projector
 from projections.queries import Queries
 from projections.store import Store
@@ -27,6 +29,14 @@ from streams.topics import Topics, ensure_topics
 log = logging.getLogger("runledger.node")
 
 DB_FILE = "node.duckdb"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the node stops on its ``stop`` event."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 class NodePositions:
@@ -43,7 +53,9 @@ class NodePositions:
 
 
 def _metrics(projector: Projector) -> dict[str, float]:
-    return {f"projector_{k}": float(v) for k, v in asdict(projector.stats).items()}
+    # last_batch_at is None until the first batch: leave it out rather than fail.
+    stats = asdict(projector.stats)
+    return {f"projector_{k}": float(v) for k, v in stats.items() if v is not None}
 
 
 async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -59,6 +71,8 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     projector = Projector(store, bootstrap=settings.kafka_bootstrap, topics=topics, codec=codec)
     bus = CommandBus(settings.kafka_bootstrap, topics, codec)
     await bus.start()
+    cache = ProcessCache()
+    projector.listeners.append(cache.forget)  # on the loop, right after each commit
     deps = ApiDeps(
         reads=Queries(store),
         commands=bus,
@@ -67,6 +81,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         command_timeout_s=settings.command_timeout_s,
         wait_timeout_s=settings.wait_timeout_s,
         metrics=lambda: _metrics(projector),
+        process_cache=cache,
     )
     config = uvicorn.Config(
         create_app(deps),
@@ -76,8 +91,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         lifespan="off",
         access_log=False,
     )
-    server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server = _Server(config)
     projecting = asyncio.create_task(projector.run(), name="projector")
     serving = asyncio.create_task(server.serve(), name="api")
     log.info("node serving on http://%s:%d from %s", settings.host, settings.port, store.path)

@@ -18,6 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
+
 from runledger.broker import BrokerHandle, start_broker
 from runledger.settings import Settings
 from runledger.stackfile import StackFile
@@ -73,18 +75,19 @@ class Child:
         log.info("stopped %s", self.name)
 
 
-def _wait_http(url: str, timeout: float) -> None:
-    import httpx
-
+def _wait_http(url: str, timeout: float, token: str = "") -> None:
+    """Until ``url`` answers 200 (with ``token``: until the node knows the token)."""
+    path = "/process?limit=1" if token else "/health"
+    headers = {"Authorization": token} if token else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+            if httpx.get(url + path, headers=headers, timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the node did not answer on {url} within {timeout:.0f} s")
+    raise RuntimeError(f"the node did not answer on {url}{path} within {timeout:.0f} s")
 
 
 def run_up(settings: Settings) -> int:
@@ -131,6 +134,7 @@ def run_up(settings: Settings) -> int:
         token = previous.token if previous and previous.token else ""
         if not token:
             token = asyncio.run(issue_token(settings, "default", "default"))
+        _wait_http(api_url, 60, token)
         StackFile(
             api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid()
         ).write(data_dir)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,5 +129,5 @@ class Registry:
     def versions(self, name: str) -> list[Schema]:
         return [s for (n, _), s in sorted(self._all.items()) if n == name]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Schema]:
         return iter(self._all.values())

@@ -5,6 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 .venv/bin/ruff check . || exit $?
+.venv/bin/mypy || exit $?
 
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 code=$?

@@ -35,7 +35,7 @@ class CommandBus:
         self._reply = self.node_id.encode()
         self._publisher = Publisher(bootstrap, client_id=self.node_id)
         self._consumer: AIOKafkaConsumer | None = None
-        self._waiting: dict[str, asyncio.Future[serde.Outcome]] = {}
+        self._waiting: dict[str, asyncio.Future[serde.Outcome | None]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -79,15 +79,19 @@ class CommandBus:
         The command's ``reply_to`` must be this bus's ``node_id``. Raises PublishError
         when Kafka does not acknowledge the command: then nothing was accepted.
         """
-        future: asyncio.Future[serde.Outcome] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[serde.Outcome | None] = loop.create_future()
         previous = self._waiting.get(cmd.command_id)
         self._waiting[cmd.command_id] = future
+        timer: asyncio.TimerHandle | None = None
         try:
             await self.publish(cmd)
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return None
+            # A timer that answers None, rather than asyncio.wait_for: no task per command.
+            timer = loop.call_later(timeout, _no_outcome, future)
+            return await future
         finally:
+            if timer is not None:
+                timer.cancel()
             if self._waiting.get(cmd.command_id) is future:
                 if previous is not None and not previous.done():
                     self._waiting[cmd.command_id] = previous
@@ -117,6 +121,11 @@ class CommandBus:
                     future = self._waiting.get(outcome.command_id)
                     if future is not None and not future.done():
                         future.set_result(outcome)
+
+
+def _no_outcome(future: asyncio.Future[serde.Outcome | None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _for_me(headers: object, reply: bytes) -> bool:

@@ -7,7 +7,7 @@ events, outcomes and its consumed offsets atomically.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -73,7 +73,7 @@ class Publisher:
         return meta.partition, meta.offset
 
     @asynccontextmanager
-    async def transaction(self):  # type: ignore[no-untyped-def]
+    async def transaction(self) -> AsyncIterator[Publisher]:
         """Everything sent inside commits together, or is aborted on an exception."""
         async with self._producer.transaction():
             yield self
@@ -82,4 +82,4 @@ class Publisher:
         await self._producer.send_offsets_to_transaction(offsets, group_id)
 
     async def partitions_for(self, topic: str) -> set[int]:
-        return await self._producer.partitions_for(topic)  # type: ignore[no-any-return]
+        return set(await self._producer.partitions_for(topic))

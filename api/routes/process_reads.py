@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.context import context
@@ -39,18 +40,43 @@ async def _sync(request: Request) -> None:
 
 
 async def load_process(request: Request) -> ProcessState:
-    """The Process named in the path, for the caller's account; 404 otherwise."""
+    """The Process named in the path, for the caller's account; 404 otherwise.
+
+    Served from the node's cache of committed states when it has it (no thread hop, no
+    query); otherwise read from the store and, if nothing was committed meanwhile,
+    remembered.
+    """
     ctx = context(request)
     process_id = request.path_params["process_id"]
-    state = await run_in_threadpool(ctx.deps.reads.get_process, ctx.principal.account, process_id)
+    account = ctx.principal.account
+    cache = ctx.deps.process_cache
+    version = 0
+    if cache is not None:
+        state = cache.get(account, process_id)
+        if state is not None:
+            return state
+        version = cache.version
+    state = await run_in_threadpool(ctx.deps.reads.get_process, account, process_id)
     if state is None:
         raise ApiError(404, "not_found", f"process {process_id} not found")
+    if cache is not None:
+        cache.put(state, version)
     return state
 
 
-async def get_process(request: Request) -> JSONResponse:
+async def get_process(request: Request) -> Response:
     await _sync(request)
-    return JSONResponse(process_json(await load_process(request)))
+    ctx = context(request)
+    cache = ctx.deps.process_cache
+    if cache is not None:
+        body = cache.rendered(ctx.principal.account, request.path_params["process_id"])
+        if body is not None:
+            return Response(body, media_type=JSONResponse.media_type)
+    state = await load_process(request)
+    response = JSONResponse(process_json(state))
+    if cache is not None:
+        cache.keep_rendered(state, bytes(response.body))
+    return response
 
 
 def _filter(request: Request, name: str) -> str | None:
@@ -105,17 +131,27 @@ async def step_runstatus(request: Request) -> JSONResponse:
     return JSONResponse(step_runstatus_json(step))
 
 
+def _message(data: dict[str, Any]) -> str | None:
+    """The human line of an event: its message, exception or reason, if it has one."""
+    for key in ("message", "exception", "reason"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+    return None
+
+
 def event_json(row: Any) -> dict[str, Any]:
+    data = json.loads(row.data)
     return {
         "id": row.event_id,
         "seq": row.seq,
         "type": row.type,
         "status": row.status,
-        "message": row.message,
+        "message": _message(data),
         "created_at": iso(row.occurred_at),
         "actor": row.actor,
         "command_id": row.command_id,
-        "data": row.data,
+        "data": data,
         "position": f"{row.partition}:{row.offset}",
     }
 

@@ -19,6 +19,9 @@ MAX_TEXT = 10_000
 MAX_ID = 200
 MAX_STEPS = 500
 MAX_JSON = 256_000
+# Deeper documents parse but cannot be rendered back by the recursive json encoder
+# everywhere (the API answered 500 after the command was already accepted).
+MAX_JSON_DEPTH = 100
 AVRO_INT_MAX = 2**31 - 1  # step order is an Avro ``int``: other languages read 32 bits
 
 
@@ -198,6 +201,23 @@ def _text(data: Mapping[str, Any], key: str, *, required: bool, limit: int = MAX
     return value
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects/arrays more than ``limit`` levels (no recursion)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _json_text(data: Mapping[str, Any], key: str, *, default: str | None) -> str | None:
     """A JSON object field, kept as canonical JSON text (sorted keys)."""
     value = data.get(key)
@@ -210,6 +230,8 @@ def _json_text(data: Mapping[str, Any], key: str, *, default: str | None) -> str
             raise InvalidCommand(key, f"{key} is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidCommand(key, f"{key} must be a JSON object")
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise InvalidCommand(key, f"{key} is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, Infinity, too deep

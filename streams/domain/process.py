@@ -8,6 +8,7 @@ a step. Deleted Processes answer every command with ``not_found``.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from streams.domain import commands as c
 from streams.domain import events as e
@@ -120,40 +121,39 @@ def evolve(state: ProcessState | None, event: e.Event) -> ProcessState:
             time_updated=t,
             steps=tuple(StepState(s.step_id, s.name, s.order, s.enabled) for s in data.steps),
         )
-    new = _evolve(state, data, t)
-    return replace(new, seq=event.seq, time_updated=t)
+    return replace(state, seq=event.seq, time_updated=t, **_changes(state, data, t))
 
 
-def _evolve(s: ProcessState, data: e.Payload, t: int) -> ProcessState:  # noqa: C901
+def _changes(s: ProcessState, data: e.Payload, t: int) -> dict[str, Any]:  # noqa: C901
+    """The fields ``data`` changes, so ``evolve`` copies the state once per event."""
     if isinstance(data, e.ProgressReported):
         if data.message is None:
-            return replace(s, progress=data.progress)
-        return replace(s, progress=data.progress, message=data.message)
+            return dict(progress=data.progress)
+        return dict(progress=data.progress, message=data.message)
     if isinstance(data, e.StepStarted):
         steps = _with_step(
             s, data.step_id, status=RUNNING, time_started=t, time_completed=None, exception=None
         )
-        return replace(s, steps=steps)
+        return dict(steps=steps)
     if isinstance(data, e.StepCompleted):
         steps = _with_step(
             s, data.step_id, status=COMPLETED, time_completed=t, message=data.message
         )
-        return replace(s, steps=steps)
+        return dict(steps=steps)
     if isinstance(data, e.StepFailed):
         steps = _with_step(
             s, data.step_id, status=FAILED, time_completed=t, exception=data.exception
         )
-        return replace(s, steps=steps)
+        return dict(steps=steps)
     if isinstance(data, e.LogAppended):
-        return replace(s, message=data.message)
+        return dict(message=data.message)
     if isinstance(data, e.ProcessStarted):
-        return replace(s, status=RUNNING, time_started=s.time_started or t)
+        return dict(status=RUNNING, time_started=s.time_started or t)
     if isinstance(data, e.ReviewRequested):
         summary = data.result_summary_json or s.result_summary_json
-        return replace(s, status=WAITING_REVIEW, result_summary_json=summary)
+        return dict(status=WAITING_REVIEW, result_summary_json=summary)
     if isinstance(data, e.ProcessCompleted):
-        return replace(
-            s,
+        return dict(
             status=COMPLETED,
             success=True,
             progress=100.0,
@@ -163,15 +163,14 @@ def _evolve(s: ProcessState, data: e.Payload, t: int) -> ProcessState:  # noqa: 
         )
     if isinstance(data, e.ProcessFailed):
         steps = _steps_where(s.steps, RUNNING, status=FAILED, time_completed=t)
-        return replace(
-            s, status=FAILED, success=False, exception=data.exception, time_completed=t, steps=steps
+        return dict(
+            status=FAILED, success=False, exception=data.exception, time_completed=t, steps=steps
         )
     if isinstance(data, e.ProcessCancelled):
         steps = _steps_where(s.steps, RUNNING, status=CANCELLED, time_completed=t)
-        return replace(s, status=CANCELLED, success=False, time_completed=t, steps=steps)
+        return dict(status=CANCELLED, success=False, time_completed=t, steps=steps)
     if isinstance(data, e.ProcessRetried):
-        return replace(
-            s,
+        return dict(
             status=PENDING,
             attempt=data.attempt,
             progress=0.0,
@@ -185,8 +184,7 @@ def _evolve(s: ProcessState, data: e.Payload, t: int) -> ProcessState:  # noqa: 
     if isinstance(data, e.ProcessRestarted):
         from_step = s.step(data.step_id)
         cut = from_step.order if from_step is not None else 0
-        return replace(
-            s,
+        return dict(
             status=PENDING,
             attempt=data.attempt,
             success=False,
@@ -195,7 +193,7 @@ def _evolve(s: ProcessState, data: e.Payload, t: int) -> ProcessState:  # noqa: 
             steps=tuple(_reset(step) if step.order >= cut else step for step in s.steps),
         )
     if isinstance(data, e.ProcessDeleted):
-        return replace(s, deleted=True)
+        return dict(deleted=True)
     if isinstance(data, e.ProcessCreated):
         raise ValueError(f"process {s.id} is created twice")
     raise ValueError(f"{data.TYPE} is not a process event")

@@ -40,6 +40,7 @@ class Stack:
     port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -62,6 +63,7 @@ class Stack:
             "RUNLEDGER_TOPIC_PREFIX": self.prefix,
             "RUNLEDGER_DATA_DIR": str(self.data_dir),
             "RUNLEDGER_PARTITIONS": str(PARTITIONS),
+            **self.extra_env,
         }
 
     def start(self, name: str) -> None:
@@ -121,8 +123,10 @@ class Stack:
         )
 
 
-def start_stack(bootstrap: str, data_dir: Path) -> Stack:
-    stack = Stack(bootstrap, f"t{uuid.uuid4().hex[:8]}.", data_dir, free_port())
+def start_stack(bootstrap: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
+    """A decider and a node on a fresh prefix; ``extra_env`` adds RUNLEDGER_* settings."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    stack = Stack(bootstrap, prefix, data_dir, free_port(), extra_env=dict(extra_env or {}))
     data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(bootstrap, Topics(stack.prefix), PARTITIONS))
     stack.start("decider")

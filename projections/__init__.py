@@ -1,0 +1,9 @@
+"""The read side: the projector folds ``ledger.events`` into a DuckDB file, queries read it.
+
+``store`` is the only module that imports duckdb; ``fold`` and ``rows`` are pure;
+``projector`` assembles the consume pipeline (fetch, fold, dead-letter, write, commit).
+"""
+
+from projections.errors import ProjectionError, ProjectorError, StoreError
+
+__all__ = ["ProjectionError", "ProjectorError", "StoreError"]

@@ -1,0 +1,73 @@
+"""The projector's dead-letter producer: skipped messages go to ``ledger.dlq`` with why.
+
+Each dead letter keeps the original key and bytes; headers say ``reason`` (see
+``projections.fold``), ``error`` (a sentence) and where it came from
+(``source_topic``, ``source_partition``, ``source_offset``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from projections.errors import ProjectorError
+from projections.fold import DeadLetter
+
+MAX_ERROR_BYTES = 4096
+
+
+def headers_of(letter: DeadLetter, source_topic: str) -> list[tuple[str, bytes]]:
+    """The Kafka headers a dead letter carries."""
+    msg = letter.message
+    return [
+        ("reason", letter.reason.encode()),
+        ("error", letter.error.encode("utf-8", "replace")[:MAX_ERROR_BYTES]),
+        ("source_topic", source_topic.encode()),
+        ("source_partition", str(msg.partition).encode()),
+        ("source_offset", str(msg.offset).encode()),
+    ]
+
+
+class DeadLetterPublisher:
+    """Publishes dead letters with ``acks=all`` and an idempotent producer."""
+
+    def __init__(self, bootstrap: str, topic: str, *, client_id: str) -> None:
+        self.topic = topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id=client_id,
+            acks="all",
+            enable_idempotence=True,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            raise ProjectorError(f"cannot start the dead-letter producer: {exc}") from exc
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def publish(self, source_topic: str, letters: Sequence[DeadLetter]) -> None:
+        """Return once Kafka acknowledged every letter; ProjectorError if it did not."""
+        try:
+            sent = []
+            for letter in letters:
+                msg = letter.message
+                # Kafka takes no record that has neither key nor value.
+                value = b"" if msg.value is None and msg.key is None else msg.value
+                headers = headers_of(letter, source_topic)
+                sent.append(
+                    await self._producer.send(self.topic, value=value, key=msg.key, headers=headers)
+                )
+            await asyncio.gather(*sent)
+        except KafkaError as exc:
+            raise ProjectorError(f"publishing {len(letters)} dead letters failed: {exc}") from exc

@@ -1,0 +1,15 @@
+"""Errors of the read side; one base, names that say what the caller should do."""
+
+from __future__ import annotations
+
+
+class ProjectionError(Exception):
+    """Base of every error raised by ``projections``."""
+
+
+class StoreError(ProjectionError):
+    """The DuckDB file could not be opened, read or written; nothing of the batch was kept."""
+
+
+class ProjectorError(ProjectionError):
+    """The projector cannot consume (missing topic, broker unreachable); fix and restart it."""

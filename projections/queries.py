@@ -1,0 +1,150 @@
+"""What the API reads, as typed values: Processes, their events, token owners.
+
+Every read is scoped by account, so another account's Process is simply not found.
+Calls block (DuckDB does the work): call them from a worker thread
+(``starlette.concurrency.run_in_threadpool`` or ``asyncio.to_thread``); each thread
+reads through its own cursor. StoreError passes through.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from projections import rows, tables
+from projections.store import Store
+from streams.domain.process import AGGREGATE, ProcessState, StepState
+
+T = TypeVar("T")
+
+_PROCESS_COLUMNS = tables.PROCESSES.select_list("p")
+_EVENT_COLUMNS = tables.EVENTS.select_list()
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a listing: ``count`` matches in all, ``items`` on this page.
+
+    Unpacks as ``count, items = page``.
+    """
+
+    count: int
+    items: list[T]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.count, self.items))
+
+
+class TokenOwner(NamedTuple):
+    account: str
+    name: str
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if limit < 0 or offset < 0:
+        raise ValueError("limit and offset must not be negative")
+
+
+class Queries:
+    """The read API over a node's store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get_process(self, account: str, process_id: str) -> ProcessState | None:
+        """The Process with its steps; None when absent, deleted or of another account."""
+        found = self.store.query(
+            f"SELECT {_PROCESS_COLUMNS} FROM processes p "
+            "WHERE p.id = ? AND p.account = ? AND NOT p.deleted",
+            (process_id, account),
+        )
+        if not found:
+            return None
+        return self._with_steps(found)[0]
+
+    def list_processes(
+        self,
+        account: str,
+        *,
+        limit: int,
+        offset: int,
+        type: str | None = None,  # noqa: A002 - the API's filter is called type
+        object_id: str | None = None,
+        site: str | None = None,
+        status: str | None = None,
+    ) -> Page[ProcessState]:
+        """The account's Processes (not deleted) matching every given filter, oldest first
+        (``time_created``, then ``id``); ValueError for a negative limit or offset."""
+        _check_page(limit, offset)
+        where = ["p.account = ?", "NOT p.deleted"]
+        params: list[Any] = [account]
+        for column, value in (
+            ("type", type),
+            ("object_id", object_id),
+            ("site", site),
+            ("status", status),
+        ):
+            if value is not None:
+                where.append(f"p.{column} = ?")
+                params.append(value)
+        condition = " AND ".join(where)
+        count = self.store.query(f"SELECT count(*) FROM processes p WHERE {condition}", params)
+        found = self.store.query(
+            f"SELECT {_PROCESS_COLUMNS} FROM processes p WHERE {condition} "
+            "ORDER BY p.time_created, p.id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return Page(count[0][0], self._with_steps(found))
+
+    def list_events(
+        self,
+        account: str,
+        aggregate_id: str,
+        *,
+        limit: int,
+        offset: int,
+        aggregate_type: str = AGGREGATE,
+    ) -> Page[rows.EventRow]:
+        """The account's events of one aggregate in seq order (a deleted Process's too)."""
+        _check_page(limit, offset)
+        condition = "account = ? AND aggregate_type = ? AND aggregate_id = ?"
+        params = [account, aggregate_type, aggregate_id]
+        count = self.store.query(f"SELECT count(*) FROM events WHERE {condition}", params)
+        found = self.store.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {condition} ORDER BY seq LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return Page(count[0][0], [rows.event_from_row(r) for r in found])
+
+    def events_of(self, aggregate_id: str) -> list[rows.EventRow]:
+        """Every event of every aggregate with this id, any account (for tools)."""
+        found = self.store.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE aggregate_id = ? "
+            "ORDER BY aggregate_type, seq",
+            (aggregate_id,),
+        )
+        return [rows.event_from_row(r) for r in found]
+
+    def token_account(self, token_hash: str) -> TokenOwner | None:
+        """Whose token this is (account, token name); None if unknown or revoked."""
+        found = self.store.query(
+            "SELECT account, name FROM tokens WHERE token_hash = ? AND NOT revoked", (token_hash,)
+        )
+        return TokenOwner(*found[0]) if found else None
+
+    def _with_steps(self, found: Sequence[Sequence[Any]]) -> list[ProcessState]:
+        if not found:
+            return []
+        ids = [row[0] for row in found]
+        marks = ", ".join("?" for _ in ids)
+        step_rows = self.store.query(
+            f"SELECT {tables.STEPS.select_list()} FROM steps WHERE process_id IN ({marks}) "
+            "ORDER BY process_id, step_order, step_id",
+            ids,
+        )
+        steps: dict[str, list[StepState]] = defaultdict(list)
+        for row in step_rows:
+            steps[row[0]].append(rows.step_from_row(row[1:]))
+        return [rows.process_from_row(row, tuple(steps.get(row[0], ()))) for row in found]

@@ -1,0 +1,101 @@
+"""The endpoints that need no token: ``/health``, ``/metrics`` (Prometheus text with
+the projector's counters) and ``/openapi.json`` (every route of the app)."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from api import ApiDeps, create_app
+from api.openapi import openapi_document
+
+pytestmark = pytest.mark.integration
+
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$")
+TYPE = re.compile(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$")
+
+
+def authenticated(stack: Any, account: str) -> httpx.Client:
+    """``stack.client(account)`` once the node knows its token (it learns it from its
+    projection a moment after the ledger accepted it)."""
+    client = stack.client(account)
+    deadline = time.monotonic() + 15
+    while client.get("/process", params={"limit": 1}).status_code == 401:
+        assert time.monotonic() < deadline, "the node did not learn the new token"
+        time.sleep(0.05)
+    return client
+
+
+def scrape(stack: Any) -> dict[str, float]:
+    """The samples of ``/metrics``, checked against the Prometheus text format."""
+    r = httpx.get(stack.url + "/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain")
+    assert r.text.endswith("\n")
+    samples: dict[str, float] = {}
+    typed: set[str] = set()
+    for line in r.text.splitlines():
+        if line.startswith("#"):
+            match = TYPE.match(line)
+            assert match is not None, line
+            typed.add(match.group(1))
+            continue
+        match = SAMPLE.match(line)
+        assert match is not None, line
+        assert match.group(1) in typed, f"{line}: no # TYPE line before it"
+        samples[match.group(1)] = float(match.group(2))
+    return samples
+
+
+def test_health_needs_no_token(stack: Any) -> None:
+    r = httpx.get(stack.url + "/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok"}
+    bogus = httpx.get(stack.url + "/health", headers={"Authorization": "Bearer rl_unknown"})
+    assert bogus.status_code == 200
+
+
+def test_metrics_count_what_the_projector_applies(stack: Any) -> None:
+    client = authenticated(stack, "metrics")
+    # the token's event may be readable a moment before it is counted: catch up first
+    assert client.get("/process", params={"wait": "true"}).status_code == 200
+    before = scrape(stack)
+    for name in ("events_applied", "duplicates_dropped", "dead_lettered", "batches"):
+        assert f"runledger_projector_{name}" in before, name
+
+    r = client.post("/process", json={"type": "scan"}, params={"wait": "true"})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = client.post(f"/process/{pid}/progress", json={"progress": 5}, params={"wait": "true"})
+    assert r.status_code == 200, r.text
+
+    after = scrape(stack)
+    # created, then started + progress
+    applied = "runledger_projector_events_applied"
+    assert after[applied] == before[applied] + 3
+    assert after["runledger_projector_batches"] >= before["runledger_projector_batches"] + 1
+    assert after["runledger_projector_duplicates_dropped"] == 0
+    assert after["runledger_projector_dead_lettered"] == 0
+
+
+def test_openapi_lists_every_route_and_needs_no_token(stack: Any) -> None:
+    r = httpx.get(stack.url + "/openapi.json")
+    assert r.status_code == 200, r.text
+    served = r.json()
+    assert served["openapi"].startswith("3.1")
+
+    app = create_app(ApiDeps(reads=None, commands=None, positions=None))  # type: ignore[arg-type]
+    assert served == openapi_document(app.routes)
+    expected = {
+        (method.lower(), route.path)
+        for route in app.routes
+        for method in (getattr(route, "methods", None) or ())
+        if method != "HEAD"
+    }
+    listed = {(method, path) for path, ops in served["paths"].items() for method in ops}
+    assert listed == expected
+    assert ("post", "/process/{process_id}/steps/{step_id}/restart") in listed
