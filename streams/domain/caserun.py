@@ -1,0 +1,503 @@
+"""The CaseRun aggregate: a Case's steps copied into a run, its state, ``decide``, ``evolve``.
+
+Run statuses: queued → working → passed | failed | cancelled. Each step has an action
+and, unless the Case gave none, an assertion; each part goes queued → working → passed
+| failed, strictly in order (step 0's action, step 0's assertion, step 1's action, …).
+The first failed part fails the run; passing the last part passes it. Re-reporting a
+fact already recorded is rejected (``invalid_state``), so a runner that replays a case
+after a crash records each part once. Deleted runs answer every command with
+``not_found``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from streams.domain import commands as c
+from streams.domain import events as e
+from streams.domain.commands import Body, InvalidCommand
+from streams.domain.events import Payload
+from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND, Rejected
+
+AGGREGATE = "caserun"
+
+QUEUED = "queued"
+WORKING = "working"
+PASSED = "passed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+PART_STATUSES = (QUEUED, WORKING, PASSED, FAILED)
+RUN_STATUSES = (QUEUED, WORKING, PASSED, FAILED, CANCELLED)
+RUN_ACTIVE = frozenset({QUEUED, WORKING})
+RUN_TERMINAL = frozenset({PASSED, FAILED, CANCELLED})
+
+ACTION = "action"
+ASSERTION = "assertion"
+PARTS = (ACTION, ASSERTION)
+
+MAX_CASE_STEPS = 500
+_HASH = re.compile(r"[0-9a-f]{16,128}")
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRunCreated(Payload):
+    TYPE: ClassVar[str] = "caserun.created"
+    site_id: str
+    case_id: str
+    steps_json: str
+    title: str = ""
+    flowrun_id: str | None = None
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepStarted(Payload):
+    TYPE: ClassVar[str] = "caserun.step_started"
+    index: int
+    part: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepPassed(Payload):
+    TYPE: ClassVar[str] = "caserun.step_passed"
+    index: int
+    part: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepFailed(Payload):
+    TYPE: ClassVar[str] = "caserun.step_failed"
+    index: int
+    part: str
+    exception: str
+    screenshot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRunCompleted(Payload):
+    TYPE: ClassVar[str] = "caserun.completed"
+    status: str  # passed | failed
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRunCancelled(Payload):
+    TYPE: ClassVar[str] = "caserun.cancelled"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRunDeleted(Payload):
+    TYPE: ClassVar[str] = "caserun.deleted"
+
+
+PAYLOADS: tuple[type[Payload], ...] = (
+    CaseRunCreated,
+    CaseStepStarted,
+    CaseStepPassed,
+    CaseStepFailed,
+    CaseRunCompleted,
+    CaseRunCancelled,
+    CaseRunDeleted,
+)
+
+
+# -- command bodies -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCaseRun(Body):
+    NAME: ClassVar[str] = "caserun.create"
+    site_id: str
+    case_id: str
+    steps_json: str
+    title: str = ""
+    flowrun_id: str | None = None
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepStart(Body):
+    NAME: ClassVar[str] = "caserun.step_start"
+    index: int
+    part: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepPass(Body):
+    NAME: ClassVar[str] = "caserun.step_pass"
+    index: int
+    part: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepFail(Body):
+    NAME: ClassVar[str] = "caserun.step_fail"
+    index: int
+    part: str
+    exception: str
+    screenshot: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelCaseRun(Body):
+    NAME: ClassVar[str] = "caserun.cancel"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCaseRun(Body):
+    NAME: ClassVar[str] = "caserun.delete"
+
+
+BODIES: tuple[type[Body], ...] = (
+    CreateCaseRun,
+    CaseStepStart,
+    CaseStepPass,
+    CaseStepFail,
+    CancelCaseRun,
+    DeleteCaseRun,
+)
+
+
+# -- state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PartState:
+    status: str = QUEUED
+    time_started: int | None = None
+    time_completed: int | None = None
+    exception: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStepState:
+    """One step: ``action_json``/``assertion_json`` as copied from the Case; a step with
+    no assertion has ``assertion`` None."""
+
+    index: int
+    action_json: str
+    assertion_json: str | None
+    action: PartState = PartState()
+    assertion: PartState | None = None
+    screenshot: str | None = None  # artifact hash of the failing part's screenshot
+
+    def part(self, name: str) -> PartState | None:
+        return self.action if name == ACTION else self.assertion
+
+
+@dataclass(frozen=True, slots=True)
+class CaseRunState:
+    """A CaseRun after its events up to ``seq``; times are microseconds, UTC."""
+
+    id: str
+    account: str
+    created_by: str
+    site_id: str
+    case_id: str
+    title: str
+    steps_json: str
+    time_created: int
+    steps: tuple[CaseStepState, ...]
+    flowrun_id: str | None = None
+    node_id: str | None = None
+    seq: int = 0
+    status: str = QUEUED
+    time_started: int | None = None
+    time_completed: int | None = None
+    time_updated: int = 0
+    deleted: bool = False
+    exception: str | None = None  # the failing part's exception
+
+    def parts(self) -> list[tuple[int, str, PartState]]:
+        """Every part in the order it runs."""
+        out = []
+        for step in self.steps:
+            out.append((step.index, ACTION, step.action))
+            if step.assertion is not None:
+                out.append((step.index, ASSERTION, step.assertion))
+        return out
+
+    def current(self) -> tuple[int, str, PartState] | None:
+        """The part that runs now or next: the first one that has not passed."""
+        return next((p for p in self.parts() if p[2].status != PASSED), None)
+
+
+# -- steps ----------------------------------------------------------------------------
+
+
+def _has_assertion(assertion: Any) -> bool:
+    return isinstance(assertion, dict) and bool(assertion.get("type"))
+
+
+def read_steps(raw: Any) -> tuple[CaseStepState, ...]:
+    """Typed steps from a Case's step list; InvalidCommand for a malformed one.
+
+    A step is ``{"action": {"type": …, …}, "assertion": {"type": …, …} | null}``; an
+    assertion without a type (the reference's empty assertion) asserts nothing.
+    """
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CASE_STEPS:
+        raise InvalidCommand("steps", f"steps must be a list of 1 to {MAX_CASE_STEPS} steps")
+    steps = []
+    for i, item in enumerate(raw):
+        where = f"steps[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidCommand(where, f"{where} must be an object")
+        action, assertion = item.get("action"), item.get("assertion")
+        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
+            raise InvalidCommand(f"{where}.action", f"{where}.action must have a type")
+        if not action["type"].strip():
+            raise InvalidCommand(f"{where}.action", f"{where}.action must have a type")
+        if assertion is not None and not isinstance(assertion, dict):
+            raise InvalidCommand(f"{where}.assertion", f"{where}.assertion must be an object")
+        asserts = _has_assertion(assertion)
+        steps.append(
+            CaseStepState(
+                index=i,
+                action_json=_canonical(action, f"{where}.action"),
+                assertion_json=_canonical(assertion, f"{where}.assertion") if asserts else None,
+                assertion=PartState() if asserts else None,
+            )
+        )
+    return tuple(steps)
+
+
+def _canonical(value: Any, field: str) -> str:
+    if c._deeper_than(value, c.MAX_JSON_DEPTH):
+        raise InvalidCommand(field, f"{field} is nested deeper than {c.MAX_JSON_DEPTH} levels")
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidCommand(field, f"{field} is not plain JSON: {exc}") from exc
+    if len(text) > c.MAX_JSON:
+        raise InvalidCommand(field, f"{field} is larger than {c.MAX_JSON} bytes")
+    return text
+
+
+# -- evolve ---------------------------------------------------------------------------
+
+
+def _with_part(s: CaseRunState, index: int, part: str, **changes: Any) -> tuple[CaseStepState, ...]:
+    steps = list(s.steps)
+    step = steps[index]
+    current = step.part(part)
+    if current is None:
+        raise ValueError(f"step {index} of caserun {s.id} has no {part}")
+    moved = replace(current, **changes)
+    steps[index] = replace(step, action=moved) if part == ACTION else replace(step, assertion=moved)
+    return tuple(steps)
+
+
+def evolve(state: CaseRunState | None, event: e.Event) -> CaseRunState:
+    """The CaseRun after ``event``. Pure: no clock, no ids, no I/O.
+
+    Raises ValueError for an event that cannot follow ``state``; decide never emits one.
+    """
+    data = event.data
+    t = event.occurred_at
+    if state is None:
+        if not isinstance(data, CaseRunCreated):
+            raise ValueError(f"{event.type} cannot be the first event of a caserun")
+        try:
+            steps = read_steps(json.loads(data.steps_json))
+        except InvalidCommand as exc:
+            raise ValueError(f"caserun.created carries unusable steps: {exc}") from exc
+        return CaseRunState(
+            id=event.aggregate_id,
+            account=event.account,
+            created_by=event.actor,
+            site_id=data.site_id,
+            case_id=data.case_id,
+            title=data.title,
+            steps_json=data.steps_json,
+            time_created=t,
+            steps=steps,
+            flowrun_id=data.flowrun_id,
+            node_id=data.node_id,
+            seq=event.seq,
+            time_updated=t,
+        )
+    return replace(state, seq=event.seq, time_updated=t, **_changes(state, data, t))
+
+
+def _changes(s: CaseRunState, data: Payload, t: int) -> dict[str, Any]:
+    if isinstance(data, CaseStepStarted):
+        steps = _with_part(s, data.index, data.part, status=WORKING, time_started=t)
+        started = s.time_started if s.time_started is not None else t
+        return dict(status=WORKING, time_started=started, steps=steps)
+    if isinstance(data, CaseStepPassed):
+        return dict(steps=_with_part(s, data.index, data.part, status=PASSED, time_completed=t))
+    if isinstance(data, CaseStepFailed):
+        failed = _with_part(
+            s, data.index, data.part, status=FAILED, time_completed=t, exception=data.exception
+        )
+        shot = replace(failed[data.index], screenshot=data.screenshot)
+        steps = (*failed[: data.index], shot, *failed[data.index + 1 :])
+        return dict(steps=steps, exception=data.exception)
+    if isinstance(data, CaseRunCompleted):
+        return dict(status=data.status, time_completed=t)
+    if isinstance(data, CaseRunCancelled):
+        steps = s.steps
+        for index, part, state in s.parts():
+            if state.status == WORKING:
+                steps = _with_part(
+                    replace(s, steps=steps),
+                    index,
+                    part,
+                    status=FAILED,
+                    time_completed=t,
+                    exception="cancelled",
+                )
+        return dict(status=CANCELLED, time_completed=t, steps=steps)
+    if isinstance(data, CaseRunDeleted):
+        return dict(deleted=True)
+    if isinstance(data, CaseRunCreated):
+        raise ValueError(f"caserun {s.id} is created twice")
+    raise ValueError(f"{data.TYPE} is not a caserun event")
+
+
+# -- decide ---------------------------------------------------------------------------
+
+
+def _events(state: CaseRunState | None, cmd: c.Command, *payloads: Payload) -> list[e.Event]:
+    seq = state.seq if state is not None else 0
+    out = []
+    for payload in payloads:
+        seq += 1
+        out.append(
+            e.Event(
+                event_id=e.event_id_for(AGGREGATE, cmd.aggregate_id, seq),
+                aggregate_type=AGGREGATE,
+                aggregate_id=cmd.aggregate_id,
+                seq=seq,
+                type=payload.TYPE,
+                occurred_at=cmd.issued_at,
+                account=cmd.account,
+                actor=cmd.actor,
+                command_id=cmd.command_id,
+                correlation_id=cmd.correlation_id,
+                causation_id=cmd.causation_id,
+                data=payload,
+            )
+        )
+    return out
+
+
+def _require(state: CaseRunState, doing: str) -> None:
+    if state.status not in RUN_ACTIVE:
+        raise Rejected(INVALID_STATE, f"cannot {doing} caserun {state.id}: it is {state.status}")
+
+
+def _part(state: CaseRunState, index: int, part: str) -> PartState:
+    if not 0 <= index < len(state.steps):
+        raise Rejected(NOT_FOUND, f"caserun {state.id} has no step {index}", "index")
+    found = state.steps[index].part(part)
+    if found is None:
+        raise Rejected(NOT_FOUND, f"step {index} of caserun {state.id} has no {part}", "part")
+    return found
+
+
+def decide(state: CaseRunState | None, cmd: c.Command) -> list[e.Event]:  # noqa: C901
+    """The events command ``cmd`` causes on ``state`` (None: no such CaseRun yet).
+
+    Raises Rejected with a code and a sentence when the command does not fit.
+    """
+    body = cmd.body
+    if isinstance(body, CreateCaseRun):
+        if state is not None:
+            raise Rejected(ALREADY_EXISTS, f"caserun {cmd.aggregate_id} already exists")
+        created = CaseRunCreated(
+            body.site_id, body.case_id, body.steps_json, body.title, body.flowrun_id, body.node_id
+        )
+        return _events(None, cmd, created)
+    if state is None or state.deleted or state.account != cmd.account:
+        raise Rejected(NOT_FOUND, f"caserun {cmd.aggregate_id} not found")
+    if isinstance(body, DeleteCaseRun):
+        if state.status in RUN_ACTIVE:
+            return _events(state, cmd, CaseRunCancelled("deleted"), CaseRunDeleted())
+        return _events(state, cmd, CaseRunDeleted())
+    if isinstance(body, CancelCaseRun):
+        _require(state, "cancel")
+        return _events(state, cmd, CaseRunCancelled(body.reason))
+    if isinstance(body, CaseStepStart | CaseStepPass | CaseStepFail):
+        _require(state, "report a step of")
+        part = _part(state, body.index, body.part)
+        where = f"{body.part} of step {body.index}"
+        if isinstance(body, CaseStepStart):
+            current = state.current()
+            if current is None or current[:2] != (body.index, body.part) or part.status != QUEUED:
+                raise Rejected(INVALID_STATE, f"cannot start the {where}: it is {part.status}")
+            return _events(state, cmd, CaseStepStarted(body.index, body.part))
+        if part.status != WORKING:
+            raise Rejected(INVALID_STATE, f"cannot report the {where}: it is {part.status}")
+        if isinstance(body, CaseStepFail):
+            failed = CaseStepFailed(body.index, body.part, body.exception, body.screenshot)
+            return _events(state, cmd, failed, CaseRunCompleted(FAILED))
+        passed = CaseStepPassed(body.index, body.part)
+        last = state.parts()[-1][:2] == (body.index, body.part)
+        return _events(state, cmd, passed, *((CaseRunCompleted(PASSED),) if last else ()))
+    raise Rejected(INVALID, f"{cmd.name} is not a caserun command")
+
+
+# -- validation -----------------------------------------------------------------------
+
+
+def _index(data: Mapping[str, Any]) -> int:
+    value = data.get("index")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_CASE_STEPS:
+        raise InvalidCommand(
+            "index", f"index must be a whole number from 0 to {MAX_CASE_STEPS - 1}"
+        )
+    return value
+
+
+def _part_name(data: Mapping[str, Any]) -> str:
+    value = data.get("part")
+    if value not in PARTS:
+        raise InvalidCommand("part", "part must be action or assertion")
+    return str(value)
+
+
+def parse_caserun_body(name: str, data: Mapping[str, Any]) -> Body:
+    """The typed body of CaseRun command ``name`` from its JSON fields.
+
+    Raises InvalidCommand naming the first unusable field, or an unknown command name.
+    """
+    if name == CreateCaseRun.NAME:
+        raw = data.get("steps")
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidCommand("steps", "steps is not valid JSON") from exc
+        read_steps(raw)
+        return CreateCaseRun(
+            site_id=c._text(data, "site_id", required=True, limit=c.MAX_ID),
+            case_id=c._text(data, "case_id", required=True, limit=c.MAX_ID),
+            steps_json=_canonical(raw, "steps"),
+            title=c._text(data, "title", required=False) or "",
+            flowrun_id=c._text(data, "flowrun_id", required=False, limit=c.MAX_ID),
+            node_id=c._text(data, "node_id", required=False, limit=c.MAX_ID),
+        )
+    if name in (CaseStepStart.NAME, CaseStepPass.NAME):
+        cls = CaseStepStart if name == CaseStepStart.NAME else CaseStepPass
+        return cls(_index(data), _part_name(data))
+    if name == CaseStepFail.NAME:
+        screenshot = c._text(data, "screenshot", required=False, limit=c.MAX_ID)
+        if screenshot is not None and not _HASH.fullmatch(screenshot):
+            raise InvalidCommand("screenshot", "screenshot must be an artifact hash (hex)")
+        return CaseStepFail(
+            _index(data), _part_name(data), c._text(data, "exception", required=True), screenshot
+        )
+    if name == CancelCaseRun.NAME:
+        return CancelCaseRun(c._text(data, "reason", required=False))
+    if name == DeleteCaseRun.NAME:
+        return DeleteCaseRun()
+    raise InvalidCommand(None, f"unknown command {name!r}")

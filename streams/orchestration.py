@@ -1,0 +1,182 @@
+"""The orchestrator's decision for a FlowRun, as a pure function of the run's state.
+
+``next_steps(run)`` says what should happen next: start a node (with the job to hand
+to the runners), skip a node (and why), or complete the run. The stream processor that
+calls it folds ``flowrun.*`` events with ``flowrun.evolve``, turns each action into a
+command (:func:`body_for`, :func:`command_id_for`) and publishes the jobs; it does no
+deciding of its own. The rules are in ``docs/flowrun.md``.
+
+Every id here is derived, never drawn: calling ``next_steps`` twice on the same state
+(a redelivered event, a restarted orchestrator) yields the same commands and jobs,
+which the decider and the runners recognise as duplicates.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from streams.domain import flowrun as f
+from streams.domain.commands import Body
+
+# Fixed namespaces: job ids and orchestrator command ids are uuid5 of stable names.
+JOB_NAMESPACE = uuid.UUID("0b6f3e0a-58a4-4c5e-9a43-6e7d1c2f9a10")
+COMMAND_NAMESPACE = uuid.UUID("5d2b8c71-1f3e-4a8e-b1c4-93a0e6d7f215")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """Work for a runner: run node ``node_id`` (``kind`` is its task type) once.
+
+    ``job_id`` is the same for every delivery of one attempt of one node, so a runner
+    that picks up a redelivered job reports under the same ids.
+    """
+
+    job_id: str
+    kind: str
+    run_id: str
+    account: str
+    site_id: str
+    node_id: str
+    attempt: int
+    configs_json: str
+    data_json: str
+    threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartNode:
+    node_id: str
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class SkipNode:
+    node_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteRun:
+    status: str  # passed | failed
+
+
+Action = StartNode | SkipNode | CompleteRun
+
+
+def job_id_for(run_id: str, node_id: str, attempt: int) -> str:
+    return str(uuid.uuid5(JOB_NAMESPACE, f"flowrun:{run_id}/{node_id}/{attempt}"))
+
+
+def job_for(run: f.FlowRunState, node_id: str, attempt: int) -> Job:
+    """The job of ``attempt`` of node ``node_id``; KeyError if the run has no such node.
+
+    The orchestrator may build it again from a ``flowrun.node_started`` event (whose
+    ``attempt`` it carries) and get the same job.
+    """
+    node = run.node(node_id)
+    if node is None:
+        raise KeyError(node_id)
+    return Job(
+        job_id=job_id_for(run.id, node_id, attempt),
+        kind=node.task_type,
+        run_id=run.id,
+        account=run.account,
+        site_id=run.site_id,
+        node_id=node_id,
+        attempt=attempt,
+        configs_json=node.configs_json,
+        data_json=node.data_json,
+        threshold=node.threshold,
+    )
+
+
+def handled(run: f.FlowRunState, node: f.NodeState) -> bool:
+    """Whether a failure of ``node`` is expected by the Flow: a child may start on it
+    (``start_if`` failed or always, or a condition on this node having failed)."""
+    for child in node.children:
+        kid = run.node(child)
+        if kid is None:
+            continue
+        if kid.start_if in (f.START_FAILED, f.START_ALWAYS):
+            return True
+        if (node.node_id, f.FAILED) in kid.conditions:
+            return True
+    return False
+
+
+def _verdict(node: f.NodeState, status: dict[str, str]) -> str | None:
+    """``"start"``, a reason to skip, or None while a parent is still queued or working."""
+    if not node.parents:
+        return "start"
+    seen = [status[p] for p in node.parents]
+    if any(s not in f.NODE_FINAL for s in seen):
+        return None
+    ran = [s for s in seen if s != f.SKIPPED]
+    if not ran:
+        return "no parent ran"
+    for parent, wanted in node.conditions:
+        if status[parent] != wanted:
+            return f"condition not met: {parent} is {status[parent]}, not {wanted}"
+    if node.start_if == f.START_PASSED:
+        return "start" if all(s == f.PASSED for s in ran) else "a parent failed"
+    if node.start_if == f.START_FAILED:
+        return "start" if f.FAILED in ran else "no parent failed"
+    return "start"  # always
+
+
+def next_steps(run: f.FlowRunState) -> list[Action]:
+    """What the orchestrator does next for ``run``, in the order to do it.
+
+    Nodes are visited in topological order against a working copy of their statuses,
+    so skips propagate downstream in one call and the run completes in the same call
+    when nothing is left queued or working. Empty for a finished or deleted run, and
+    for a run that only waits for working nodes.
+    """
+    if run.deleted or run.status not in f.RUN_ACTIVE:
+        return []
+    status = {n.node_id: n.status for n in run.nodes}
+    stop = None
+    if run.end_on_fail:
+        stop = next((n for n in run.nodes if n.status == f.FAILED and not handled(run, n)), None)
+    actions: list[Action] = []
+    for node in run.nodes:
+        if status[node.node_id] != f.QUEUED:
+            continue
+        verdict = f"end_on_fail: node {stop.node_id} failed" if stop else _verdict(node, status)
+        if verdict is None:
+            continue
+        if verdict == "start":
+            status[node.node_id] = f.WORKING
+            job = job_for(run, node.node_id, node.attempt + 1)
+            actions.append(StartNode(node.node_id, job))
+        else:
+            status[node.node_id] = f.SKIPPED
+            actions.append(SkipNode(node.node_id, verdict))
+    if all(s in f.NODE_FINAL for s in status.values()):
+        failed = any(s == f.FAILED for s in status.values())
+        actions.append(CompleteRun(f.FAILED if failed else f.PASSED))
+    return actions
+
+
+def body_for(action: Action) -> Body:
+    """The FlowRun command that carries out ``action``."""
+    if isinstance(action, StartNode):
+        return f.NodeStart(action.node_id)
+    if isinstance(action, SkipNode):
+        return f.NodeSkip(action.node_id, action.reason)
+    return f.CompleteFlowRun(action.status)
+
+
+def command_id_for(run: f.FlowRunState, action: Action) -> str:
+    """A command id that is the same whenever the same action is decided again.
+
+    Keyed by the run's attempt (a retry decides anew) and, for a start, the node's.
+    """
+    if isinstance(action, StartNode):
+        name = f"{run.id}/start/{action.node_id}/{action.job.attempt}"
+    elif isinstance(action, SkipNode):
+        name = f"{run.id}/{run.attempt}/skip/{action.node_id}"
+    else:
+        name = f"{run.id}/{run.attempt}/complete"
+    return str(uuid.uuid5(COMMAND_NAMESPACE, name))
