@@ -41,6 +41,7 @@ from fastavro import schemaless_reader
 
 from projections.projector import Projector
 from projections.store import Store
+from runledger.node import GC_THRESHOLD
 from schemas import default_codec
 from schemas.codec import HEADER_LEN
 from streams.domain import commands as c
@@ -263,10 +264,13 @@ def main() -> int:
     parser.add_argument(
         "--gc-threshold",
         type=int,
-        help="gc.set_threshold(N, 20, 20) for the whole run (baseline too), as a node may set",
+        help="gc.set_threshold(N, 20, 20) for the whole run (baseline too); default: what a "
+        "node sets (runledger.node.GC_THRESHOLD); 0 keeps Python's default",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.gc_threshold is None:
+        args.gc_threshold = GC_THRESHOLD  # what a node sets at start
     if args.gc_threshold:
         gc.set_threshold(args.gc_threshold, 20, 20)
     print(f"gc thresholds {gc.get_threshold()}")

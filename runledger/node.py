@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -29,6 +30,9 @@ from streams.topics import Topics, ensure_topics
 log = logging.getLogger("runledger.node")
 
 DB_FILE = "node.duckdb"
+# A node allocates many short-lived objects per event and request; with the default
+# threshold (700) the collector ran a full collection about every projector batch.
+GC_THRESHOLD = 50_000
 
 
 class _Server(uvicorn.Server):
@@ -63,6 +67,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     if stop is None:
         stop = asyncio.Event()
         stop_on_signals(stop)
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
     topics = Topics(settings.topic_prefix)
     codec = default_codec()
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
