@@ -11,7 +11,7 @@ from api.auth import Authenticator
 from api.deps import ApiDeps
 from api.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from api.gateway import CommandPending
-from api.routes import process_commands, process_reads, system
+from api.routes import cases, flows, process_commands, process_reads, sites, system
 
 
 async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -27,7 +27,14 @@ async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
 def create_app(deps: ApiDeps) -> Starlette:
     """The API over ``deps``; the node owns the lifecycle of everything in it."""
     app = Starlette(
-        routes=[*system.routes, *process_reads.routes, *process_commands.routes],
+        routes=[
+            *system.routes,
+            *process_reads.routes,
+            *process_commands.routes,
+            *sites.routes,
+            *flows.routes,
+            *cases.routes,
+        ],
         exception_handlers={
             ApiError: api_error_handler,
             CommandPending: pending_handler,

@@ -9,8 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from api.process_cache import ProcessCache
+from streams.domain.case import CaseState
 from streams.domain.commands import Command
+from streams.domain.flow import FlowState
 from streams.domain.process import ProcessState
+from streams.domain.site import SiteState
 from streams.serde import Outcome
 
 
@@ -40,6 +43,20 @@ class ReadModel(Protocol):
     ) -> PageOf: ...
 
     def token_account(self, token_hash: str) -> tuple[str, str] | None: ...
+
+    def get_site(self, account: str, site_id: str) -> SiteState | None: ...
+
+    def list_sites(self, account: str, *, limit: int, offset: int) -> PageOf: ...
+
+    def get_flow(self, account: str, flow_id: str) -> FlowState | None: ...
+
+    def list_flows(self, account: str, *, limit: int, offset: int) -> PageOf: ...
+
+    def get_case(self, account: str, case_id: str) -> CaseState | None: ...
+
+    def list_cases(
+        self, account: str, *, limit: int, offset: int, site_id: str | None = None
+    ) -> PageOf: ...
 
 
 class Commands(Protocol):

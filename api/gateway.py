@@ -54,6 +54,8 @@ class Accepted:
     outcome: Outcome
     state: ProcessState | None
     applied: bool
+    # The decider's state of a non-Process aggregate, as a dict (a Site, Flow, Case).
+    snapshot: dict[str, Any] | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {"Ledger-Command-Id": self.outcome.command_id}
@@ -120,6 +122,10 @@ async def run_command(
         partition, offset = outcome.position
         applied = await deps.positions.wait_for(partition, offset, wait.timeout)
     state = None
-    if outcome.state_json is not None and aggregate_type == "process":
-        state = process_from_dict(json.loads(outcome.state_json))
-    return Accepted(outcome=outcome, state=state, applied=applied)
+    snapshot = None
+    if outcome.state_json is not None:
+        if aggregate_type == "process":
+            state = process_from_dict(json.loads(outcome.state_json))
+        else:
+            snapshot = json.loads(outcome.state_json)
+    return Accepted(outcome=outcome, state=state, applied=applied, snapshot=snapshot)

@@ -6,6 +6,7 @@ test walks every route, so an endpoint cannot ship undocumented.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.routing import BaseRoute, Route
@@ -19,6 +20,7 @@ def _ref(name: str) -> dict[str, str]:
 
 _NULL_STR = {"type": ["string", "null"]}
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+_TEXT_SCHEMA = {"type": "string"}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -128,6 +130,137 @@ SCHEMAS: dict[str, Any] = {
             "command_id": {"type": "string"},
             "data": {"type": "object"},
             "position": {"type": "string", "examples": ["0:1234"]},
+        },
+    },
+    "Site": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "site_url": {"type": "string", "format": "uri"},
+            "account": {"type": "string"},
+            "user": {"type": "string"},
+            "time_created": _TIME,
+        },
+    },
+    "SiteCreate": {
+        "type": "object",
+        "required": ["site_url"],
+        "properties": {"site_url": {"type": "string", "examples": ["https://example.com"]}},
+    },
+    "FlowNode": {
+        "type": "object",
+        "required": ["id", "data"],
+        "properties": {
+            "id": {"type": "string"},
+            "data": {
+                "type": "object",
+                "required": ["task_type"],
+                "properties": {
+                    "task_type": {"enum": ["scan", "case", "webhook", "slack", "email", "wait"]},
+                    "type": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "configs": {"type": ["object", "null"]},
+                    "start_if": {"enum": ["passed", "failed", None]},
+                    "conditions": {
+                        "type": ["array", "null"],
+                        "maxItems": 4,
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "parent": {"type": "string"},
+                                "status": {"enum": ["passed", "failed"]},
+                            },
+                        },
+                    },
+                    "threshold": {"type": ["number", "null"], "minimum": 0, "maximum": 100},
+                    "case_id": _NULL_STR,
+                    "uri": _NULL_STR,
+                    "request_type": {"enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
+                    "email": _NULL_STR,
+                },
+            },
+            "position": {"type": "object"},
+        },
+    },
+    "FlowEdge": {
+        "type": "object",
+        "required": ["id", "source", "target"],
+        "properties": {
+            "id": {"type": "string"},
+            "source": {"type": "string"},
+            "target": {"type": "string"},
+        },
+    },
+    "Flow": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "title": {"type": "string"},
+            "nodes": {"type": "array", "items": _ref("FlowNode")},
+            "edges": {"type": "array", "items": _ref("FlowEdge")},
+            "configs": {"type": "object"},
+            "account": {"type": "string"},
+            "user": {"type": "string"},
+            "time_created": _TIME,
+        },
+    },
+    "FlowCreate": {
+        "type": "object",
+        "required": ["name", "nodes"],
+        "properties": {
+            "name": {"type": "string"},
+            "nodes": {"type": "array", "maxItems": 100, "items": _ref("FlowNode")},
+            "edges": {"type": "array", "items": _ref("FlowEdge")},
+            "configs": {"type": "object", "properties": {"end_on_fail": {"type": "boolean"}}},
+        },
+    },
+    "CaseStep": {
+        "type": "object",
+        "properties": {
+            "action": {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["navigate", "click", "change", "keyDown", "wait", ""]},
+                    "path": _TEXT_SCHEMA,
+                    "value": _TEXT_SCHEMA,
+                    "key": _TEXT_SCHEMA,
+                    "element": {"type": "object"},
+                },
+            },
+            "assertion": {
+                "type": "object",
+                "properties": {
+                    "type": {"enum": ["exists", "match", "visible", ""]},
+                    "value": _TEXT_SCHEMA,
+                    "operator": {"enum": ["equals", "contains", "regex"]},
+                    "element": {"type": "object"},
+                },
+            },
+        },
+    },
+    "Case": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "title": {"type": "string"},
+            "site": {"type": "string"},
+            "type": {"enum": ["recorded", "generated"]},
+            "steps": {"type": "array", "items": _ref("CaseStep")},
+            "num_steps": {"type": "integer"},
+            "account": {"type": "string"},
+            "user": {"type": "string"},
+            "time_created": _TIME,
+        },
+    },
+    "CaseCreate": {
+        "type": "object",
+        "required": ["site_id", "name", "steps"],
+        "properties": {
+            "site_id": {"type": "string"},
+            "name": {"type": "string"},
+            "type": {"const": "recorded"},
+            "steps": {"type": "array", "maxItems": 200, "items": _ref("CaseStep")},
         },
     },
     "Accepted": {
@@ -292,6 +425,41 @@ OPERATIONS: dict[tuple[str, str], tuple[str, Any, Any, list[str]]] = {
     ),
 }
 
+
+def _definition_operations(noun: str, title: str, extra: list[str]) -> dict[Any, Any]:
+    schema = noun.capitalize()
+    return {
+        ("GET", f"/{noun}"): (
+            f"List {title} ordered by time_created.",
+            None,
+            _page(schema),
+            [*PAGE_PARAMS, *extra, *WAIT_PARAMS],
+        ),
+        ("POST", f"/{noun}"): (
+            f"Create a {schema}.",
+            _ref(f"{schema}Create"),
+            _ref(schema),
+            ["wait"],
+        ),
+        ("GET", f"/{noun}/{{{noun}_id}}"): (
+            f"Retrieve a {schema}.",
+            None,
+            _ref(schema),
+            WAIT_PARAMS,
+        ),
+        ("DELETE", f"/{noun}/{{{noun}_id}}"): (
+            f"Delete a {schema}. Its history stays in the ledger.",
+            None,
+            _body({"message": _TEXT}),
+            ["wait"],
+        ),
+    }
+
+
+OPERATIONS.update(_definition_operations("site", "Sites", []))
+OPERATIONS.update(_definition_operations("flow", "Flows", []))
+OPERATIONS.update(_definition_operations("case", "Cases", ["site_id"]))
+
 PARAMS: dict[str, dict[str, Any]] = {
     "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}},
     "offset": {"schema": {"type": "integer", "minimum": 0, "default": 0}},
@@ -327,13 +495,13 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     public = path in ("/health", "/metrics", "/openapi.json")
     params = [
         {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-        for p in ("process_id", "step_id")
-        if "{" + p + "}" in path
+        for p in re.findall(r"\{(\w+)\}", path)
     ]
     params += [{"name": q, "in": "query", **PARAMS[q]} for q in query]
     if method == "POST":
         params.append({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}})
-    ok_code = "201" if (method, path) == ("POST", "/process") else "200"
+    created = method == "POST" and path in ("/process", "/site", "/flow", "/case")
+    ok_code = "201" if created else "200"
     responses: dict[str, Any] = {
         ok_code: {"description": "OK", "content": {"application/json": {"schema": ok}}}
     }

@@ -10,7 +10,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from streams.domain.case import CaseState
+from streams.domain.flow import FlowState
 from streams.domain.process import ProcessState, StepState
+from streams.domain.site import SiteState
 
 
 def iso(micros: int | None) -> str | None:
@@ -92,4 +95,44 @@ def step_runstatus_json(s: StepState) -> dict[str, Any]:
         "duration_seconds": _duration(s.time_started, s.time_completed),
         "message": s.message,
         "exception": s.exception,
+    }
+
+
+def site_json(s: SiteState) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "site_url": s.site_url,
+        "account": s.account,
+        "user": s.created_by,
+        "time_created": iso(s.time_created),
+    }
+
+
+def flow_json(f: FlowState) -> dict[str, Any]:
+    return {
+        "id": f.id,
+        "name": f.name,
+        "title": f.name,  # the reference FlowRun calls a Flow's name its title
+        "nodes": json.loads(f.nodes_json),
+        "edges": json.loads(f.edges_json),
+        "configs": json.loads(f.configs_json),
+        "account": f.account,
+        "user": f.created_by,
+        "time_created": iso(f.time_created),
+    }
+
+
+def case_json(c: CaseState) -> dict[str, Any]:
+    steps = json.loads(c.steps_json)
+    return {
+        "id": c.id,
+        "name": c.name,
+        "title": c.name,  # the reference Case calls it title
+        "site": c.site_id,
+        "type": c.case_type,
+        "steps": steps,
+        "num_steps": len(steps),
+        "account": c.account,
+        "user": c.created_by,
+        "time_created": iso(c.time_created),
     }

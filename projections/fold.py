@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from schemas import Codec, DecodeError, default_codec
 from streams.domain.account import AccountState
 from streams.domain.aggregates import evolve
+from streams.domain.case import CaseState
 from streams.domain.events import Event
+from streams.domain.flow import FlowState
 from streams.domain.process import ProcessState, StepState
+from streams.domain.site import SiteState
 from streams.serde import decode_event
 
+T = TypeVar("T")
 StreamId = tuple[str, str]  # (aggregate_type, aggregate_id)
-State = ProcessState | AccountState
+State = ProcessState | AccountState | SiteState | FlowState | CaseState
 Loader = Callable[[Collection[StreamId]], Mapping[StreamId, State]]
 
 _UNSEEN: Any = object()
@@ -92,6 +96,10 @@ class Batch:
     @property
     def accounts(self) -> list[AccountState]:
         return [s for s in self.states.values() if isinstance(s, AccountState)]
+
+    def of_type(self, cls: type[T]) -> list[T]:
+        """The changed states of one type (SiteState, FlowState, CaseState, ...)."""
+        return [s for s in self.states.values() if isinstance(s, cls)]
 
 
 def _dead(msg: Message, reason: str, error: str) -> DeadLetter:

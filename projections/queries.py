@@ -15,7 +15,10 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 from projections import rows, tables
 from projections.store import Store
+from streams.domain.case import CaseState
+from streams.domain.flow import FlowState
 from streams.domain.process import AGGREGATE, ProcessState, StepState
+from streams.domain.site import SiteState
 
 T = TypeVar("T")
 
@@ -126,6 +129,61 @@ class Queries:
             (aggregate_id,),
         )
         return [rows.event_from_row(r) for r in found]
+
+    # -- definitions: Sites, Flows, Cases ------------------------------------------------
+
+    def _get_definition(self, cls: type[T], account: str, id_: str) -> T | None:
+        table = rows.DEFINITION_TABLES[cls]
+        found = self.store.query(
+            f"SELECT {table.select_list()} FROM {table.name} "
+            "WHERE id = ? AND account = ? AND NOT deleted",
+            (id_, account),
+        )
+        return cls(*found[0]) if found else None
+
+    def _list_definitions(
+        self, cls: type[T], account: str, limit: int, offset: int, site_id: str | None = None
+    ) -> Page[T]:
+        _check_page(limit, offset)
+        table = rows.DEFINITION_TABLES[cls]
+        condition = "account = ? AND NOT deleted"
+        params: list[Any] = [account]
+        if site_id is not None:
+            condition += " AND site_id = ?"
+            params.append(site_id)
+        count = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {condition}", params)
+        found = self.store.query(
+            f"SELECT {table.select_list()} FROM {table.name} WHERE {condition} "
+            "ORDER BY time_created, id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return Page(count[0][0], [cls(*row) for row in found])
+
+    def get_site(self, account: str, site_id: str) -> SiteState | None:
+        """The Site; None when absent, deleted or of another account."""
+        return self._get_definition(SiteState, account, site_id)
+
+    def list_sites(self, account: str, *, limit: int, offset: int) -> Page[SiteState]:
+        """The account's Sites (not deleted), oldest first; ValueError for a negative page."""
+        return self._list_definitions(SiteState, account, limit, offset)
+
+    def get_flow(self, account: str, flow_id: str) -> FlowState | None:
+        """The Flow; None when absent, deleted or of another account."""
+        return self._get_definition(FlowState, account, flow_id)
+
+    def list_flows(self, account: str, *, limit: int, offset: int) -> Page[FlowState]:
+        """The account's Flows (not deleted), oldest first; ValueError for a negative page."""
+        return self._list_definitions(FlowState, account, limit, offset)
+
+    def get_case(self, account: str, case_id: str) -> CaseState | None:
+        """The Case; None when absent, deleted or of another account."""
+        return self._get_definition(CaseState, account, case_id)
+
+    def list_cases(
+        self, account: str, *, limit: int, offset: int, site_id: str | None = None
+    ) -> Page[CaseState]:
+        """The account's Cases (not deleted), of one Site if ``site_id``, oldest first."""
+        return self._list_definitions(CaseState, account, limit, offset, site_id)
 
     def token_account(self, token_hash: str) -> TokenOwner | None:
         """Whose token this is (account, token name); None if unknown or revoked."""

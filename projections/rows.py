@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
 from projections import tables
 from streams.domain.account import AccountState, Token
+from streams.domain.case import CaseState
 from streams.domain.events import PAYLOAD_FIELDS, Event, Payload, StepDefinition
+from streams.domain.flow import FlowState
 from streams.domain.process import ProcessState, StepState
+from streams.domain.site import SiteState
 
 Columns = dict[str, list[Any]]
 
@@ -169,6 +172,32 @@ def token_columns(accounts: Iterable[AccountState]) -> Columns:
             for i, t in enumerate(a.tokens)
         ],
     )
+
+
+Definition = SiteState | FlowState | CaseState
+
+# A definition's table, by state type; its columns are the state's fields in order.
+DEFINITION_TABLES: dict[type, tables.Table] = {
+    SiteState: tables.SITES,
+    FlowState: tables.FLOWS,
+    CaseState: tables.CASES,
+}
+
+
+def definition_columns(table: tables.Table, states: Iterable[Definition]) -> Columns:
+    """Columns of ``sites``, ``flows`` or ``cases``: one row per state, fields in order."""
+    names = [f.name for f in fields(table_state(table))]
+    return _columns(table, [tuple(getattr(s, name) for name in names) for s in states])
+
+
+def table_state(table: tables.Table) -> type[Definition]:
+    """The state type whose rows ``table`` holds."""
+    return next(cls for cls, t in DEFINITION_TABLES.items() if t is table)
+
+
+def definition_from_row(cls: type[Definition], row: Sequence[Any]) -> Definition:
+    """A SiteState, FlowState or CaseState from its table's row (times as ints)."""
+    return cls(*row)
 
 
 def position_columns(topic: str, positions: dict[int, int]) -> Columns:

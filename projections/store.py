@@ -24,6 +24,7 @@ from projections.errors import StoreError
 from projections.fold import Batch, State, StreamId
 from streams.domain import account, process
 from streams.domain.account import AccountState
+from streams.domain.aggregates import DEFINITION_STATES
 from streams.domain.process import ProcessState
 
 _STAGED = "_runledger_batch"
@@ -183,7 +184,24 @@ class Store:
             out[(process.AGGREGATE, pid)] = p
         for name, a in self.load_accounts(by_type.get(account.AGGREGATE, ())).items():
             out[(account.AGGREGATE, name)] = a
+        for aggregate_type, cls in DEFINITION_STATES.items():
+            for key, state in self.load_definitions(cls, by_type.get(aggregate_type, ())).items():
+                out[(aggregate_type, key)] = state
         return out
+
+    def load_definitions(
+        self, cls: type[rows.Definition], ids: Collection[str]
+    ) -> dict[str, rows.Definition]:
+        """The stored Sites, Flows or Cases (``cls``) of ``ids``, deleted included."""
+        if not ids:
+            return {}
+        table = rows.DEFINITION_TABLES[cls]
+        (found,) = self._query_keyed(
+            ids,
+            f"SELECT {table.select_list('d')} FROM {table.name} d "
+            f"SEMI JOIN {_KEYS} k ON d.id = k.id",
+        )
+        return {row[0]: rows.definition_from_row(cls, row) for row in found}
 
     # -- writes ------------------------------------------------------------------------
 
@@ -243,6 +261,10 @@ class Store:
         if accounts:
             _insert(con, tables.ACCOUNTS, rows.account_columns(accounts), "INSERT OR REPLACE")
             _insert(con, tables.TOKENS, rows.token_columns(accounts), "INSERT OR REPLACE")
+        for cls, table in rows.DEFINITION_TABLES.items():
+            changed: list[rows.Definition] = batch.of_type(cls)
+            if changed:
+                _insert(con, table, rows.definition_columns(table, changed), "INSERT OR REPLACE")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -153,6 +153,62 @@ ACCOUNTS = Table(
     primary_key=("name",),
 )
 
+# Definitions: one row per Site, Flow and Case, columns in the order of the state's
+# fields (so a row is the state); nested documents are canonical JSON text.
+_SEQ = Column("seq", "BIGINT", pa.int64(), False)
+_DELETED = Column("deleted", "BOOLEAN", pa.bool_(), False)
+
+SITES = Table(
+    "sites",
+    (
+        _text("id", False),
+        _text("account", False),
+        _text("site_url", False),
+        _text("created_by", False),
+        _time("time_created", False),
+        _SEQ,
+        _DELETED,
+        _time("time_deleted"),
+    ),
+    primary_key=("id",),
+)
+
+FLOWS = Table(
+    "flows",
+    (
+        _text("id", False),
+        _text("account", False),
+        _text("name", False),
+        _text("nodes", False),
+        _text("edges", False),
+        _text("configs", False),
+        _text("created_by", False),
+        _time("time_created", False),
+        _SEQ,
+        _DELETED,
+        _time("time_deleted"),
+    ),
+    primary_key=("id",),
+)
+
+CASES = Table(
+    "cases",
+    (
+        _text("id", False),
+        _text("account", False),
+        _text("site_id", False),
+        _text("name", False),
+        _text("case_type", False),
+        _text("steps", False),
+        _text("created_by", False),
+        _time("time_created", False),
+        _SEQ,
+        _DELETED,
+        _time("time_deleted"),
+    ),
+    primary_key=("id",),
+)
+
 POSITIONS = Table(
     "positions",
     (
@@ -163,4 +219,4 @@ POSITIONS = Table(
     primary_key=("topic", "partition"),
 )
 
-ALL = (PROCESSES, STEPS, EVENTS, TOKENS, ACCOUNTS, POSITIONS)
+ALL = (PROCESSES, STEPS, EVENTS, TOKENS, ACCOUNTS, SITES, FLOWS, CASES, POSITIONS)

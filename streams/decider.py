@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -33,7 +33,7 @@ from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.process import ProcessState
 from streams.domain.rejection import Rejected
-from streams.domain.snapshot import process_to_dict
+from streams.domain.snapshot import is_definition, process_to_dict
 from streams.publisher import Publisher
 from streams.topics import Topics, partitions_of
 
@@ -73,6 +73,8 @@ class DeciderStats:
 def _state_json(state: Any) -> str | None:
     if isinstance(state, ProcessState):
         return json.dumps(process_to_dict(state), separators=(",", ":"))
+    if is_definition(state):
+        return json.dumps(asdict(state), separators=(",", ":"))
     return None
 
 

@@ -51,7 +51,12 @@ from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.process import ProcessState
 from streams.domain.rejection import Rejected
-from streams.domain.snapshot import process_from_dict, process_to_dict
+from streams.domain.snapshot import (
+    definition_from_dict,
+    is_definition,
+    process_from_dict,
+    process_to_dict,
+)
 from streams.topics import TopicError, Topics, partitions_of
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,8 @@ def _state_from_dict(aggregate_type: str, data: dict[str, Any] | None) -> Any:
     if aggregate_type == account.AGGREGATE:
         tokens = tuple(account.Token(**t) for t in data.get("tokens", ()))
         return account.AccountState(data["name"], data["seq"], tokens)
+    if aggregate_type in aggregates.DEFINITION_STATES:
+        return definition_from_dict(aggregate_type, data)
     raise ValueError(f"unknown aggregate type {aggregate_type!r} in the changelog")
 
 
@@ -255,6 +262,8 @@ class BatchDecider:
         state_json = None
         if cmd.reply_to and isinstance(state, ProcessState):
             state_json = json.dumps(process_to_dict(state), separators=(",", ":"))
+        elif cmd.reply_to and is_definition(state):
+            state_json = json.dumps(asdict(state), separators=(",", ":"))
         return serde.Outcome(
             command_id=cmd.command_id,
             aggregate_type=cmd.aggregate_type,

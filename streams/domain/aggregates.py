@@ -5,20 +5,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streams.domain import account, process
+from streams.domain import account, case, flow, process, site
 from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.rejection import INVALID, Rejected
 
-State = Any  # ProcessState | AccountState; each aggregate's functions know their own
+State = Any  # ProcessState | AccountState | ...; each aggregate's functions know their own
 
 DECIDERS: dict[str, Callable[[State, Command], list[Event]]] = {
     process.AGGREGATE: process.decide,
     account.AGGREGATE: account.decide,
+    site.AGGREGATE: site.decide,
+    flow.AGGREGATE: flow.decide,
+    case.AGGREGATE: case.decide,
 }
 EVOLVERS: dict[str, Callable[[State, Event], State]] = {
     process.AGGREGATE: process.evolve,
     account.AGGREGATE: account.evolve,
+    site.AGGREGATE: site.evolve,
+    flow.AGGREGATE: flow.evolve,
+    case.AGGREGATE: case.evolve,
+}
+
+# Definition states are flat (no nested values): ``cls(**asdict(state))`` restores one,
+# which is how outcomes and the faust changelog carry them.
+DEFINITION_STATES: dict[str, type] = {
+    site.AGGREGATE: site.SiteState,
+    flow.AGGREGATE: flow.FlowState,
+    case.AGGREGATE: case.CaseState,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -346,7 +346,26 @@ def parse_body(name: str, data: Mapping[str, Any]) -> Body:
     simple = {cls.NAME: cls for cls in (StartProcess, Approve, RetryProcess, DeleteProcess)}
     if name in simple:
         return simple[name]()
+    parser = _definition_parsers().get(name)
+    if parser is not None:
+        return parser(data)
     raise InvalidCommand(None, f"unknown command {name!r}")
+
+
+_DEFINITION_PARSERS: dict[str, Callable[[Mapping[str, Any]], Body]] = {}
+
+
+def _definition_parsers() -> dict[str, Callable[[Mapping[str, Any]], Body]]:
+    """The body parsers of the definition aggregates (Site, Flow, Case).
+
+    Imported on first use: those modules build on this one (Body, InvalidCommand).
+    """
+    if not _DEFINITION_PARSERS:
+        from streams.domain import case, flow, site
+
+        for module in (site, flow, case):
+            _DEFINITION_PARSERS.update(module.BODY_PARSERS)
+    return _DEFINITION_PARSERS
 
 
 def body_to_payload(body: Body) -> dict[str, Any]:

@@ -137,6 +137,49 @@ class TokenRevoked(Payload):
     token_hash: str
 
 
+# -- definitions: Site, Flow, Case. Nested documents travel as canonical JSON text
+# (sorted keys), validated by the command before they reach an event.
+
+
+@dataclass(frozen=True, slots=True)
+class SiteCreated(Payload):
+    TYPE: ClassVar[str] = "site.created"
+    site_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDeleted(Payload):
+    TYPE: ClassVar[str] = "site.deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowCreated(Payload):
+    TYPE: ClassVar[str] = "flow.created"
+    name: str
+    nodes_json: str
+    edges_json: str
+    configs_json: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowDeleted(Payload):
+    TYPE: ClassVar[str] = "flow.deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseCreated(Payload):
+    TYPE: ClassVar[str] = "case.created"
+    site_id: str
+    name: str
+    steps_json: str
+    case_type: str = "recorded"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseDeleted(Payload):
+    TYPE: ClassVar[str] = "case.deleted"
+
+
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.TYPE: cls
     for cls in (
@@ -156,6 +199,12 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         ProcessDeleted,
         TokenCreated,
         TokenRevoked,
+        SiteCreated,
+        SiteDeleted,
+        FlowCreated,
+        FlowDeleted,
+        CaseCreated,
+        CaseDeleted,
     )
 }
 

@@ -700,7 +700,7 @@ def test_aggregates_route_by_aggregate_type() -> None:
         state = aggregates.evolve(state, event)
     assert state == ledger.state
     with pytest.raises(ValueError, match="unknown aggregate type"):
-        aggregates.evolve(None, replace(ledger.events[0], aggregate_type="flow"))
+        aggregates.evolve(None, replace(ledger.events[0], aggregate_type="nonesuch"))
     assert aggregates.stream_key("process", PID) == f"process:{PID}"
 
 

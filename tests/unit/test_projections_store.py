@@ -15,7 +15,7 @@ from projections.fold import RawMessage, fold_batch
 from projections.queries import Queries
 from projections.store import Store
 from schemas import default_codec
-from streams.domain import account, process
+from streams.domain import account, aggregates, flow, process, site
 from streams.domain import commands as c
 from streams.domain.events import Event, StepDefinition
 from streams.serde import encode_event
@@ -253,3 +253,58 @@ def test_failed_retried_and_cancelled_processes_round_trip(tmp_path: Path) -> No
         assert state.deleted and state.status == "cancelled" and state.attempt == 2
         assert store.query("SELECT status FROM steps") == [("cancelled",)]
         assert Queries(store).get_process("acme", "p-1") is None
+
+
+def definition_events() -> list[Event]:
+    """A Site (kept), a Flow (then deleted) and a Case of another account."""
+    plan: list[tuple[str, str, str, c.Body]] = [
+        ("site", "s-1", "acme", site.CreateSite("https://example.com")),
+        (
+            "flow",
+            "f-1",
+            "acme",
+            c.parse_body(
+                "flow.create",
+                {"name": "one", "nodes": [{"id": "1", "data": {"task_type": "wait"}}]},
+            ),
+        ),
+        ("flow", "f-1", "acme", flow.DeleteFlow()),
+        (
+            "case",
+            "k-1",
+            "zeta",
+            c.parse_body(
+                "case.create",
+                {
+                    "site_id": "s-9",
+                    "name": "k",
+                    "steps": [{"action": {"type": "navigate", "path": "/"}}],
+                },
+            ),
+        ),
+    ]
+    states: dict[tuple[str, str], Any] = {}
+    out: list[Event] = []
+    for i, (kind, aid, acct, body) in enumerate(plan):
+        cmd = c.Command(f"d-{i}", kind, aid, T0 + i, acct, "tester", "r", "r", body)
+        for event in aggregates.decide(states.get((kind, aid)), cmd):
+            states[(kind, aid)] = aggregates.evolve(states.get((kind, aid)), event)
+            out.append(event)
+    return out
+
+
+def test_definitions_are_projected_reloaded_and_read_per_account(tmp_path: Path) -> None:
+    batch = fold_batch({}, as_messages(definition_events()), topic=TOPIC)
+    with Store(tmp_path / "read.duckdb") as store:
+        assert store.write(batch)
+        assert store.load_states(list(batch.states)) == batch.states
+        reads = Queries(store)
+        found = reads.get_site("acme", "s-1")
+        assert found is not None and found.site_url == "https://example.com"
+        assert reads.get_site("zeta", "s-1") is None
+        assert reads.get_flow("acme", "f-1") is None, "deleted"
+        assert reads.list_flows("acme", limit=10, offset=0).count == 0
+        assert reads.list_sites("acme", limit=10, offset=0).count == 1
+        assert reads.list_cases("zeta", limit=10, offset=0, site_id="s-9").count == 1
+        assert reads.list_cases("zeta", limit=10, offset=0, site_id="s-1").count == 0
+        assert reads.list_cases("acme", limit=10, offset=0).count == 0

@@ -49,7 +49,11 @@ SCHEMA_FILES = sorted(AVRO_DIR.glob("*.avsc"))
 RELEASED = {
     "account.token_created.v1": "844a82639695a5fb",
     "account.token_revoked.v1": "074627d3272e4911",
+    "case.created.v1": "3288001839c1c967",
+    "case.deleted.v1": "d562da65fc98cd52",
     "command.v1": "3083cd19743528f0",
+    "flow.created.v1": "af2e1ad8c0edbe04",
+    "flow.deleted.v1": "3deced748466de52",
     "outcome.v1": "068711990c3f54d7",
     "process.cancelled.v1": "69e606f50891684d",
     "process.completed.v1": "6f0dd306ab18ddad",
@@ -65,6 +69,8 @@ RELEASED = {
     "process.step_failed.v1": "6be0cd78c88314d4",
     "process.step_started.v1": "f63b9b20841b5044",
     "process.waiting_review.v1": "13159484026c8f74",
+    "site.created.v1": "4e1e352ff3d8da91",
+    "site.deleted.v1": "904fa3158d1ee08f",
 }
 
 

@@ -43,6 +43,17 @@ PAYLOADS: list[e.Payload] = [
     e.ProcessDeleted(),
     e.TokenCreated("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "ci"),
     e.TokenRevoked("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"),
+    e.SiteCreated("https://example.com/shop"),
+    e.SiteDeleted(),
+    e.FlowCreated(
+        "two steps",
+        '[{"data":{"task_type":"scan"},"id":"1"},{"data":{"task_type":"wait"},"id":"2"}]',
+        '[{"id":"e1","source":"1","target":"2"}]',
+        '{"end_on_fail":true}',
+    ),
+    e.FlowDeleted(),
+    e.CaseCreated("site-1", "contact form", '[{"action":{"path":"/","type":"navigate"}}]'),
+    e.CaseDeleted(),
 ]
 
 # The same types with every optional field left at its default (None, "{}", ()).
