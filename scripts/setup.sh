@@ -12,6 +12,27 @@ command -v java >/dev/null 2>&1 \
 command -v mvn >/dev/null 2>&1 \
   || die "mvn is not on PATH; it fetches the Kafka broker's jars once (apt-get install maven)"
 
+# The runners drive Debian's Chromium through Playwright (Playwright's own browser
+# download is not used). Installing needs root, as on CI's fresh machines.
+if [ -x /usr/bin/chromium ]; then
+  say "chromium present ($(/usr/bin/chromium --version 2>/dev/null | head -n 1)), kept"
+else
+  [ "$(id -u)" -eq 0 ] \
+    || die "/usr/bin/chromium is missing; install it as root: apt-get install chromium"
+  command -v apt-get >/dev/null 2>&1 \
+    || die "/usr/bin/chromium is missing and apt-get is not available to install it"
+  log=$(mktemp)
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    rm -f "$log"
+    die "apt-get install chromium failed (output above)"
+  fi
+  rm -f "$log"
+  [ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is missing"
+  say "installed $(/usr/bin/chromium --version 2>/dev/null | head -n 1) with apt-get"
+fi
+
 if [ -x .venv/bin/python ]; then
   say ".venv exists ($(.venv/bin/python --version 2>&1)), kept"
 else

@@ -1,0 +1,317 @@
+"""Chromium through Playwright: the only module of the project that imports playwright.
+
+``Browser`` launches Debian's Chromium once per runner and hands out ``Tab`` objects, each
+in a fresh browser context (no cookies shared between jobs), at most ``max_pages`` at a
+time. ``Tab`` exposes the few page operations the runners need, records console messages
+and network totals, and turns Playwright errors into ``runners.errors`` exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from playwright.async_api import Browser as PlaywrightBrowser
+from playwright.async_api import ConsoleMessage as PlaywrightConsoleMessage
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import Page, Playwright, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from runners.errors import BrowserUnavailable, PageFailed, PageTimeout
+
+log = logging.getLogger(__name__)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-gpu",
+    "--no-first-run",
+)
+
+# url -> None to let the request through, or the error that says why it is blocked.
+RequestFilter = Callable[[str], Awaitable[Exception | None]]
+
+
+@dataclass(frozen=True)
+class BrowserConfig:
+    """How to launch Chromium. ``extra_args`` are appended to ``CHROMIUM_ARGS``."""
+
+    executable_path: str = CHROMIUM
+    max_pages: int = 4
+    viewport_width: int = 1280
+    viewport_height: int = 800
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsoleEntry:
+    """One console message or uncaught page error; ``level`` is Chromium's type
+    (``log``, ``info``, ``warning``, ``error``, ``debug``, ...)."""
+
+    level: str
+    text: str
+
+
+@dataclass(frozen=True)
+class NetworkTotals:
+    """Requests the page made (blocked ones excluded) and bytes received over the wire."""
+
+    requests: int
+    bytes: int
+    blocked: tuple[str, ...]
+
+
+def _wrap(exc: Exception, what: str) -> PageFailed:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, PlaywrightTimeoutError | asyncio.TimeoutError):
+        return PageTimeout(f"{what}: {message}")
+    return PageFailed(f"{what}: {message}")
+
+
+class Tab:
+    """One page in its own browser context. Methods take seconds for timeouts and raise
+    ``PageTimeout`` or ``PageFailed``; selectors are Playwright selectors (CSS, or
+    ``xpath=...``)."""
+
+    def __init__(self, page: Page) -> None:
+        self._page = page
+        self._console: list[ConsoleEntry] = []
+        self._requests = 0
+        self._bytes = 0
+        self._blocked: list[str] = []
+        self._refusals: list[Exception] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self._console.append(ConsoleEntry("error", str(error))))
+
+    def _on_console(self, message: PlaywrightConsoleMessage) -> None:
+        self._console.append(ConsoleEntry(message.type, message.text))
+
+    async def _watch_network(self) -> None:
+        # Chromium's own accounting: one CDP event per request and the encoded (wire)
+        # length when it finishes, without a round trip per request.
+        session = await self._page.context.new_cdp_session(self._page)
+
+        def sent(params: dict[str, Any]) -> None:
+            if params.get("redirectResponse") is None:
+                self._requests += 1
+
+        def finished(params: dict[str, Any]) -> None:
+            self._bytes += int(params.get("encodedDataLength", 0))
+
+        session.on("Network.requestWillBeSent", sent)
+        session.on("Network.loadingFinished", finished)
+        await session.send("Network.enable")
+
+    async def _install_filter(self, request_filter: RequestFilter) -> None:
+        # Chromium's Fetch domain rather than page.route: Playwright's route sees only
+        # the first request of a navigation's redirect chain, the Fetch domain pauses
+        # every hop, and the browser still does its own networking (timings stay real).
+        session = await self._page.context.new_cdp_session(self._page)
+        pending: set[asyncio.Task[None]] = set()
+
+        async def decide(params: dict[str, Any]) -> None:
+            request_id = params["requestId"]
+            url = str(params.get("request", {}).get("url", ""))
+            try:
+                reason = await request_filter(url)
+            except Exception as exc:  # a filter that breaks must not let the request by
+                reason = exc
+            try:
+                if reason is None:
+                    await session.send("Fetch.continueRequest", {"requestId": request_id})
+                    return
+                self._blocked.append(url)
+                self._refusals.append(reason)
+                log.info("blocked request %s: %s", url, reason)
+                await session.send(
+                    "Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"}
+                )
+            except PlaywrightError as exc:  # the page or request went away meanwhile
+                log.debug("request %s no longer paused: %s", url, exc)
+
+        def paused(params: dict[str, Any]) -> None:
+            task = asyncio.get_running_loop().create_task(decide(params))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        session.on("Fetch.requestPaused", paused)
+        await session.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
+
+    @property
+    def console(self) -> tuple[ConsoleEntry, ...]:
+        return tuple(self._console)
+
+    @property
+    def network(self) -> NetworkTotals:
+        return NetworkTotals(self._requests, self._bytes, tuple(self._blocked))
+
+    @property
+    def url(self) -> str:
+        return self._page.url
+
+    async def goto(self, url: str, timeout: float) -> int | None:
+        """Load ``url`` until its load event; returns the final HTTP status (None when no
+        response, e.g. same-document navigation). When the request filter blocked the
+        document or one of its redirects, the filter's error is raised."""
+        try:
+            response = await self._page.goto(url, timeout=timeout * 1000, wait_until="load")
+        except (TimeoutError, PlaywrightError) as exc:
+            if self._refusals and "ERR_BLOCKED_BY_CLIENT" in str(exc):
+                # The document itself (or a redirect hop) was refused: say which and why.
+                raise self._refusals[-1] from exc
+            raise _wrap(exc, f"navigating to {url}") from exc
+        return None if response is None else response.status
+
+    async def evaluate(self, expression: str) -> Any:
+        """The JSON-able value of a script expression or function evaluated in the page."""
+        try:
+            return await self._page.evaluate(expression)
+        except PlaywrightError as exc:
+            raise _wrap(exc, "evaluating a script") from exc
+
+    async def content(self) -> str:
+        try:
+            return await self._page.content()
+        except PlaywrightError as exc:
+            raise _wrap(exc, "reading the HTML") from exc
+
+    async def screenshot(self, full_page: bool = True, timeout: float = 30.0) -> bytes:
+        """A PNG of the page (the whole scrollable page when ``full_page``)."""
+        try:
+            return await self._page.screenshot(
+                full_page=full_page, type="png", timeout=timeout * 1000, animations="disabled"
+            )
+        except PlaywrightError as exc:
+            raise _wrap(exc, "taking a screenshot") from exc
+
+    async def click(self, selector: str, timeout: float) -> None:
+        try:
+            await self._page.locator(selector).first.click(timeout=timeout * 1000)
+        except PlaywrightError as exc:
+            raise _wrap(exc, f"clicking {selector}") from exc
+
+    async def fill(self, selector: str, value: str, timeout: float) -> None:
+        try:
+            await self._page.locator(selector).first.fill(value, timeout=timeout * 1000)
+        except PlaywrightError as exc:
+            raise _wrap(exc, f"filling {selector}") from exc
+
+    async def press(self, selector: str | None, key: str, timeout: float) -> None:
+        """Press ``key`` on the element, or on whatever has focus when no selector."""
+        try:
+            if selector:
+                await self._page.locator(selector).first.press(key, timeout=timeout * 1000)
+            else:
+                await self._page.keyboard.press(key)
+        except PlaywrightError as exc:
+            raise _wrap(exc, f"pressing {key}") from exc
+
+    async def wait_for(self, selector: str, state: str, timeout: float) -> None:
+        """Wait until the element is ``attached``, ``visible``, ``hidden`` or ``detached``."""
+        try:
+            await self._page.locator(selector).first.wait_for(
+                state=state,  # type: ignore[arg-type]
+                timeout=timeout * 1000,
+            )
+        except PlaywrightError as exc:
+            raise _wrap(exc, f"waiting for {selector} to be {state}") from exc
+
+    async def text(self, selector: str, timeout: float) -> str:
+        """The element's rendered text (``innerText``)."""
+        try:
+            return await self._page.locator(selector).first.inner_text(timeout=timeout * 1000)
+        except PlaywrightError as exc:
+            raise _wrap(exc, f"reading the text of {selector}") from exc
+
+    async def pause(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class Browser:
+    """One Chromium per runner process. Use as ``async with Browser(config) as browser``;
+    ``open_page`` waits while ``max_pages`` tabs are open."""
+
+    def __init__(self, config: BrowserConfig | None = None) -> None:
+        self.config = config or BrowserConfig()
+        if self.config.max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        self._pages = asyncio.Semaphore(self.config.max_pages)
+        self._playwright: Playwright | None = None
+        self._browser: PlaywrightBrowser | None = None
+
+    async def start(self) -> None:
+        """Launch Chromium. Raises ``BrowserUnavailable`` if it cannot be started."""
+        if self._browser is not None:
+            return
+        playwright = await async_playwright().start()
+        try:
+            self._browser = await playwright.chromium.launch(
+                executable_path=self.config.executable_path,
+                args=[*CHROMIUM_ARGS, *self.config.extra_args],
+            )
+        except PlaywrightError as exc:
+            await playwright.stop()
+            raise BrowserUnavailable(
+                f"cannot launch Chromium at {self.config.executable_path}: {exc}"
+            ) from exc
+        self._playwright = playwright
+
+    async def close(self) -> None:
+        """Close Chromium and the Playwright driver; safe to call twice."""
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
+        try:
+            if browser is not None:
+                await browser.close()
+        finally:
+            if playwright is not None:
+                await playwright.stop()
+
+    async def __aenter__(self) -> Browser:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def open_pages(self) -> int:
+        """How many tabs are open now (for metrics and tests)."""
+        return self.config.max_pages - self._pages._value
+
+    @asynccontextmanager
+    async def open_page(self, request_filter: RequestFilter | None = None) -> AsyncIterator[Tab]:
+        """A tab in a fresh context, closed on exit. With ``request_filter`` every request
+        of the page (subresources and each redirect hop included) is checked first and
+        aborted if the filter gives a reason."""
+        async with self._pages:
+            if self._browser is None:
+                raise BrowserUnavailable("the browser is not started")
+            try:
+                context = await self._browser.new_context(
+                    viewport={
+                        "width": self.config.viewport_width,
+                        "height": self.config.viewport_height,
+                    },
+                    service_workers="block",
+                )
+            except PlaywrightError as exc:
+                raise BrowserUnavailable(f"cannot open a browser context: {exc}") from exc
+            try:
+                tab = Tab(await context.new_page())
+                await tab._watch_network()
+                if request_filter is not None:
+                    await tab._install_filter(request_filter)
+                yield tab
+            finally:
+                try:
+                    await context.close()
+                except PlaywrightError as exc:
+                    log.warning("closing a browser context failed: %s", exc)

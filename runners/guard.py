@@ -1,0 +1,132 @@
+"""The target guard: runners must not be pointed at the machine they run on or at its
+private network (cloud metadata, admin consoles, databases), unless the deployment says
+so. It applies to page URLs (and every request a page makes), webhook URLs and SMTP hosts.
+
+Hostnames are resolved first and every address they resolve to must be public, so a
+public name that points at 127.0.0.1 is refused too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from runners.errors import TargetInvalid, TargetRefused
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# (host, port) -> the addresses the host resolves to, as text.
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+
+WEB_SCHEMES = frozenset({"http", "https"})
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+async def resolve_system(host: str, port: int) -> Sequence[str]:
+    """Resolve ``host`` with the system resolver; raises ``TargetInvalid`` if it cannot."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetInvalid(f"cannot resolve host {host!r}: {exc}") from exc
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why runners may not reach ``address`` (``"loopback"``, ``"private"``, ...), or None
+    if it is a public address. IPv4-mapped and 6to4/Teredo IPv6 forms are unwrapped."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address.teredo is not None:
+            embedded = address.teredo[1]
+        if embedded is not None:
+            return refusal_reason(embedded)
+    checks = (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        # Shared address space (100.64/10), benchmarking ranges and the like.
+        ("not globally routable", not address.is_global),
+    )
+    for reason, hit in checks:
+        if hit:
+            return reason
+    return None
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TargetGuard:
+    """Checks targets before runners reach them.
+
+    ``allow_private`` comes from ``RUNLEDGER_ALLOW_PRIVATE_TARGETS`` at the composition
+    root; when true every check passes without resolving anything.
+    """
+
+    allow_private: bool = False
+    resolver: Resolver = field(default=resolve_system, compare=False)
+
+    async def check_host(self, host: str, port: int, *, target: str | None = None) -> None:
+        """Refuse ``host`` unless every address it resolves to is public.
+
+        Raises ``TargetRefused`` naming the first refused address, or ``TargetInvalid``
+        when the host is empty or does not resolve."""
+        if self.allow_private:
+            return
+        shown = target or host
+        name = host.strip("[]").rstrip(".").lower()
+        if not name:
+            raise TargetInvalid(f"target {shown!r} has no host")
+        if name in _LOCAL_NAMES or name.endswith(".localhost"):
+            raise TargetRefused(shown, name, "a loopback name")
+        literal = _literal_address(name)
+        addresses = [str(literal)] if literal is not None else await self.resolver(name, port)
+        if not addresses:
+            raise TargetInvalid(f"host {name!r} resolves to no address")
+        for text in addresses:
+            address = _literal_address(text)
+            if address is None:
+                raise TargetInvalid(f"host {name!r} resolved to a non-address {text!r}")
+            reason = refusal_reason(address)
+            if reason is not None:
+                raise TargetRefused(shown, str(address), reason)
+
+    async def check_url(self, url: str, *, schemes: frozenset[str] = WEB_SCHEMES) -> None:
+        """Refuse ``url`` unless its scheme is in ``schemes`` and its host is public."""
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in schemes:
+            raise TargetInvalid(f"target {url!r}: scheme {scheme or '(none)'!r} is not allowed")
+        try:
+            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+        except ValueError as exc:
+            raise TargetInvalid(f"target {url!r}: bad port") from exc
+        await self.check_host(parts.hostname or "", port, target=url)
+
+    async def request_refusal(self, url: str) -> TargetRefused | TargetInvalid | None:
+        """For the browser's request filter: None if a page may request ``url``, else
+        the error. Non-network schemes (data:, blob:, about:) are the page's own."""
+        if self.allow_private:
+            return None
+        scheme = urlsplit(url).scheme.lower()
+        if scheme in ("data", "blob", "about"):
+            return None
+        try:
+            await self.check_url(url, schemes=frozenset(_DEFAULT_PORTS))
+        except (TargetRefused, TargetInvalid) as exc:
+            return exc
+        return None

@@ -1,0 +1,186 @@
+"""Notifications a Flow node sends: a webhook, a Slack message, an email.
+
+Each target goes through the guard first. Builders (``webhook_from_node``,
+``slack_message``, ``email_message``) are pure; ``send_*`` do the I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from runners.errors import NotifyFailed, TargetInvalid
+from runners.guard import TargetGuard
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_EXCERPT = 2000
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    url: str
+    method: str = "POST"
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    """``ok`` is a 2xx answer; ``body_excerpt`` is the first 2000 characters."""
+
+    status_code: int
+    ok: bool
+    body_excerpt: str
+
+
+def _json_object(text: str, what: str) -> Mapping[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TargetInvalid(f"node {what} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise TargetInvalid(f"node {what} must be a JSON object")
+    return value
+
+
+def webhook_from_node(uri: str, request_type: str, headers: str, payload: str) -> WebhookRequest:
+    """A request from a Flow node's ``uri``, ``request_type``, ``headers`` and ``payload``
+    (the last two JSON text, as in the FlowRun API). The payload is sent as JSON except
+    for GET, which sends none. Raises ``TargetInvalid`` for a bad method or JSON."""
+    method = (request_type or "POST").upper()
+    if method not in METHODS:
+        raise TargetInvalid(f"request type {request_type!r} is not one of {sorted(METHODS)}")
+    header_pairs = tuple((str(k), str(v)) for k, v in _json_object(headers, "headers").items())
+    body = b""
+    if method != "GET":
+        body = json.dumps(_json_object(payload, "payload")).encode()
+        if not any(name.lower() == "content-type" for name, _ in header_pairs):
+            header_pairs += (("Content-Type", "application/json"),)
+    return WebhookRequest(uri, method, header_pairs, body)
+
+
+async def send_webhook(
+    guard: TargetGuard, request: WebhookRequest, *, timeout: float = 30.0
+) -> WebhookResult:
+    """Send ``request`` (redirects are not followed: they would bypass the guard).
+    Raises ``TargetRefused``/``TargetInvalid`` from the guard and ``NotifyFailed`` when
+    no answer came within ``timeout`` seconds. A non-2xx answer is a result, not an error."""
+    await guard.check_url(request.url)
+    try:
+        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+            response = await client.request(
+                request.method,
+                request.url,
+                headers=list(request.headers),
+                content=request.body or None,
+            )
+    except httpx.HTTPError as exc:
+        raise NotifyFailed(f"{request.method} {request.url} failed: {exc!r}") from exc
+    return WebhookResult(response.status_code, response.is_success, response.text[:_EXCERPT])
+
+
+def slack_message(text: str, fields: Mapping[str, str] | None = None) -> bytes:
+    """A Slack incoming-webhook body: ``text`` (the notification fallback) and blocks with
+    the text as a section plus one field per ``fields`` item."""
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    if fields:
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{name}*\n{value}"}
+                    for name, value in list(fields.items())[:10]  # Slack allows 10 fields
+                ],
+            }
+        )
+    return json.dumps({"text": text, "blocks": blocks}).encode()
+
+
+async def send_slack(
+    guard: TargetGuard,
+    webhook_url: str,
+    text: str,
+    fields: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 30.0,
+) -> WebhookResult:
+    """POST a ``slack_message`` to a Slack incoming-webhook URL; errors as ``send_webhook``."""
+    request = WebhookRequest(
+        webhook_url,
+        "POST",
+        (("Content-Type", "application/json"),),
+        slack_message(text, fields),
+    )
+    return await send_webhook(guard, request, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where mail goes. ``starttls`` upgrades the connection before ``username`` logs in."""
+
+    host: str
+    port: int = 25
+    starttls: bool = False
+    username: str = ""
+    password: str = ""
+    sender: str = "runledger@localhost"
+
+
+def email_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
+    """A plain-text message; raises ``TargetInvalid`` for a recipient without ``@`` or
+    header injection attempts (line breaks)."""
+    for value in (sender, to, subject):
+        if "\r" in value or "\n" in value:
+            raise TargetInvalid("email headers must not contain line breaks")
+    if "@" not in to:
+        raise TargetInvalid(f"not an email address: {to!r}")
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message.set_content(body)
+    return message
+
+
+def _deliver(server: SmtpServer, message: EmailMessage, timeout: float) -> None:
+    with smtplib.SMTP(server.host, server.port, timeout=timeout) as smtp:
+        smtp.ehlo()
+        if server.starttls:
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if server.username:
+            smtp.login(server.username, server.password)
+        smtp.send_message(message)
+
+
+async def send_email(
+    guard: TargetGuard,
+    server: SmtpServer,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    timeout: float = 30.0,
+) -> None:
+    """Send a plain-text email through ``server`` (smtplib in a worker thread). Raises
+    ``TargetRefused``/``TargetInvalid`` from the guard or the message builder, and
+    ``NotifyFailed`` for connection, TLS, login or delivery errors."""
+    if not server.host or urlsplit(f"//{server.host}").hostname is None:
+        raise TargetInvalid(f"not an SMTP host: {server.host!r}")
+    await guard.check_host(server.host, server.port, target=f"smtp://{server.host}:{server.port}")
+    message = email_message(server.sender, to, subject, body)
+    try:
+        await asyncio.to_thread(_deliver, server, message, timeout)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise NotifyFailed(f"email to {to} via {server.host}:{server.port} failed: {exc}") from exc

@@ -1,0 +1,208 @@
+"""Scans and visual regression against the local test site in a real Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from runners.artifacts import HTML, PNG, ArtifactStore
+from runners.browser import CHROMIUM, Browser, BrowserConfig
+from runners.errors import PageTimeout, TargetRefused
+from runners.guard import TargetGuard
+from runners.scan import ScanResult, scan
+from runners.vrt import compare
+from tests.site.server import TestSite, serve_site
+
+pytestmark = pytest.mark.integration
+
+ALLOW = TargetGuard(allow_private=True)
+
+
+@pytest.fixture
+def site() -> Iterator[TestSite]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    with serve_site() as served:
+        yield served
+
+
+def run_scans(
+    urls: Sequence[str], store: ArtifactStore, guard: TargetGuard = ALLOW, **config: object
+) -> list[ScanResult]:
+    async def go() -> list[ScanResult]:
+        async with Browser(BrowserConfig(**config)) as browser:  # type: ignore[arg-type]
+            return [await scan(browser, guard, store, url, timeout=30) for url in urls]
+
+    return asyncio.run(go())
+
+
+def test_scan_records_status_console_timings_network_and_artifacts(
+    site: TestSite, tmp_path: Path
+) -> None:
+    store = ArtifactStore(tmp_path)
+    home, console, missing = run_scans(
+        [site.url("/"), site.url("/console.html"), site.url("/missing")], store
+    )
+
+    assert home.status == 200
+    assert home.final_url == site.url("/")
+    assert home.requests >= 3  # the page, its stylesheet and its logo
+    assert home.bytes > 0
+    assert home.timings.ttfb_ms is not None and home.timings.ttfb_ms >= 0
+    assert home.timings.dom_content_loaded_ms is not None
+    assert home.timings.load_ms is not None
+    assert home.timings.load_ms >= home.timings.dom_content_loaded_ms
+    assert home.timings.largest_contentful_paint_ms is not None
+    html, media_type = store.get(home.html_hash)
+    assert media_type == HTML and b"Welcome to the test site" in html
+    png, media_type = store.get(home.screenshot_hash)
+    assert media_type == PNG and png.startswith(b"\x89PNG")
+
+    levels = {(entry.level, entry.text) for entry in console.console}
+    assert ("log", "hello from the console page") in levels
+    assert ("warning", "this is a warning") in levels
+    assert ("error", "something went wrong") in levels
+    assert any(level == "error" and "uncaught boom" in text for level, text in levels)
+    assert console.console_errors >= 2
+
+    assert missing.status == 404
+
+
+def test_redirects_are_followed_to_the_final_url(site: TestSite, tmp_path: Path) -> None:
+    (result,) = run_scans(
+        [site.url(f"/redirect?to={site.url('/about.html')}")], ArtifactStore(tmp_path)
+    )
+    assert result.final_url == site.url("/about.html")
+    assert result.status == 200
+
+
+def test_scan_honours_its_timeout(site: TestSite, tmp_path: Path) -> None:
+    async def go() -> None:
+        async with Browser() as browser:
+            await scan(browser, ALLOW, ArtifactStore(tmp_path), site.url("/slow?s=5"), timeout=1)
+
+    with pytest.raises(PageTimeout):
+        asyncio.run(go())
+
+
+def test_vrt_passes_an_unchanged_page_and_detects_a_changed_one(
+    site: TestSite, tmp_path: Path
+) -> None:
+    store = ArtifactStore(tmp_path)
+    (first,) = run_scans([site.url("/changeable")], store)
+    (same,) = run_scans([site.url("/changeable")], store)
+    site.variant = 2
+    (changed,) = run_scans([site.url("/changeable")], store)
+
+    unchanged = compare(
+        store.get(first.screenshot_hash)[0], store.get(same.screenshot_hash)[0], 0.95
+    )
+    assert unchanged.passed
+    assert unchanged.similarity == 1.0
+
+    diff = compare(store.get(first.screenshot_hash)[0], store.get(changed.screenshot_hash)[0], 0.95)
+    assert not diff.passed
+    assert diff.diff_share > 0.05
+    diff_hash = store.put(diff.diff_png, PNG)
+    assert store.get(diff_hash)[0].startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{port}/",
+        "http://localhost:{port}/",
+        "http://[::1]:{port}/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
+def test_private_targets_are_refused_without_the_setting(
+    site: TestSite, tmp_path: Path, target: str
+) -> None:
+    async def go() -> None:
+        async with Browser() as browser:
+            await scan(
+                browser,
+                TargetGuard(allow_private=False),
+                ArtifactStore(tmp_path),
+                target.format(port=site.port),
+                timeout=10,
+            )
+
+    with pytest.raises(TargetRefused):
+        asyncio.run(go())
+    assert site.hits == []
+
+
+def test_the_same_private_target_is_scanned_with_the_setting(
+    site: TestSite, tmp_path: Path
+) -> None:
+    (result,) = run_scans([site.url("/")], ArtifactStore(tmp_path), TargetGuard(allow_private=True))
+    assert result.status == 200
+
+
+async def _public(host: str, port: int) -> Sequence[str]:
+    return ["8.8.8.8"]  # what a public DNS name would resolve to
+
+
+# Chromium resolves public.test to the test site, while the guard believes it is public:
+# the page is allowed, and what the page itself asks of 127.0.0.1 must be blocked.
+PUBLIC_NAME = ("--host-resolver-rules=MAP public.test 127.0.0.1",)
+
+
+def test_subresources_on_private_addresses_are_blocked(site: TestSite, tmp_path: Path) -> None:
+    guard = TargetGuard(allow_private=False, resolver=_public)
+    page = f"http://public.test:{site.port}/embed?src=http://127.0.0.1:{site.port}/logo.svg"
+    (result,) = run_scans([page], ArtifactStore(tmp_path), guard, extra_args=PUBLIC_NAME)
+    assert result.status == 200
+    assert result.blocked_requests == (f"http://127.0.0.1:{site.port}/logo.svg",)
+    assert "/logo.svg" not in site.hits
+
+
+def test_redirects_to_private_addresses_are_blocked(site: TestSite, tmp_path: Path) -> None:
+    guard = TargetGuard(allow_private=False, resolver=_public)
+    private = f"http://127.0.0.1:{site.port}/about.html"
+    with pytest.raises(TargetRefused) as refused:
+        run_scans(
+            [f"http://public.test:{site.port}/redirect?to={private}"],
+            ArtifactStore(tmp_path),
+            guard,
+            extra_args=PUBLIC_NAME,
+        )
+    assert refused.value.address == "127.0.0.1"
+    assert "/about.html" not in site.hits
+    # A subresource that redirects to a private address is blocked at the hop too.
+    hop = f"http://public.test:{site.port}/redirect%3Fto%3D{private}"
+    (result,) = run_scans(
+        [f"http://public.test:{site.port}/embed?src={hop}"],
+        ArtifactStore(tmp_path),
+        guard,
+        extra_args=PUBLIC_NAME,
+    )
+    assert result.blocked_requests == (private,)
+    assert "/about.html" not in site.hits
+
+
+def test_page_limit_bounds_concurrent_pages(site: TestSite, tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+
+    async def go() -> int:
+        peak = 0
+        async with Browser(BrowserConfig(max_pages=2)) as browser:
+
+            async def one() -> None:
+                nonlocal peak
+                async with browser.open_page() as tab:
+                    peak = max(peak, browser.open_pages)
+                    await tab.goto(site.url("/slow?s=0.3"), timeout=10)
+
+            await asyncio.gather(*(one() for _ in range(5)))
+            await scan(browser, ALLOW, store, site.url("/"))
+            assert browser.open_pages == 0
+        return peak
+
+    assert asyncio.run(go()) == 2
