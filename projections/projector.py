@@ -94,6 +94,7 @@ class Projector:
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._started = asyncio.Event()
 
     # -- what the node reads -----------------------------------------------------------
 
@@ -123,8 +124,18 @@ class Projector:
         return await self.watermark.wait_for(partition, offset, timeout)
 
     async def catch_up(self, timeout: float) -> bool:
-        """Wait until everything in the topic right now is applied; False on timeout."""
-        return await self.watermark.wait_for_end(await self.end_offsets(), timeout)
+        """Wait until everything in the topic right now is applied; False on timeout.
+
+        A node answers HTTP while its projector is still connecting: wait for that too,
+        within the same ``timeout``.
+        """
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(self._started.wait(), timeout)
+        except TimeoutError:
+            return False
+        left = max(0.0, timeout - (time.monotonic() - began))
+        return await self.watermark.wait_for_end(await self.end_offsets(), left)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -166,6 +177,7 @@ class Projector:
         self.watermark.advance_all(stored)
         self._consumed = dict(stored)
         self._consumer, self._dead_letters, self._partitions = consumer, dead_letters, partitions
+        self._started.set()
         log.info("projector: consuming %s from %s", self.topic, stored or "the beginning")
 
     async def _discover(self) -> list[TopicPartition]:
@@ -245,6 +257,7 @@ class Projector:
 
     async def _close(self) -> None:
         consumer, dead_letters = self._consumer, self._dead_letters
+        self._started.clear()
         self._consumer = self._dead_letters = None
         if consumer is not None:
             await consumer.stop()
