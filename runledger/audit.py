@@ -1,0 +1,274 @@
+"""``runledger audit`` and ``runledger as-of``: one aggregate's history, read from the log.
+
+An aggregate's commands, events and outcomes share the key ``stream_key(type, id)``
+and so one partition number; only that partition of ``ledger.events`` and
+``ledger.outcomes`` is read. The pure part (:func:`history`, :func:`state_as_of`) takes
+decoded values; :func:`load` does the reading.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import Codec, DecodeError
+from streams.consumer import event_document, partition_for, read_to_end
+from streams.domain.aggregates import EVOLVERS, evolve, stream_key
+from streams.domain.events import Event
+from streams.serde import Outcome, decode_event, decode_outcome
+from streams.topics import Topics
+
+
+class AuditError(Exception):
+    """Nothing to show: the message says why (unknown id, time before the aggregate)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One command and what came of it; ``outcome`` is None for events whose outcome
+    was not found (the events are still the truth)."""
+
+    at: int  # microseconds, UTC
+    command_id: str
+    command: str
+    actor: str
+    account: str
+    outcome: Outcome | None
+    events: tuple[Event, ...] = ()
+
+    @property
+    def result(self) -> str:
+        if self.outcome is None:
+            return "applied"
+        if not self.outcome.accepted:
+            return "rejected"
+        return "duplicate" if self.outcome.duplicate else "accepted"
+
+    @property
+    def reason(self) -> str | None:
+        o = self.outcome
+        if o is None or o.accepted:
+            return None
+        where = f" ({o.field})" if o.field else ""
+        return f"{o.reason_code}: {o.reason}{where}"
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    aggregate_type: str
+    aggregate_id: str
+    entries: tuple[Entry, ...]
+    events: tuple[Event, ...] = field(default=())
+
+
+def iso(micros: int) -> str:
+    """``2026-01-02T03:04:05.678901Z`` of microseconds since the epoch."""
+    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str) -> int:
+    """Microseconds of an ISO 8601 time (``Z`` or an offset; none means UTC).
+
+    ValueError with a readable message for anything else.
+    """
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def unique_events(events: Iterable[Event]) -> list[Event]:
+    """In seq order, each seq once: the decider may write an event twice after a crash
+    (same id, same seq); the fold, like the projector's, keeps the first."""
+    seen: dict[int, Event] = {}
+    for ev in events:
+        seen.setdefault(ev.seq, ev)
+    return [seen[s] for s in sorted(seen)]
+
+
+def history(
+    aggregate_type: str, aggregate_id: str, events: Sequence[Event], outcomes: Sequence[Outcome]
+) -> History:
+    """One entry per command (in decision order), with its events and rejection reason."""
+    events = unique_events(events)
+    by_command: dict[str, list[Event]] = {}
+    for ev in events:
+        by_command.setdefault(ev.command_id, []).append(ev)
+    entries: list[Entry] = []
+    shown: set[str] = set()
+    for o in outcomes:
+        produced = () if o.duplicate else tuple(by_command.get(o.command_id, ()))
+        if produced:
+            shown.add(o.command_id)
+        entries.append(
+            Entry(o.decided_at, o.command_id, o.command, o.actor, o.account, o, produced)
+        )
+    for command_id, evs in by_command.items():
+        if command_id not in shown:
+            first = evs[0]
+            entries.append(
+                Entry(
+                    first.occurred_at, command_id, "?", first.actor, first.account, None, tuple(evs)
+                )
+            )
+    entries.sort(key=lambda e: e.at)  # stable: outcomes keep their log order
+    return History(aggregate_type, aggregate_id, tuple(entries), tuple(events))
+
+
+def state_as_of(events: Sequence[Event], at: int) -> Any:
+    """The state after every event with ``occurred_at <= at``, folded with ``evolve``.
+
+    AuditError when ``at`` is before the first event (the aggregate did not exist).
+    """
+    ordered = unique_events(events)
+    if not ordered:
+        raise AuditError("no events")
+    if at < ordered[0].occurred_at:
+        first = ordered[0]
+        raise AuditError(
+            f"{first.aggregate_type} {first.aggregate_id} did not exist at {iso(at)}: "
+            f"it was created at {iso(first.occurred_at)}"
+        )
+    state: Any = None
+    for ev in ordered:
+        if ev.occurred_at > at:
+            break
+        state = evolve(state, ev)
+    return state
+
+
+# -- reading the log --------------------------------------------------------------------
+
+
+async def _matching(
+    bootstrap: str, topic: str, partitions: set[int], keys: set[bytes]
+) -> list[tuple[bytes, bytes]]:
+    found: list[tuple[bytes, bytes]] = []
+    async for batch in read_to_end(
+        bootstrap, topic, partitions=partitions, client_id="runledger-audit"
+    ):
+        for r in batch:
+            if r.key in keys and r.value is not None:
+                found.append((r.key, r.value))
+    return found
+
+
+async def load(
+    bootstrap: str,
+    topics: Topics,
+    codec: Codec,
+    aggregate_id: str,
+    types: Sequence[str] | None = None,
+    partitions: int | None = None,
+) -> History:
+    """The history of ``aggregate_id`` under the first of ``types`` (default: every
+    aggregate type, process first) that has anything in the log.
+
+    AuditError when none has; ConsumerError when the broker cannot be read.
+    """
+    candidates = list(types or EVOLVERS)
+    if partitions is None:
+        partitions = await _partition_count(bootstrap, topics.events)
+    keys = {stream_key(t, aggregate_id).encode(): t for t in candidates}
+    wanted = {partition_for(k, partitions) for k in keys}
+    raw_events = await _matching(bootstrap, topics.events, wanted, set(keys))
+    raw_outcomes = await _matching(bootstrap, topics.outcomes, wanted, set(keys))
+    for key, kind in keys.items():
+        events = [_decoded(decode_event, codec, v) for k, v in raw_events if k == key]
+        outcomes = [_decoded(decode_outcome, codec, v) for k, v in raw_outcomes if k == key]
+        evs = [e for e in events if isinstance(e, Event)]
+        outs = [o for o in outcomes if isinstance(o, Outcome)]
+        if evs or outs:
+            return history(kind, aggregate_id, evs, outs)
+    tried = ", ".join(candidates)
+    raise AuditError(f"no {tried} with id {aggregate_id!r} in {topics.events}")
+
+
+def _decoded(fn: Any, codec: Codec, value: bytes) -> Any:
+    try:
+        return fn(codec, value)
+    except (DecodeError, KeyError, TypeError, ValueError):
+        return None  # the projector dead-letters such a message; audit skips it too
+
+
+async def _partition_count(bootstrap: str, topic: str) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.topics import partitions_of
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="runledger-audit")
+    await consumer.start()
+    try:
+        return len(await partitions_of(consumer, topic, timeout=10))
+    finally:
+        await consumer.stop()
+
+
+# -- rendering ----------------------------------------------------------------------------
+
+
+def entry_document(entry: Entry) -> dict[str, Any]:
+    o = entry.outcome
+    return {
+        "at": iso(entry.at),
+        "command_id": entry.command_id,
+        "command": entry.command,
+        "actor": entry.actor,
+        "account": entry.account,
+        "result": entry.result,
+        "reason_code": o.reason_code if o is not None else None,
+        "reason": o.reason if o is not None else None,
+        "field": o.field if o is not None else None,
+        "events": [event_document(ev) for ev in entry.events],
+    }
+
+
+def render_table(h: History) -> str:
+    """An aligned table: one line per command, continuation lines for further events."""
+    header = (
+        "WHEN (UTC)",
+        "ACTOR",
+        "ACCOUNT",
+        "COMMAND",
+        "COMMAND ID",
+        "RESULT",
+        "EVENTS / REASON",
+    )
+    lines: list[tuple[str, ...]] = [header]
+    for e in h.entries:
+        details = [f"#{ev.seq} {ev.type}" for ev in e.events] or [e.reason or ""]
+        first = (iso(e.at)[:-4] + "Z", e.actor, e.account, e.command, e.command_id, e.result)
+        lines.append((*first, details[0]))
+        lines.extend(("",) * 6 + (d,) for d in details[1:])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
+    out = [
+        f"{h.aggregate_type} {h.aggregate_id}: {len(h.entries)} commands, {len(h.events)} events"
+    ]
+    for row in lines:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        out.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(out)
+
+
+def state_document(state: Any, at: int) -> dict[str, Any]:
+    doc = asdict(state)
+    doc["as_of"] = iso(at)
+    return doc
+
+
+def render_state(doc: dict[str, Any]) -> str:
+    width = max(len(k) for k in doc)
+    lines = []
+    for k, v in doc.items():
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+        if isinstance(v, int) and not isinstance(v, bool) and k.startswith("time") and v:
+            text = f"{v}  ({iso(v)})"
+        lines.append(f"{k.ljust(width)}  {text}")
+    return "\n".join(lines)

@@ -1,0 +1,338 @@
+"""Reading the ledger from outside the node: typed events, positions the caller keeps.
+
+Two tools, both without a consumer group (every partition is assigned, nothing is
+committed to Kafka) and both ``read_committed``, so aborted decider transactions are
+never seen:
+
+- :class:`LedgerConsumer` follows a topic live for a service. It yields
+  :class:`Delivery` values (a decoded :class:`~streams.domain.events.Event` and where it
+  was read) and exposes :attr:`LedgerConsumer.positions` (``{partition: next_offset}``).
+  The caller stores that wherever it keeps its own state (a :class:`JsonFilePositions`
+  file is provided) and passes it back on the next start: resuming is exact, and it is
+  exactly-once when the caller writes its effects and the position together.
+  A message that does not decode is skipped and reported to ``on_undecodable``.
+- :func:`read_to_end` reads raw records of some partitions from a start to the end the
+  topic had when it was called: for audit, replay and export.
+
+See ``docs/consumers.md`` for a worked example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from schemas import Codec, DecodeError, default_codec
+from streams.domain.events import ENVELOPE_FIELDS, Event
+from streams.serde import decode_event, event_to_record
+from streams.topics import partitions_of
+
+# Where to start a partition that has no stored position: its first offset, its end,
+# or the first record whose Kafka timestamp is at or after a time (ms since the epoch).
+Start = Literal["beginning", "end"] | int
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+class ConsumerError(Exception):
+    """The broker could not be read (connection, topic, metadata); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One decoded event and where it was read; ``next_offset`` is what to store."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    event: Event
+
+    @property
+    def next_offset(self) -> int:
+        return self.offset + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A message skipped because it is not a valid event (``error`` says why)."""
+
+    partition: int
+    offset: int
+    value: bytes | None
+    error: str
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition the producers' default partitioner gives ``key`` (murmur2, like the
+    Java client): where every command, event and outcome of one aggregate lands."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def event_document(event: Event) -> dict[str, Any]:
+    """An event as a JSON-ready dict: the envelope fields, then ``data`` (the payload)."""
+    record = event_to_record(event)
+    doc = {name: record[name] for name in ENVELOPE_FIELDS}
+    doc["data"] = {k: v for k, v in record.items() if k not in doc}
+    return doc
+
+
+class JsonFilePositions:
+    """A position store in one JSON file (``{"0": 12, "1": 40}``), replaced atomically.
+
+    ``load()`` of a missing file is ``{}`` (start from ``start``); a corrupt file raises
+    ValueError rather than silently starting over.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def load(self) -> dict[int, int]:
+        try:
+            raw = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{self.path} does not hold a JSON object of positions")
+        return {int(p): int(o) for p, o in raw.items()}
+
+    def save(self, positions: Mapping[int, int]) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({str(p): o for p, o in sorted(positions.items())}))
+        os.replace(tmp, self.path)  # a reader sees the old file or the new one, never half
+
+
+def _client(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+
+
+async def _seek(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    positions: Mapping[int, int],
+    start: Start,
+) -> None:
+    fresh = [tp for tp in tps if tp.partition not in positions]
+    for tp in tps:
+        if tp.partition in positions:
+            consumer.seek(tp, positions[tp.partition])
+    if not fresh:
+        return
+    if start == "beginning":
+        await consumer.seek_to_beginning(*fresh)
+    elif start == "end":
+        await consumer.seek_to_end(*fresh)
+    else:
+        found = await consumer.offsets_for_times({tp: int(start) for tp in fresh})
+        ends = await consumer.end_offsets(fresh)
+        for tp in fresh:
+            hit = found.get(tp)
+            consumer.seek(tp, hit.offset if hit is not None else ends[tp])
+
+
+class LedgerConsumer:
+    """Follows ``topic`` (the events topic) from stored positions; use ``async with``.
+
+    ``positions`` wins over ``start`` for the partitions it names. Iterate to get
+    :class:`Delivery` values forever, or call :meth:`poll` for one batch. Raises
+    ConsumerError when the broker or the topic cannot be read.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        *,
+        positions: Mapping[int, int] | None = None,
+        start: Start = "beginning",
+        partitions: Collection[int] | None = None,
+        on_undecodable: Callable[[Undecodable], None] | None = None,
+        codec: Codec | None = None,
+        client_id: str = "runledger-consumer",
+        max_records: int = 5_000,
+    ) -> None:
+        self.topic = topic
+        self._bootstrap = bootstrap
+        self._start_positions = dict(positions or {})
+        self._start = start
+        self._only = set(partitions) if partitions is not None else None
+        self._on_undecodable = on_undecodable
+        self._codec = codec or default_codec()
+        self._client_id = client_id
+        self._max_records = max_records
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._positions: dict[int, int] = {}
+
+    async def start(self) -> None:
+        consumer = _client(self._bootstrap, self._client_id)
+        try:
+            await consumer.start()
+            parts = await partitions_of(consumer, self.topic)
+            tps = [
+                TopicPartition(self.topic, p)
+                for p in parts
+                if self._only is None or p in self._only
+            ]
+            consumer.assign(tps)
+            await _seek(consumer, tps, self._start_positions, self._start)
+            self._positions = {tp.partition: await consumer.position(tp) for tp in tps}
+        except BaseException as exc:
+            await consumer.stop()
+            if isinstance(exc, KafkaError):
+                raise ConsumerError(f"cannot consume {self.topic}: {exc}") from exc
+            raise
+        self._consumer, self._tps = consumer, tps
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def __aenter__(self) -> LedgerConsumer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def positions(self) -> dict[int, int]:
+        """``{partition: next_offset}`` past everything :meth:`poll` has returned."""
+        return dict(self._positions)
+
+    async def poll(self, timeout_s: float = 0.5) -> list[Delivery]:
+        """The next decoded events (possibly none), in offset order per partition.
+
+        Undecodable messages are skipped (``on_undecodable`` is told); positions move
+        past them and past transaction markers too.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            raise ConsumerError("the consumer is not started")
+        try:
+            fetched = await consumer.getmany(
+                timeout_ms=int(timeout_s * 1000), max_records=self._max_records
+            )
+            moved = {tp.partition: await consumer.position(tp) for tp in self._tps}
+        except KafkaError as exc:
+            raise ConsumerError(f"consuming {self.topic} failed: {exc}") from exc
+        out: list[Delivery] = []
+        for tp in sorted(fetched):
+            for record in fetched[tp]:
+                delivered = self._decode(record)
+                if delivered is not None:
+                    out.append(delivered)
+        self._positions.update(moved)
+        return out
+
+    def _decode(self, record: Record) -> Delivery | None:
+        try:
+            if record.value is None:
+                raise DecodeError("the message has no value")
+            event = decode_event(self._codec, record.value)
+        except (DecodeError, KeyError, TypeError, ValueError) as exc:
+            if self._on_undecodable is not None:
+                error = str(exc) or type(exc).__name__
+                self._on_undecodable(
+                    Undecodable(record.partition, record.offset, record.value, error)
+                )
+            return None
+        return Delivery(record.partition, record.offset, record.timestamp, event)
+
+    async def end_offsets(self) -> dict[int, int]:
+        """The current end (last stable offset) of every assigned partition."""
+        consumer = self._consumer
+        if consumer is None:
+            raise ConsumerError("the consumer is not started")
+        try:
+            ends = await consumer.end_offsets(self._tps)
+        except KafkaError as exc:
+            raise ConsumerError(f"cannot read the end offsets of {self.topic}: {exc}") from exc
+        return {tp.partition: o for tp, o in ends.items()}
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        while True:
+            for delivered in await self.poll():
+                yield delivered
+
+
+async def read_to_end(
+    bootstrap: str,
+    topic: str,
+    *,
+    partitions: Collection[int] | None = None,
+    start: Mapping[int, int] | None = None,
+    until: Mapping[int, int] | None = None,
+    on_ends: Callable[[dict[int, int], dict[int, int]], None] | None = None,
+    client_id: str = "runledger-reader",
+    max_records: int = 50_000,
+) -> AsyncIterator[list[Record]]:
+    """Raw records of ``topic`` in batches, from ``start`` (default: each partition's
+    first offset) up to ``until`` or else the end each partition had at the call.
+
+    ``on_ends(first, ends)`` is called once with the first and end offset of every
+    partition read (for a progress bar). Records at or past ``until`` are not yielded.
+    Raises ConsumerError when the broker or the topic cannot be read.
+    """
+    consumer = _client(bootstrap, client_id)
+    try:
+        await consumer.start()
+        parts = await partitions_of(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in parts if partitions is None or p in partitions]
+        consumer.assign(tps)
+        firsts = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
+        if until is None:
+            ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
+        else:
+            ends = {tp.partition: until.get(tp.partition, 0) for tp in tps}
+        origin = {p: max(firsts[p], (start or {}).get(p, 0)) for p in firsts}
+        for tp in tps:
+            consumer.seek(tp, origin[tp.partition])
+        if on_ends is not None:
+            on_ends(origin, ends)
+        remaining = [tp for tp in tps if origin[tp.partition] < ends[tp.partition]]
+        if remaining != tps:
+            consumer.pause(*[tp for tp in tps if tp not in remaining])
+        while remaining:
+            fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
+            batch = [
+                r for tp in sorted(fetched) for r in fetched[tp] if r.offset < ends[tp.partition]
+            ]
+            if batch:
+                yield batch
+            done = []
+            for tp in remaining:
+                if await consumer.position(tp) >= ends[tp.partition]:
+                    done.append(tp)
+            for tp in done:
+                consumer.pause(tp)
+                remaining.remove(tp)
+    except KafkaError as exc:
+        raise ConsumerError(f"cannot read {topic}: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()

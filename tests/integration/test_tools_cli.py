@@ -1,0 +1,252 @@
+"""The operator tools against a real broker, decider, node and DuckDB files:
+audit, as-of, tail, replay (bulk path == live Projector), verify, export and swap.
+
+The tests run in file order on one stack: the last ones stop the node (verify and
+swap need DuckDB's single writer out of the way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import httpx
+import pyarrow.parquet as pq
+import pytest
+
+from projections.projector import Projector
+from projections.store import Store
+from runledger.cli import main
+from runledger.node import DB_FILE
+from streams.topics import Topics
+
+pytestmark = pytest.mark.integration
+
+Cli = Callable[..., tuple[int, str, str]]
+STATE: dict[str, Any] = {}
+
+
+@pytest.fixture
+def cli(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Cli]:
+    for name, value in stack.env().items():
+        if name.startswith("RUNLEDGER_"):
+            monkeypatch.setenv(name, value)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run
+
+
+@pytest.fixture(scope="module")
+def client(stack: Any) -> httpx.Client:
+    client = stack.client("acme")
+    deadline = time.monotonic() + 15
+    while client.get("/process", params={"limit": 1}).status_code == 401:
+        assert time.monotonic() < deadline, "the node did not learn the new token"
+        time.sleep(0.05)
+    return client
+
+
+def post(client: httpx.Client, path: str, body: Any = None, expect: int = 200) -> Any:
+    r = client.post(path, json=body, params={"wait": "true"})
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+@pytest.fixture(scope="module")
+def pid(client: httpx.Client) -> str:
+    """A process: created, started, progress 20 → 60, completed, then a late report."""
+    p = post(client, "/process", {"type": "tools.test", "steps": [{"id": "s1"}]}, 201)["id"]
+    post(client, f"/process/{p}/start")
+    for value in (20, 40, 60):
+        post(client, f"/process/{p}/progress", {"progress": value, "message": f"at {value}"})
+        time.sleep(0.01)  # distinct occurred_at per report
+    post(client, f"/process/{p}/complete", {"object_id": "obj-1"})
+    post(client, f"/process/{p}/progress", {"progress": 99}, 409)
+    for _ in range(5):  # some other traffic, another account too
+        q = post(client, "/process", {"type": "tools.other"}, 201)["id"]
+        post(client, f"/process/{q}/progress", {"progress": 5})
+    STATE["pid"] = p
+    return p
+
+
+def test_audit_shows_who_when_which_command_and_the_rejection(cli: Cli, pid: str) -> None:
+    code, out, _ = cli("audit", pid)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"process {pid}: 7 commands, 6 events")
+    assert "WHEN (UTC)" in lines[1] and "REASON" in lines[1]
+    body = "\n".join(lines[2:])
+    for text in ("process.create", "#1 process.created", "#6 process.completed", "rejected"):
+        assert text in body
+    assert "invalid_state" in lines[-1] and "completed" in lines[-1]
+
+    code, out, _ = cli("audit", pid, "--json")
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert [d["command"] for d in docs] == [
+        "process.create",
+        "process.start",
+        *["process.progress"] * 3,
+        "process.complete",
+        "process.progress",
+    ]
+    assert {d["account"] for d in docs} == {"acme"} and all(d["actor"] for d in docs)
+    assert docs[-1]["result"] == "rejected" and docs[-1]["reason_code"] == "invalid_state"
+    assert [ev["data"]["progress"] for d in docs[2:5] for ev in d["events"]] == [20, 40, 60]
+    STATE["audit"] = docs
+
+
+def test_audit_of_an_unknown_id_exits_1(cli: Cli) -> None:
+    code, out, err = cli("audit", str(uuid.uuid4()))
+    assert code == 1 and out == ""
+    assert "no process, account" in err
+
+
+def test_as_of_folds_the_events_up_to_a_time(cli: Cli, pid: str) -> None:
+    docs = STATE["audit"]
+    at_40 = docs[3]["events"][0]["occurred_at"]
+    iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_40 // 10**6))
+    iso += f".{at_40 % 10**6:06d}Z"
+    code, out, _ = cli("as-of", pid, "--at", iso, "--json")
+    assert code == 0, out
+    state = json.loads(out)
+    assert state["progress"] == 40 and state["status"] == "running" and state["seq"] == 4
+    code, out, _ = cli("as-of", pid, "--at", "2099-01-01T00:00:00Z")
+    assert code == 0 and "completed" in out and "obj-1" in out
+
+    code, _, err = cli("as-of", pid, "--at", "2001-01-01T00:00:00Z")
+    assert code == 1 and "did not exist" in err
+    code, _, err = cli("as-of", pid, "--at", "last tuesday")
+    assert code == 2 and "ISO 8601" in err
+
+
+def test_tail_prints_decoded_events_with_filters(cli: Cli, pid: str) -> None:
+    code, out, _ = cli(
+        "tail", "--from", "beginning", "--type", "process.progress", "--account", "acme",
+        "--idle-timeout", "2",
+    )  # fmt: skip
+    assert code == 0
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert len(docs) == 8 and {d["type"] for d in docs} == {"process.progress"}
+    mine = [d["data"]["progress"] for d in docs if d["aggregate_id"] == pid]
+    assert mine == [20, 40, 60]
+    assert all({"partition", "offset", "event_id", "seq"} <= set(d) for d in docs)
+
+    code, out, _ = cli("tail", "--from", "beginning", "--type", "process", "--max", "3")
+    assert code == 0 and len(out.splitlines()) == 3
+
+    code, out, _ = cli("tail", "--from", "2099-01-01T00:00:00Z", "--idle-timeout", "1")
+    assert code == 0 and out == ""
+
+
+def _tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        names = [
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        ]
+        return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
+    finally:
+        con.close()
+
+
+async def _live_rebuild(stack: Any, path: Path) -> None:
+    """The live path: a Projector from offset 0 into ``path`` (as tests/integration/test_crash)."""
+    store = Store(path).open()
+    projector = Projector(store, bootstrap=stack.bootstrap, topics=Topics(stack.prefix))
+    task = asyncio.create_task(projector.run())
+    try:
+        deadline = time.monotonic() + 60
+        while not projector.applied:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        assert await projector.catch_up(60)
+    finally:
+        await projector.stop()
+        await task
+        store.close()
+
+
+def test_replay_equals_the_live_projector(cli: Cli, stack: Any, tmp_path: Path, pid: str) -> None:
+    live = tmp_path / "projector.duckdb"
+    asyncio.run(_live_rebuild(stack, live))
+    bulk = tmp_path / "bulk.duckdb"
+    code, _, err = cli("replay", "--to", str(bulk))
+    assert code == 0, err
+    assert "100%" in err and "ev/s" in err and "replayed" in err
+    expected, got = _tables(live), _tables(bulk)
+    assert set(got) == set(expected)
+    assert any(r[1] == pid for r in got["events"])
+    for name in expected:
+        assert got[name] == expected[name], f"table {name} differs"
+    code, _, err = cli("replay", "--to", str(bulk))
+    assert code == 2 and "exists" in err
+    STATE["replayed"] = bulk
+
+
+def test_verify_passes_on_the_untouched_model_and_catches_a_changed_row(
+    cli: Cli, stack: Any, pid: str
+) -> None:
+    code, _, err = cli("verify")  # the node holds the file
+    assert code == 2 and "stop it first" in err
+    code, out, _ = cli("verify", "--copy")
+    assert code == 0, out
+
+    stack.kill("node", signal.SIGTERM)
+    code, out, _ = cli("verify")
+    assert code == 0, out
+    assert "processes" in out and out.rstrip().endswith("the read model equals the log")
+
+    con = duckdb.connect(str(stack.data_dir / DB_FILE))
+    con.execute("UPDATE processes SET progress = 12.5 WHERE id = ?", [pid])
+    con.close()
+    code, out, _ = cli("verify")
+    assert code == 1
+    assert "DIFFERS" in out and "live only:" in out and "12.5" in out
+    assert [line.split()[0] for line in out.splitlines() if "DIFFERS" in line] == ["processes"]
+
+
+def test_export_writes_events_and_every_table(cli: Cli, stack: Any, tmp_path: Path) -> None:
+    out_dir = tmp_path / "export"
+    code, out, err = cli("export", "--format", "parquet", "--out", str(out_dir))
+    assert code == 0, err
+    events = pq.read_table(out_dir / "ledger_events.parquet")
+    tables = _tables(STATE["replayed"])
+    assert events.num_rows >= len(tables["events"]) > 0
+    assert {"event_id", "type", "occurred_at", "data", "partition", "offset"} <= set(
+        events.column_names
+    )
+    for name, rows in tables.items():
+        assert pq.read_table(out_dir / f"{name}.parquet").num_rows == len(rows), name
+
+
+def test_swap_puts_a_rebuilt_file_in_place(cli: Cli, stack: Any, client: httpx.Client) -> None:
+    pid = STATE["pid"]
+    code, _, err = cli("swap", "--from", str(stack.data_dir / "missing.duckdb"))
+    assert code == 2 and "does not exist" in err
+    fresh = stack.data_dir / "fresh.duckdb"
+    code, _, err = cli("replay", "--to", str(fresh))
+    assert code == 0, err
+    code, out, err = cli("swap", "--from", str(fresh))
+    assert code == 0, err
+    backups = list(stack.data_dir.glob(f"{DB_FILE}.*.bak"))
+    assert len(backups) == 1 and not fresh.exists()
+    code, out, _ = cli("verify")
+    assert code == 0, out  # the hand-changed row is gone with the old file
+    stack.start("node")
+    p = client.get(f"/process/{pid}")
+    assert p.status_code == 200, p.text
+    assert p.json()["status"] == "completed" and p.json()["object_id"] == "obj-1"
