@@ -11,7 +11,16 @@ from api.auth import Authenticator
 from api.deps import ApiDeps
 from api.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from api.gateway import CommandPending
-from api.routes import cases, flows, process_commands, process_reads, sites, system
+from api.routes import (
+    caseruns,
+    cases,
+    flowruns,
+    flows,
+    process_commands,
+    process_reads,
+    sites,
+    system,
+)
 
 
 async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -34,6 +43,8 @@ def create_app(deps: ApiDeps) -> Starlette:
             *sites.routes,
             *flows.routes,
             *cases.routes,
+            *flowruns.routes,
+            *caseruns.routes,
         ],
         exception_handlers={
             ApiError: api_error_handler,

@@ -10,8 +10,10 @@ from typing import Any, Protocol
 
 from api.process_cache import ProcessCache
 from streams.domain.case import CaseState
+from streams.domain.caserun import CaseRunState
 from streams.domain.commands import Command
 from streams.domain.flow import FlowState
+from streams.domain.flowrun import FlowRunState
 from streams.domain.process import ProcessState
 from streams.domain.site import SiteState
 from streams.serde import Outcome
@@ -55,6 +57,18 @@ class ReadModel(Protocol):
     def get_case(self, account: str, case_id: str) -> CaseState | None: ...
 
     def list_cases(
+        self, account: str, *, limit: int, offset: int, site_id: str | None = None
+    ) -> PageOf: ...
+
+    def get_flowrun(self, account: str, flowrun_id: str) -> FlowRunState | None: ...
+
+    def list_flowruns(
+        self, account: str, *, limit: int, offset: int, site_id: str | None = None
+    ) -> PageOf: ...
+
+    def get_caserun(self, account: str, caserun_id: str) -> CaseRunState | None: ...
+
+    def list_caseruns(
         self, account: str, *, limit: int, offset: int, site_id: str | None = None
     ) -> PageOf: ...
 

@@ -263,6 +263,143 @@ SCHEMAS: dict[str, Any] = {
             "steps": {"type": "array", "maxItems": 200, "items": _ref("CaseStep")},
         },
     },
+    "FlowRunNode": {
+        "type": "object",
+        "description": "A Flow node as copied into the run; data carries the run state.",
+        "properties": {
+            "id": {"type": "string"},
+            "data": {
+                "type": "object",
+                "properties": {
+                    "task_type": {"enum": ["scan", "case", "webhook", "slack", "email", "wait"]},
+                    "status": {"enum": ["queued", "working", "passed", "failed", "skipped"]},
+                    "attempt": {"type": "integer"},
+                    "time_started": _TIME,
+                    "time_completed": _TIME,
+                    "exception": _NULL_STR,
+                    "reason": _NULL_STR,
+                    "object_id": _NULL_STR,
+                    "result": {},
+                },
+            },
+        },
+    },
+    "FlowRun": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "user": {"type": "string"},
+            "account": {"type": "string"},
+            "site": {"type": "string"},
+            "flow": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"enum": ["queued", "working", "passed", "failed", "cancelled"]},
+            "attempt": {"type": "integer"},
+            "nodes": {"type": "array", "items": _ref("FlowRunNode")},
+            "edges": {"type": "array", "items": _ref("FlowEdge")},
+            "logs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "timestamp": _TIME,
+                        "message": {"type": "string"},
+                        "step": _NULL_STR,
+                    },
+                },
+            },
+            "configs": {"type": "object", "properties": {"end_on_fail": {"type": "boolean"}}},
+            "time_created": _TIME,
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "time_updated": _TIME,
+        },
+    },
+    "FlowRunCreate": {
+        "type": "object",
+        "required": ["site_id", "flow_id"],
+        "properties": {
+            "site_id": {"type": "string"},
+            "flow_id": {"type": "string"},
+            "configs": {"type": "object", "properties": {"end_on_fail": {"type": "boolean"}}},
+        },
+    },
+    "FlowRunStatus": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"type": "string"},
+            "attempt": {"type": "integer"},
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "duration_seconds": {"type": ["number", "null"]},
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "nodes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "task_type": {"type": "string"},
+                        "status": {"type": "string"},
+                        "attempt": {"type": "integer"},
+                        "time_started": _TIME,
+                        "time_completed": _TIME,
+                        "duration_seconds": {"type": ["number", "null"]},
+                        "exception": _NULL_STR,
+                        "reason": _NULL_STR,
+                    },
+                },
+            },
+        },
+    },
+    "CaseRunPart": {
+        "type": "object",
+        "description": "A step's action or assertion as copied from the Case, with its state.",
+        "properties": {
+            "type": {"type": "string"},
+            "status": {"enum": ["queued", "working", "passed", "failed"]},
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "exception": _NULL_STR,
+        },
+    },
+    "CaseRun": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "user": {"type": "string"},
+            "account": {"type": "string"},
+            "site": {"type": "string"},
+            "case": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"enum": ["queued", "working", "passed", "failed", "cancelled"]},
+            "exception": _NULL_STR,
+            "flowrun": _NULL_STR,
+            "node": _NULL_STR,
+            "steps": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "index": {"type": "integer"},
+                        "action": _ref("CaseRunPart"),
+                        "assertion": {"anyOf": [_ref("CaseRunPart"), {"type": "null"}]},
+                        "screenshot": _NULL_STR,
+                    },
+                },
+            },
+            "time_created": _TIME,
+            "time_started": _TIME,
+            "time_completed": _TIME,
+            "time_updated": _TIME,
+        },
+    },
+    "CaseRunCreate": {
+        "type": "object",
+        "required": ["site_id", "case_id"],
+        "properties": {"site_id": {"type": "string"}, "case_id": {"type": "string"}},
+    },
     "Accepted": {
         "type": "object",
         "properties": {
@@ -460,6 +597,46 @@ OPERATIONS.update(_definition_operations("site", "Sites", []))
 OPERATIONS.update(_definition_operations("flow", "Flows", []))
 OPERATIONS.update(_definition_operations("case", "Cases", ["site_id"]))
 
+
+def _run_operations(noun: str, schema: str, created_from: str) -> dict[Any, Any]:
+    one = f"/{noun}/{{{noun}_id}}"
+    ops = _definition_operations(noun, f"{schema}s", ["site_id"])
+    ops[("POST", f"/{noun}")] = (
+        f"Create a {schema} from a {created_from}, copied in with everything queued.",
+        _ref(f"{schema}Create"),
+        _ref(schema),
+        ["wait"],
+    )
+    ops[("DELETE", one)] = (
+        f"Delete a {schema}; an active one is cancelled first. Its history stays in the ledger.",
+        None,
+        _body({"message": _TEXT}),
+        ["wait"],
+    )
+    ops[("POST", f"{one}/cancel")] = (
+        f"Cancel a queued or working {schema}.",
+        _body({"reason": _TEXT}),
+        _ref(schema),
+        ["wait"],
+    )
+    return ops
+
+
+OPERATIONS.update(_run_operations("flowrun", "FlowRun", "Flow"))
+OPERATIONS.update(_run_operations("caserun", "CaseRun", "Case"))
+OPERATIONS[("POST", "/flowrun/{flowrun_id}/retry")] = (
+    "Retry a failed FlowRun from its failed nodes; passed nodes keep their results.",
+    None,
+    _ref("FlowRun"),
+    ["wait"],
+)
+OPERATIONS[("GET", "/flowrun/{flowrun_id}/runstatus")] = (
+    "Status, start, finish and duration of the run and of each node.",
+    None,
+    _ref("FlowRunStatus"),
+    WAIT_PARAMS,
+)
+
 PARAMS: dict[str, dict[str, Any]] = {
     "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}},
     "offset": {"schema": {"type": "integer", "minimum": 0, "default": 0}},
@@ -500,7 +677,14 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     params += [{"name": q, "in": "query", **PARAMS[q]} for q in query]
     if method == "POST":
         params.append({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}})
-    created = method == "POST" and path in ("/process", "/site", "/flow", "/case")
+    created = method == "POST" and path in (
+        "/process",
+        "/site",
+        "/flow",
+        "/case",
+        "/flowrun",
+        "/caserun",
+    )
     ok_code = "201" if created else "200"
     responses: dict[str, Any] = {
         ok_code: {"description": "OK", "content": {"application/json": {"schema": ok}}}

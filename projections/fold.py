@@ -16,15 +16,19 @@ from schemas import Codec, DecodeError, default_codec
 from streams.domain.account import AccountState
 from streams.domain.aggregates import evolve
 from streams.domain.case import CaseState
+from streams.domain.caserun import CaseRunState
 from streams.domain.events import Event
 from streams.domain.flow import FlowState
+from streams.domain.flowrun import FlowRunState
 from streams.domain.process import ProcessState, StepState
 from streams.domain.site import SiteState
 from streams.serde import decode_event
 
 T = TypeVar("T")
 StreamId = tuple[str, str]  # (aggregate_type, aggregate_id)
-State = ProcessState | AccountState | SiteState | FlowState | CaseState
+State = (
+    ProcessState | AccountState | SiteState | FlowState | CaseState | FlowRunState | CaseRunState
+)
 Loader = Callable[[Collection[StreamId]], Mapping[StreamId, State]]
 
 _UNSEEN: Any = object()
@@ -98,7 +102,7 @@ class Batch:
         return [s for s in self.states.values() if isinstance(s, AccountState)]
 
     def of_type(self, cls: type[T]) -> list[T]:
-        """The changed states of one type (SiteState, FlowState, CaseState, ...)."""
+        """The changed states of one type (SiteState, FlowRunState, ...)."""
         return [s for s in self.states.values() if isinstance(s, cls)]
 
 

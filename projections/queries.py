@@ -16,7 +16,9 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from projections import rows, tables
 from projections.store import Store
 from streams.domain.case import CaseState
+from streams.domain.caserun import CaseRunState
 from streams.domain.flow import FlowState
+from streams.domain.flowrun import FlowRunState
 from streams.domain.process import AGGREGATE, ProcessState, StepState
 from streams.domain.site import SiteState
 
@@ -184,6 +186,59 @@ class Queries:
     ) -> Page[CaseState]:
         """The account's Cases (not deleted), of one Site if ``site_id``, oldest first."""
         return self._list_definitions(CaseState, account, limit, offset, site_id)
+
+    # -- runs: FlowRuns, CaseRuns ----------------------------------------------------------
+
+    def _get_run(self, table: tables.Table, account: str, id_: str) -> tuple[Any, ...] | None:
+        found = self.store.query(
+            f"SELECT {table.select_list()} FROM {table.name} "
+            "WHERE id = ? AND account = ? AND NOT deleted",
+            (id_, account),
+        )
+        return found[0] if found else None
+
+    def _list_runs(
+        self, table: tables.Table, account: str, limit: int, offset: int, site_id: str | None
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        _check_page(limit, offset)
+        condition = "account = ? AND NOT deleted"
+        params: list[Any] = [account]
+        if site_id is not None:
+            condition += " AND site_id = ?"
+            params.append(site_id)
+        count = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {condition}", params)
+        found = self.store.query(
+            f"SELECT {table.select_list()} FROM {table.name} WHERE {condition} "
+            "ORDER BY time_created, id LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return count[0][0], found
+
+    def get_flowrun(self, account: str, flowrun_id: str) -> FlowRunState | None:
+        """The FlowRun with its nodes and logs; None when absent, deleted or another
+        account's."""
+        row = self._get_run(tables.FLOWRUNS, account, flowrun_id)
+        return None if row is None else rows.flowrun_from_row(row)
+
+    def list_flowruns(
+        self, account: str, *, limit: int, offset: int, site_id: str | None = None
+    ) -> Page[FlowRunState]:
+        """The account's FlowRuns (not deleted), of one Site if ``site_id``, oldest first
+        (``time_created``, then ``id``); ValueError for a negative limit or offset."""
+        count, found = self._list_runs(tables.FLOWRUNS, account, limit, offset, site_id)
+        return Page(count, [rows.flowrun_from_row(r) for r in found])
+
+    def get_caserun(self, account: str, caserun_id: str) -> CaseRunState | None:
+        """The CaseRun with its steps; None when absent, deleted or another account's."""
+        row = self._get_run(tables.CASERUNS, account, caserun_id)
+        return None if row is None else rows.caserun_from_row(row)
+
+    def list_caseruns(
+        self, account: str, *, limit: int, offset: int, site_id: str | None = None
+    ) -> Page[CaseRunState]:
+        """The account's CaseRuns (not deleted), of one Site if ``site_id``, oldest first."""
+        count, found = self._list_runs(tables.CASERUNS, account, limit, offset, site_id)
+        return Page(count, [rows.caserun_from_row(r) for r in found])
 
     def token_account(self, token_hash: str) -> TokenOwner | None:
         """Whose token this is (account, token name); None if unknown or revoked."""

@@ -22,7 +22,7 @@ import pyarrow as pa
 from projections import rows, tables
 from projections.errors import StoreError
 from projections.fold import Batch, State, StreamId
-from streams.domain import account, process
+from streams.domain import account, caserun, flowrun, process
 from streams.domain.account import AccountState
 from streams.domain.aggregates import DEFINITION_STATES
 from streams.domain.process import ProcessState
@@ -187,7 +187,29 @@ class Store:
         for aggregate_type, cls in DEFINITION_STATES.items():
             for key, state in self.load_definitions(cls, by_type.get(aggregate_type, ())).items():
                 out[(aggregate_type, key)] = state
+        for key, run in self.load_flowruns(by_type.get(flowrun.AGGREGATE, ())).items():
+            out[(flowrun.AGGREGATE, key)] = run
+        for key, case_run in self.load_caseruns(by_type.get(caserun.AGGREGATE, ())).items():
+            out[(caserun.AGGREGATE, key)] = case_run
         return out
+
+    def load_flowruns(self, ids: Collection[str]) -> dict[str, flowrun.FlowRunState]:
+        """The stored FlowRuns of ``ids``, deleted included."""
+        return {r.id: r for r in map(rows.flowrun_from_row, self._rows_of(tables.FLOWRUNS, ids))}
+
+    def load_caseruns(self, ids: Collection[str]) -> dict[str, caserun.CaseRunState]:
+        """The stored CaseRuns of ``ids``, deleted included."""
+        return {r.id: r for r in map(rows.caserun_from_row, self._rows_of(tables.CASERUNS, ids))}
+
+    def _rows_of(self, table: tables.Table, ids: Collection[str]) -> list[tuple[Any, ...]]:
+        if not ids:
+            return []
+        (found,) = self._query_keyed(
+            ids,
+            f"SELECT {table.select_list('d')} FROM {table.name} d "
+            f"SEMI JOIN {_KEYS} k ON d.id = k.id",
+        )
+        return found
 
     def load_definitions(
         self, cls: type[rows.Definition], ids: Collection[str]
@@ -265,6 +287,12 @@ class Store:
             changed: list[rows.Definition] = batch.of_type(cls)
             if changed:
                 _insert(con, table, rows.definition_columns(table, changed), "INSERT OR REPLACE")
+        flowruns = batch.of_type(flowrun.FlowRunState)
+        if flowruns:
+            _insert(con, tables.FLOWRUNS, rows.flowrun_columns(flowruns), "INSERT OR REPLACE")
+        caseruns = batch.of_type(caserun.CaseRunState)
+        if caseruns:
+            _insert(con, tables.CASERUNS, rows.caserun_columns(caseruns), "INSERT OR REPLACE")
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -209,6 +209,60 @@ CASES = Table(
     primary_key=("id",),
 )
 
+# Runs: one row per FlowRun and CaseRun. The per-node and per-step states (status,
+# times, exception, ...) are JSON text lists in the run's row: a run is always read and
+# written whole, and a few hundred nodes at most fit one value (no child tables to join).
+FLOWRUNS = Table(
+    "flowruns",
+    (
+        _text("id", False),
+        _text("account", False),
+        _text("created_by", False),
+        _text("site_id", False),
+        _text("flow_id", False),
+        _text("title", False),
+        Column("end_on_fail", "BOOLEAN", pa.bool_(), False),
+        _text("flow_nodes", False),  # the nodes as copied from the Flow (canonical JSON)
+        _text("edges", False),
+        _time("time_created", False),
+        _text("nodes", False),  # each node's state: status, times, exception, ...
+        _SEQ,
+        _text("status", False),
+        Column("attempt", "INTEGER", pa.int32(), False),
+        _time("time_started"),
+        _time("time_completed"),
+        _time("time_updated", False),
+        _DELETED,
+        _text("logs", False),
+    ),
+    primary_key=("id",),
+)
+
+CASERUNS = Table(
+    "caseruns",
+    (
+        _text("id", False),
+        _text("account", False),
+        _text("created_by", False),
+        _text("site_id", False),
+        _text("case_id", False),
+        _text("title", False),
+        _text("case_steps", False),  # the steps as copied from the Case (canonical JSON)
+        _time("time_created", False),
+        _text("steps", False),  # each step's action/assertion state and screenshot
+        _text("flowrun_id"),
+        _text("node_id"),
+        _SEQ,
+        _text("status", False),
+        _time("time_started"),
+        _time("time_completed"),
+        _time("time_updated", False),
+        _DELETED,
+        _text("exception"),
+    ),
+    primary_key=("id",),
+)
+
 POSITIONS = Table(
     "positions",
     (
@@ -219,4 +273,16 @@ POSITIONS = Table(
     primary_key=("topic", "partition"),
 )
 
-ALL = (PROCESSES, STEPS, EVENTS, TOKENS, ACCOUNTS, SITES, FLOWS, CASES, POSITIONS)
+ALL = (
+    PROCESSES,
+    STEPS,
+    EVENTS,
+    TOKENS,
+    ACCOUNTS,
+    SITES,
+    FLOWS,
+    CASES,
+    FLOWRUNS,
+    CASERUNS,
+    POSITIONS,
+)

@@ -1,9 +1,10 @@
 """``runledger up``: a whole stack on one machine, with its own Kafka broker.
 
-Starts (or finds) the broker, creates the topics, starts the decider and a node as
-child processes, makes sure account ``default`` has a token, writes ``stack.json``,
-and stops everything it started on Ctrl-C or SIGTERM. A second ``up`` on the same
-data dir resumes: the broker keeps its log, the node its DuckDB file.
+Starts (or finds) the broker, creates the topics, starts the decider, a node, the
+orchestrator and a runner (all job kinds) as child processes, makes sure account
+``default`` has a token, writes ``stack.json``, and stops everything it started on
+Ctrl-C or SIGTERM. A second ``up`` on the same data dir resumes: the broker keeps its
+log, the node its DuckDB file.
 """
 
 from __future__ import annotations
@@ -126,6 +127,13 @@ def run_up(settings: Settings) -> int:
                 env,
                 data_dir / "logs" / "node.log",
             ),
+            Child(
+                "orchestrator",
+                [*exe, "orchestrator"],
+                env,
+                data_dir / "logs" / "orchestrator.log",
+            ),
+            Child("runner", [*exe, "runner"], env, data_dir / "logs" / "runner.log"),
         ]
         for child in children:
             child.start()

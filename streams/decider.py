@@ -33,7 +33,7 @@ from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.process import ProcessState
 from streams.domain.rejection import Rejected
-from streams.domain.snapshot import is_definition, process_to_dict
+from streams.domain.snapshot import is_definition, is_run, process_to_dict, run_to_dict
 from streams.publisher import Publisher
 from streams.topics import Topics, partitions_of
 
@@ -75,6 +75,8 @@ def _state_json(state: Any) -> str | None:
         return json.dumps(process_to_dict(state), separators=(",", ":"))
     if is_definition(state):
         return json.dumps(asdict(state), separators=(",", ":"))
+    if is_run(state):
+        return json.dumps(run_to_dict(state), separators=(",", ":"))
     return None
 
 

@@ -52,10 +52,14 @@ from streams.domain.events import Event
 from streams.domain.process import ProcessState
 from streams.domain.rejection import Rejected
 from streams.domain.snapshot import (
+    RUN_FROM_DICT,
     definition_from_dict,
     is_definition,
+    is_run,
     process_from_dict,
     process_to_dict,
+    run_from_dict,
+    run_to_dict,
 )
 from streams.topics import TopicError, Topics, partitions_of
 
@@ -95,6 +99,8 @@ def _state_from_dict(aggregate_type: str, data: dict[str, Any] | None) -> Any:
         return account.AccountState(data["name"], data["seq"], tokens)
     if aggregate_type in aggregates.DEFINITION_STATES:
         return definition_from_dict(aggregate_type, data)
+    if aggregate_type in RUN_FROM_DICT:
+        return run_from_dict(aggregate_type, data)
     raise ValueError(f"unknown aggregate type {aggregate_type!r} in the changelog")
 
 
@@ -264,6 +270,8 @@ class BatchDecider:
             state_json = json.dumps(process_to_dict(state), separators=(",", ":"))
         elif cmd.reply_to and is_definition(state):
             state_json = json.dumps(asdict(state), separators=(",", ":"))
+        elif cmd.reply_to and is_run(state):
+            state_json = json.dumps(run_to_dict(state), separators=(",", ":"))
         return serde.Outcome(
             command_id=cmd.command_id,
             aggregate_type=cmd.aggregate_type,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from streams.domain import account, case, flow, process, site
+from streams.domain import account, case, caserun, flow, flowrun, process, site
 from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.rejection import INVALID, Rejected
@@ -18,6 +18,8 @@ DECIDERS: dict[str, Callable[[State, Command], list[Event]]] = {
     site.AGGREGATE: site.decide,
     flow.AGGREGATE: flow.decide,
     case.AGGREGATE: case.decide,
+    flowrun.AGGREGATE: flowrun.decide,
+    caserun.AGGREGATE: caserun.decide,
 }
 EVOLVERS: dict[str, Callable[[State, Event], State]] = {
     process.AGGREGATE: process.evolve,
@@ -25,6 +27,8 @@ EVOLVERS: dict[str, Callable[[State, Event], State]] = {
     site.AGGREGATE: site.evolve,
     flow.AGGREGATE: flow.evolve,
     case.AGGREGATE: case.evolve,
+    flowrun.AGGREGATE: flowrun.evolve,
+    caserun.AGGREGATE: caserun.evolve,
 }
 
 # Definition states are flat (no nested values): ``cls(**asdict(state))`` restores one,

@@ -7,6 +7,7 @@ producer).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -356,15 +357,22 @@ _DEFINITION_PARSERS: dict[str, Callable[[Mapping[str, Any]], Body]] = {}
 
 
 def _definition_parsers() -> dict[str, Callable[[Mapping[str, Any]], Body]]:
-    """The body parsers of the definition aggregates (Site, Flow, Case).
+    """The body parsers of the definition aggregates (Site, Flow, Case) and of the
+    runs (FlowRun, CaseRun).
 
     Imported on first use: those modules build on this one (Body, InvalidCommand).
     """
     if not _DEFINITION_PARSERS:
-        from streams.domain import case, flow, site
+        from streams.domain import case, caserun, flow, flowrun, site
 
         for module in (site, flow, case):
             _DEFINITION_PARSERS.update(module.BODY_PARSERS)
+        for bodies, parse in (
+            (flowrun.BODIES, flowrun.parse_flowrun_body),
+            (caserun.BODIES, caserun.parse_caserun_body),
+        ):
+            for body in bodies:
+                _DEFINITION_PARSERS[body.NAME] = functools.partial(parse, body.NAME)
     return _DEFINITION_PARSERS
 
 

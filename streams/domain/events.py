@@ -212,6 +212,18 @@ PAYLOAD_FIELDS: dict[str, tuple[str, ...]] = {
     name: tuple(f.name for f in fields(cls)) for name, cls in PAYLOAD_TYPES.items()
 }
 
+
+def register(*classes: type[Payload]) -> None:
+    """Add payload types defined beside their aggregate (FlowRun, CaseRun), which build
+    on this module and so cannot be listed above; ``streams.domain`` registers them on
+    import. ValueError when a type name is already taken by another class."""
+    for cls in classes:
+        if PAYLOAD_TYPES.get(cls.TYPE, cls) is not cls:
+            raise ValueError(f"event type {cls.TYPE} is registered twice")
+        PAYLOAD_TYPES[cls.TYPE] = cls
+        PAYLOAD_FIELDS[cls.TYPE] = tuple(f.name for f in fields(cls))
+
+
 ENVELOPE_FIELDS: tuple[str, ...] = (
     "event_id",
     "aggregate_type",

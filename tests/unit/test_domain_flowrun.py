@@ -266,6 +266,6 @@ def test_payload_fields_are_avro_primitives_and_types_unique() -> None:
     allowed = {"str", "int", "bool", "float", "str | None", "int | None", "float | None"}
     types = [cls.TYPE for cls in f.PAYLOADS]
     assert len(set(types)) == len(types) and all(t.startswith("flowrun.") for t in types)
-    assert not set(types) & set(e.PAYLOAD_TYPES)
+    assert all(e.PAYLOAD_TYPES[cls.TYPE] is cls for cls in f.PAYLOADS), "registered"
     for cls in f.PAYLOADS:
         assert {str(fl.type) for fl in fields(cls)} <= allowed, cls

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from schemas import DecodeError, default_codec
 from schemas.codec import HEADER_LEN
 from streams import serde
+from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import events as e
+from streams.domain import flowrun as fr
 from streams.serde import EventPosition, MalformedMessage, Outcome
 
 CODEC = default_codec()
@@ -56,6 +58,35 @@ PAYLOADS: list[e.Payload] = [
     e.CaseDeleted(),
 ]
 
+NODES = (
+    '[{"data":{"configs":{},"task_type":"scan"},"id":"1"},'
+    '{"data":{"configs":{},"task_type":"wait"},"id":"2"}]'
+)
+EDGES = '[{"id":"e1","source":"1","target":"2"}]'
+CASE_STEPS = '[{"action":{"path":"/","type":"navigate"},"assertion":{"type":"exists"}}]'
+
+# FlowRun and CaseRun payloads, defined beside their aggregates.
+RUN_PAYLOADS: list[e.Payload] = [
+    fr.FlowRunCreated("site-1", "flow-1", NODES, EDGES, False, "two steps"),
+    fr.NodeStarted("1", 2),
+    fr.NodePassed("1", '{"similarity":99.5}', "scan-1"),
+    fr.NodeFailed("2", "TimeoutError", '{"status":500}', "hook-1"),
+    fr.NodeSkipped("2", "cancelled"),
+    fr.FlowRunLogged("scan done", "1"),
+    fr.FlowRunCompleted("passed"),
+    fr.FlowRunCancelled("stop"),
+    fr.FlowRunRetried(2),
+    fr.FlowRunDeleted(),
+    cr.CaseRunCreated("site-1", "case-1", CASE_STEPS, "contact", "flowrun-1", "2"),
+    cr.CaseStepStarted(0, "action"),
+    cr.CaseStepPassed(0, "action"),
+    cr.CaseStepFailed(0, "assertion", "not found", "ab" * 16),
+    cr.CaseRunCompleted("failed"),
+    cr.CaseRunCancelled("stop"),
+    cr.CaseRunDeleted(),
+]
+PAYLOADS += RUN_PAYLOADS
+
 # The same types with every optional field left at its default (None, "{}", ()).
 MINIMAL: list[e.Payload] = [
     e.ProcessCreated("page_scan"),
@@ -65,6 +96,14 @@ MINIMAL: list[e.Payload] = [
     e.ReviewRequested(),
     e.ProcessCompleted(),
     e.ProcessCancelled(),
+    fr.FlowRunCreated("site-1", "flow-1", NODES, EDGES),
+    fr.NodePassed("1"),
+    fr.NodeFailed("2", "boom"),
+    fr.FlowRunLogged("hello"),
+    fr.FlowRunCancelled(),
+    cr.CaseRunCreated("site-1", "case-1", CASE_STEPS),
+    cr.CaseStepFailed(0, "action", "boom"),
+    cr.CaseRunCancelled(),
 ]
 
 
@@ -366,3 +405,47 @@ def test_outcome_position_is_the_last_event_or_none() -> None:
     assert OUTCOMES[0].position == (3, 1208)
     assert OUTCOMES[1].position is None
     assert replace(OUTCOMES[1], events=()).position is None
+
+
+# -- FlowRun and CaseRun commands ---------------------------------------------------------
+
+RUN_BODIES: list[c.Body] = [
+    fr.CreateFlowRun("site-1", "flow-1", NODES, EDGES, False, "two steps"),
+    fr.CreateFlowRun("site-1", "flow-1", NODES, "[]"),
+    fr.NodeStart("1"),
+    fr.NodePass("1", '{"similarity":99.5}', "scan-1"),
+    fr.NodePass("1"),
+    fr.NodeFail("2", "TimeoutError", '{"status":500}', "hook-1"),
+    fr.NodeFail("2", "TimeoutError"),
+    fr.NodeSkip("2", "a parent failed"),
+    fr.LogFlowRun("scan done", "1"),
+    fr.LogFlowRun("hello"),
+    fr.CompleteFlowRun("passed"),
+    fr.CancelFlowRun("stop"),
+    fr.CancelFlowRun(),
+    fr.RetryFlowRun(),
+    fr.DeleteFlowRun(),
+    cr.CreateCaseRun("site-1", "case-1", CASE_STEPS, "contact", "flowrun-1", "2"),
+    cr.CreateCaseRun("site-1", "case-1", CASE_STEPS),
+    cr.CaseStepStart(0, "action"),
+    cr.CaseStepPass(0, "assertion"),
+    cr.CaseStepFail(0, "assertion", "not found", "ab" * 16),
+    cr.CaseStepFail(0, "action", "boom"),
+    cr.CancelCaseRun("stop"),
+    cr.CancelCaseRun(),
+    cr.DeleteCaseRun(),
+]
+
+
+def test_the_run_command_list_covers_every_run_command_type() -> None:
+    assert {type(b) for b in RUN_BODIES} == {*fr.BODIES, *cr.BODIES}
+
+
+@pytest.mark.parametrize("body", RUN_BODIES, ids=lambda b: b.NAME)
+def test_every_run_command_round_trips_through_bytes(body: c.Body) -> None:
+    aggregate = body.NAME.partition(".")[0]
+    command = replace(_command(body), aggregate_type=aggregate, aggregate_id=f"{aggregate}-1")
+    encoded = serde.encode_command(CODEC, command)
+    assert serde.decode_command(CODEC, encoded) == command
+    payload = c.body_to_payload(body)
+    assert c.parse_body(body.NAME, json.loads(json.dumps(payload))) == body

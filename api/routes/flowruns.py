@@ -1,0 +1,74 @@
+"""FlowRuns: ``POST /flowrun {site_id, flow_id, configs?}`` copies the Flow's nodes and
+edges into a new run (every node queued); get, list (``?site_id=``), delete, cancel,
+retry (a failed run, from its failed nodes) and the run status with per-node timing.
+
+The orchestrator, not the API, starts nodes: it reacts to ``flowrun.created``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.context import Context
+from api.errors import ApiError
+from api.routes.runs import RunResource, command_route, id_field, load_run, read_definition
+from api.routes.runs import routes_of as run_routes
+from api.run_representations import flowrun_json, flowrun_runstatus_json
+
+
+def _end_on_fail(fields: dict[str, Any], flow_configs: dict[str, Any]) -> Any:
+    """The request's ``configs.end_on_fail``, else the Flow's, else true (the create
+    command checks that it is a boolean)."""
+    configs = fields.get("configs")
+    if configs is None:
+        configs = {}
+    if not isinstance(configs, dict):
+        raise ApiError(422, "invalid_field", "configs must be an object", "configs")
+    if "end_on_fail" in configs:
+        return configs["end_on_fail"]
+    flow_value = flow_configs.get("end_on_fail")
+    return flow_value if isinstance(flow_value, bool) else True
+
+
+async def _from_flow(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
+    site_id = id_field(fields, "site_id")
+    flow_id = id_field(fields, "flow_id")
+    reads = ctx.deps.reads
+    await read_definition(ctx, reads.get_site, site_id, "site_id", "site")
+    flow = await read_definition(ctx, reads.get_flow, flow_id, "flow_id", "flow")
+    flow_configs = json.loads(flow.configs_json)
+    return {
+        "site_id": site_id,
+        "flow_id": flow_id,
+        "title": flow.name,
+        "nodes": json.loads(flow.nodes_json),
+        "edges": json.loads(flow.edges_json),
+        "configs": {"end_on_fail": _end_on_fail(fields, flow_configs)},
+    }
+
+
+FLOWRUNS = RunResource(
+    noun="flowrun",
+    render=flowrun_json,
+    get=lambda ctx, run_id: ctx.deps.reads.get_flowrun(ctx.principal.account, run_id),
+    list=lambda ctx, site_id, limit, offset: ctx.deps.reads.list_flowruns(
+        ctx.principal.account, limit=limit, offset=offset, site_id=site_id
+    ),
+    create_fields=_from_flow,
+)
+
+
+async def runstatus(request: Request) -> Response:
+    return JSONResponse(flowrun_runstatus_json(await load_run(FLOWRUNS, request)))
+
+
+routes = [
+    *run_routes(FLOWRUNS),
+    command_route(FLOWRUNS, "retry"),
+    Route(f"{FLOWRUNS.one}/runstatus", runstatus, methods=["GET"], name="flowrun_runstatus"),
+]

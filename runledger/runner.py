@@ -1,0 +1,224 @@
+"""``runledger runner``: a runner process, assembled in one place.
+
+Chromium (one per process, at most ``max_pages`` pages at a time), the target guard
+(``RUNLEDGER_ALLOW_PRIVATE_TARGETS``), the artifact store and VRT baselines under the
+data dir, a producer for reports, the cancel watch, and one :class:`JobLoop` per job
+kind, each in that kind's consumer group on ``ledger.jobs``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.structs import TopicPartition
+
+from runledger.services import stop_on_signals
+from runledger.settings import PREFIX, Settings, SettingsError
+from runners.artifacts import ArtifactStore
+from runners.browser import Browser, BrowserConfig
+from runners.guard import TargetGuard
+from runners.jobs_cancel import CancelWatch
+from runners.jobs_context import JobContext
+from runners.jobs_executor import KINDS, perform
+from runners.notify import SmtpServer
+from runners.worker import JobLoop
+from schemas import Codec, default_codec
+from streams import serde
+from streams.domain import aggregates
+from streams.domain.commands import Command
+from streams.jobs import Dispatch
+from streams.publisher import Publisher
+from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger("runledger.runner")
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """What a runner process does: which job kinds, how many pages at once, and the
+    SMTP server of email nodes (None when ``RUNLEDGER_SMTP_HOST`` is unset)."""
+
+    kinds: tuple[str, ...] = KINDS
+    max_pages: int = 4
+    smtp: SmtpServer | None = None
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, kinds: Sequence[str] | None = None
+    ) -> RunnerOptions:
+        env = os.environ if env is None else env
+        chosen = tuple(kinds) if kinds else KINDS
+        unknown = [k for k in chosen if k not in KINDS]
+        if unknown:
+            raise SettingsError(f"unknown job kinds {unknown}; known: {', '.join(KINDS)}")
+        try:
+            pages = int(env.get(PREFIX + "RUNNER_MAX_PAGES") or 4)
+            port = int(env.get(PREFIX + "SMTP_PORT") or 25)
+        except ValueError as exc:
+            raise SettingsError(
+                f"{PREFIX}RUNNER_MAX_PAGES and {PREFIX}SMTP_PORT are numbers"
+            ) from exc
+        if pages < 1:
+            raise SettingsError(f"{PREFIX}RUNNER_MAX_PAGES must be at least 1")
+        host = env.get(PREFIX + "SMTP_HOST", "")
+        smtp = None
+        if host:
+            smtp = SmtpServer(
+                host=host,
+                port=port,
+                starttls=(env.get(PREFIX + "SMTP_STARTTLS", "").lower() in {"1", "true", "yes"}),
+                username=env.get(PREFIX + "SMTP_USERNAME", ""),
+                password=env.get(PREFIX + "SMTP_PASSWORD", ""),
+                sender=env.get(PREFIX + "SMTP_SENDER") or "runledger@localhost",
+            )
+        return cls(chosen, pages, smtp)
+
+
+class _Revoke(ConsumerRebalanceListener):
+    def __init__(self, loop: JobLoop) -> None:
+        self.loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.loop.revoke(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class Runner:
+    """A runner: ``await run()`` until :meth:`stop`. ``loops`` holds one JobLoop per kind
+    (their stats are what tests and metrics read)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: RunnerOptions,
+        codec: Codec | None = None,
+        *,
+        browser_config: BrowserConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.codec = codec or default_codec()
+        self.topics = Topics(settings.topic_prefix)
+        self.browser = Browser(browser_config or BrowserConfig(max_pages=options.max_pages))
+        data_dir = settings.data_dir
+        self.ctx = JobContext(
+            browser=self.browser,
+            guard=TargetGuard(allow_private=settings.allow_private_targets),
+            store=ArtifactStore(data_dir / "artifacts"),
+            baselines=data_dir / "vrt-baselines",
+            smtp=options.smtp,
+        )
+        self.publisher = Publisher(settings.kafka_bootstrap, client_id="runledger-runner")
+        self.loops: dict[str, JobLoop] = {}
+        self.watch = CancelWatch(settings.kafka_bootstrap, self.topics, self._cancel)
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    async def publish(self, cmd: Command) -> None:
+        """Publish a report; returns once Kafka acknowledged it (PublishError if not)."""
+        key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
+        await self.publisher.send_and_wait(
+            self.topics.commands, key, serde.encode_command(self.codec, cmd)
+        )
+
+    async def execute(self, dispatch: Dispatch) -> None:
+        await perform(self.ctx, dispatch, self.publish)
+
+    def _cancel(self, run_id: str, at: float) -> None:
+        for loop in self.loops.values():
+            loop.cancel_run(run_id, at)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.watch.stop()
+        for loop in self.loops.values():
+            loop.stop()
+
+    async def run(self) -> None:
+        await self.publisher.start()
+        consumers: list[AIOKafkaConsumer] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self.browser.start()
+            tasks.append(asyncio.create_task(self.watch.run(), name="cancel-watch"))
+            for kind in self.options.kinds:
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self.settings.kafka_bootstrap,
+                    group_id=f"{self.topics.prefix}runledger-runner-{kind}",
+                    client_id=f"runledger-runner-{kind}",
+                    enable_auto_commit=False,
+                    isolation_level="read_committed",
+                    auto_offset_reset="earliest",
+                    session_timeout_ms=10_000,
+                    heartbeat_interval_ms=1_000,
+                )
+                loop = JobLoop(consumer, kind, self.execute)
+                consumer.subscribe([self.topics.jobs], listener=_Revoke(loop))
+                await consumer.start()
+                consumers.append(consumer)
+                self.loops[kind] = loop
+                tasks.append(asyncio.create_task(loop.run(), name=f"jobs-{kind}"))
+            await self.watch.ready.wait()
+            self.ready.set()
+            log.info(
+                "runner ready: kinds %s, %d pages",
+                ",".join(self.options.kinds),
+                self.options.max_pages,
+            )
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self.stop()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 15)
+            for consumer in consumers:
+                await consumer.stop()
+            await self.browser.close()
+            await self.publisher.stop()
+
+
+async def run_runner(settings: Settings, options: RunnerOptions) -> None:
+    """The ``runledger runner`` command: run until SIGINT/SIGTERM."""
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    runner = Runner(settings, options)
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    task = asyncio.create_task(runner.run())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    runner.stop()
+    await task
+
+
+async def run_orchestrator(settings: Settings) -> None:
+    """The ``runledger orchestrator`` command: run until SIGINT/SIGTERM."""
+    from streams.orchestrator import Orchestrator
+
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
+    orchestrator = Orchestrator(settings.kafka_bootstrap, topics, default_codec())
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    task = asyncio.create_task(orchestrator.run())
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    orchestrator.stop()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(task, 15)

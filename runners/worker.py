@@ -1,0 +1,273 @@
+"""The job loop of a runner: consume ``ledger.jobs`` in a consumer group, run each job as
+a task, commit its offset only once the job's reports are durable.
+
+One :class:`JobLoop` serves one job kind, in that kind's consumer group
+(``<prefix>runledger-runner-<kind>``): every runner that handles the kind shares its
+jobs, and a runner that does not handle a kind is simply not in its group, so a job is
+never taken by a runner that would have to skip it. A loop reads every job and skips
+(commits past) the jobs of other kinds without running them.
+
+The poll loop never waits for a job (arroyo-style): a message starts a task and its
+partition is paused while that task (or a queued message of the same partition) is
+pending; the loop keeps polling, so heartbeats and the poll interval are kept however
+long a browser runs. When the task ends, its offset is committed (the task returns only
+after Kafka acknowledged every report) and the partition resumes. A job whose reports
+could not be published is run again after a pause; a runner killed mid-job commits
+nothing, so after the rebalance another runner runs the job again, under the same
+report ids (``runners.jobs_report``).
+
+Cancel: :meth:`JobLoop.cancel_run` cancels the tasks of a run (the runner's
+``CancelWatch`` calls it when a run's ``cancelled`` or ``deleted`` event appears); a
+cancelled job reports nothing more (the run's cancel already stopped its node) and is
+committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka.structs import TopicPartition
+
+from runners.jobs_report import caserun_id_for
+from streams.jobs import Dispatch, InvalidJob, decode_dispatch, kind_of
+
+log = logging.getLogger(__name__)
+
+# Runs a job to its end, every report acknowledged; raises if a report could not be
+# published (the job is then run again).
+Execute = Callable[[Dispatch], Coroutine[Any, Any, None]]
+
+RECENT_CANCELS = 10_000
+
+
+class JobConsumer(Protocol):
+    """The part of aiokafka's consumer the loop uses (a fake in unit tests)."""
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]: ...
+
+    def pause(self, *partitions: TopicPartition) -> None: ...
+
+    def resume(self, *partitions: TopicPartition) -> None: ...
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+
+
+@dataclass
+class LoopStats:
+    started: int = 0
+    finished: int = 0
+    skipped: int = 0
+    invalid: int = 0
+    retried: int = 0
+    cancelled: int = 0
+    commits: int = 0
+    # seconds from a cancel's event (its Kafka timestamp) to the job's task ending
+    cancel_latencies: list[float] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """A message of a partition: queued, or running as ``task``."""
+
+    offset: int
+    dispatch: Dispatch | None  # None: not ours (other kind, undecodable): just commit
+    task: asyncio.Task[None] | None = None
+    cancelled_at: float | None = None  # wall-clock time of the cancel event
+    attempts: int = 0
+
+
+@dataclass
+class _Partition:
+    queue: deque[_Pending] = field(default_factory=deque)
+    paused: bool = False
+    retry_at: float = 0.0
+
+
+class JobLoop:
+    """Consume jobs of ``kind`` with ``consumer`` (subscribed to ``ledger.jobs`` in the
+    kind's group, auto-commit off) and run them with ``execute``."""
+
+    def __init__(
+        self,
+        consumer: JobConsumer,
+        kind: str,
+        execute: Execute,
+        *,
+        retry_delay: float = 2.0,
+        poll_ms: int = 200,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.consumer = consumer
+        self.kind = kind
+        self.execute = execute
+        self.retry_delay = retry_delay
+        self.poll_ms = poll_ms
+        self.clock = clock
+        self.stats = LoopStats()
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self._cancelled_runs: dict[str, float] = {}
+        self._stopping = asyncio.Event()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll, start and finish jobs until :meth:`stop`; running jobs are then
+        cancelled without a commit (another runner will run them)."""
+        try:
+            while not self._stopping.is_set():
+                await self.poll_once()
+        finally:
+            await self.revoke(list(self._parts))
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def poll_once(self) -> None:
+        """One turn: fetch what is there (never waiting on a job), take it in, start
+        what may start, commit what finished."""
+        batch = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=100)
+        for tp, messages in batch.items():
+            part = self._parts.setdefault(tp, _Partition())
+            for msg in messages:
+                part.queue.append(self._pending(msg))
+        await self._advance()
+
+    def _pending(self, msg: Any) -> _Pending:
+        header_kind = kind_of(getattr(msg, "headers", None))
+        if header_kind is not None and header_kind != self.kind:
+            self.stats.skipped += 1
+            return _Pending(msg.offset, None)
+        try:
+            dispatch = decode_dispatch(msg.value)
+        except InvalidJob as exc:
+            self.stats.invalid += 1
+            log.warning("job at offset %d skipped: %s", msg.offset, exc)
+            return _Pending(msg.offset, None)
+        if dispatch.job.kind != self.kind:
+            self.stats.skipped += 1
+            return _Pending(msg.offset, None)
+        return _Pending(msg.offset, dispatch)
+
+    async def _advance(self) -> None:
+        commits: dict[TopicPartition, int] = {}
+        now = time.monotonic()
+        for tp, part in self._parts.items():
+            while part.queue:
+                head = part.queue[0]
+                if head.task is not None and not head.task.done():
+                    break  # still running
+                if head.task is not None and not self._finished(head):
+                    head.task = None  # its reports failed: run it again after a pause
+                    part.retry_at = now + self.retry_delay
+                    self.stats.retried += 1
+                if head.task is None and head.dispatch is not None and not self._dead(head):
+                    if now < part.retry_at:
+                        break
+                    head.attempts += 1
+                    head.task = asyncio.create_task(
+                        self.execute(head.dispatch), name=f"job-{head.dispatch.job.job_id}"
+                    )
+                    self.stats.started += 1
+                    break
+                part.queue.popleft()  # done, cancelled, or never ours
+                commits[tp] = head.offset + 1
+            self._flow(tp, part)
+        if commits:
+            await self.consumer.commit(commits)
+            self.stats.commits += 1
+
+    def _dead(self, pending: _Pending) -> bool:
+        """A job of a run cancelled before it started: skip it."""
+        assert pending.dispatch is not None
+        return pending.dispatch.job.run_id in self._cancelled_runs
+
+    def _finished(self, head: _Pending) -> bool:
+        """Whether the head's finished task counts as done (its offset may be committed)."""
+        task = head.task
+        assert task is not None
+        if task.cancelled():
+            if head.cancelled_at is not None:
+                latency = max(0.0, self.clock() - head.cancelled_at)
+                self.stats.cancelled += 1
+                self.stats.cancel_latencies.append(latency)
+                job_id = head.dispatch.job.job_id if head.dispatch else "?"
+                log.info("job %s stopped %.3f s after its run was cancelled", job_id, latency)
+                return True
+            return False  # cancelled by a revoke or a stop: not done
+        error = task.exception()
+        if error is not None:
+            log.warning(
+                "job %s failed to report (%s); running it again",
+                head.dispatch.job.job_id if head.dispatch else "?",
+                error,
+            )
+            return False
+        self.stats.finished += 1
+        return True
+
+    def _flow(self, tp: TopicPartition, part: _Partition) -> None:
+        # Paused while anything is pending: the consumer's position moves on, the
+        # messages wait in our queue, and polling goes on regardless.
+        busy = bool(part.queue)
+        if busy and not part.paused:
+            self.consumer.pause(tp)
+            part.paused = True
+        elif not busy and part.paused:
+            self.consumer.resume(tp)
+            part.paused = False
+
+    # -- cancel and rebalance ----------------------------------------------------------
+
+    def cancel_run(self, run_id: str, event_time: float | None = None) -> int:
+        """Cancel the running and queued jobs of ``run_id`` (a FlowRun, or the CaseRun a
+        job created); returns how many tasks were cancelled. ``event_time`` (epoch
+        seconds of the cancel event) is kept to measure the cancel latency."""
+        at = event_time if event_time is not None else self.clock()
+        self._cancelled_runs[run_id] = at
+        while len(self._cancelled_runs) > RECENT_CANCELS:
+            del self._cancelled_runs[next(iter(self._cancelled_runs))]
+        hit = 0
+        for part in self._parts.values():
+            for pending in part.queue:
+                job = pending.dispatch.job if pending.dispatch else None
+                if job is None or run_id not in (job.run_id, caserun_id_for(job.job_id)):
+                    continue
+                self._cancelled_runs[job.run_id] = at
+                if pending.task is not None and not pending.task.done():
+                    pending.cancelled_at = at
+                    pending.task.cancel()
+                    hit += 1
+        return hit
+
+    async def revoke(self, tps: list[TopicPartition]) -> None:
+        """Forget ``tps`` (rebalanced away, or stopping): their tasks are cancelled and
+        their offsets left uncommitted for the next owner."""
+        tasks = []
+        for tp in tps:
+            part = self._parts.pop(tp, None)
+            if part is None:
+                continue
+            for pending in part.queue:
+                if pending.task is not None and not pending.task.done():
+                    pending.task.cancel()
+                    tasks.append(pending.task)
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    def running(self) -> int:
+        return sum(
+            1
+            for part in self._parts.values()
+            for p in part.queue
+            if p.task is not None and not p.task.done()
+        )

@@ -1,0 +1,319 @@
+"""The orchestrator: a stream processor on ``ledger.events`` that moves FlowRuns along.
+
+Pipeline, per batch of events, all inside one Kafka transaction:
+
+    decode → fold (flowrun, site and case states) → for each run a flowrun event
+    changed: next_steps (pure) → publish commands (deterministic ids) → publish the
+    jobs of the nodes started in the batch → send the consumed event offsets → commit
+
+so the commands and jobs an event causes and the fact that it was consumed become
+visible together or not at all. On start (and after a failure) it fences older
+instances and folds ``ledger.events`` up to its committed positions, then resumes from
+there: events before those positions had their commands and jobs published in the
+transaction that committed them. Redelivery is harmless: command ids are derived from
+the run, the node and the attempt, so the decider answers a repeat as a duplicate, and
+a repeated job carries the same ``job_id`` (runners report under ids derived from it).
+
+Jobs are published on ``flowrun.node_started`` (after the decider accepted the start),
+never on the decision to start: a start the decider refuses sends no runner off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import ProducerFenced
+from aiokafka.structs import TopicPartition
+
+from schemas import Codec, DecodeError
+from streams import serde
+from streams.domain import aggregates
+from streams.domain import flowrun as f
+from streams.domain.commands import Command
+from streams.domain.events import Event
+from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
+from streams.orchestration import body_for, command_id_for, job_for, next_steps
+from streams.publisher import Publisher
+from streams.topics import Topics, partitions_of
+
+log = logging.getLogger(__name__)
+
+ACTOR = "orchestrator"
+# Only these aggregates matter here: runs, and the Sites and Cases their jobs point at.
+FOLDED = ("flowrun.", "site.", "case.")
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class OrchestratorStats:
+    events: int = 0
+    undecodable: int = 0
+    commands: int = 0
+    jobs: int = 0
+    batches: int = 0
+    rebuilt_events: int = 0
+
+
+def _event_type(headers: Any) -> str | None:
+    for key, value in headers or ():
+        if key == "type" and isinstance(value, bytes):
+            return value.decode(errors="replace")
+    return None
+
+
+class Orchestrator:
+    """Consumes ``ledger.events``; publishes FlowRun commands and jobs for runners."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        codec: Codec,
+        *,
+        clock: Callable[[], int] = now_micros,
+        max_batch: int = 2000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.codec = codec
+        self.clock = clock
+        self.max_batch = max_batch
+        self.group_id = f"{topics.prefix}runledger-orchestrator"
+        self.states: dict[str, Any] = {}  # stream key -> FlowRunState | SiteState | CaseState
+        self.stats = OrchestratorStats()
+        self.ready = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._publisher: Publisher | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Orchestrate until :meth:`stop`; after a failure, fence, rebuild, go on."""
+        while not self._stopping.is_set():
+            try:
+                await self._start()
+                await self._loop()
+            except asyncio.CancelledError:
+                raise
+            except ProducerFenced:
+                log.error("another orchestrator took over (this one was fenced); stopping")
+                self._stopping.set()
+                break
+            except Exception:
+                if self._stopping.is_set():
+                    break
+                log.exception("orchestrator failed; rebuilding from the ledger and resuming")
+                await asyncio.sleep(1.0)
+            finally:
+                await self._close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _start(self) -> None:
+        self.ready.clear()
+        self._publisher = Publisher(
+            self.bootstrap,
+            transactional_id=f"{self.topics.prefix}runledger-orchestrator",
+            client_id="runledger-orchestrator",
+        )
+        await self._publisher.start()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id="runledger-orchestrator",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        parts = await partitions_of(consumer, self.topics.events)
+        tps = [TopicPartition(self.topics.events, p) for p in parts]
+        consumer.assign(tps)
+        committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}
+        await self._rebuild(committed)
+        for tp in tps:
+            consumer.seek(tp, committed[tp])
+        self.ready.set()
+        log.info(
+            "orchestrator ready: %d states rebuilt from %d events",
+            len(self.states),
+            self.stats.rebuilt_events,
+        )
+
+    async def _close(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._publisher is not None:
+            await self._publisher.stop()
+            self._publisher = None
+
+    async def _rebuild(self, upto: dict[TopicPartition, int]) -> None:
+        """Fold the events before the committed positions ``upto`` into ``self.states``."""
+        self.states = {}
+        self.stats.rebuilt_events = 0
+        remaining = {tp for tp, end in upto.items() if end > 0}
+        if not remaining:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            client_id="runledger-orchestrator-rebuild",
+        )
+        await consumer.start()
+        try:
+            consumer.assign(list(remaining))
+            await consumer.seek_to_beginning(*remaining)
+            while remaining:
+                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
+                for tp, messages in batch.items():
+                    for msg in messages:
+                        if msg.offset < upto[tp]:
+                            event = self._decode(msg)
+                            if event is not None:
+                                self._fold(event)
+                                self.stats.rebuilt_events += 1
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= upto[tp]:
+                        remaining.discard(tp)
+        finally:
+            await consumer.stop()
+
+    # -- folding -----------------------------------------------------------------------
+
+    def _decode(self, msg: Any) -> Event | None:
+        kind = _event_type(msg.headers)
+        if kind is not None and not kind.startswith(FOLDED):
+            return None  # not ours: no need to decode it
+        try:
+            event = serde.decode_event(self.codec, msg.value)
+        except DecodeError as exc:
+            self.stats.undecodable += 1
+            log.warning("event at offset %d cannot be decoded, skipped: %s", msg.offset, exc)
+            return None
+        if not event.type.startswith(FOLDED):
+            return None
+        return event
+
+    def _fold(self, event: Event) -> None:
+        key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
+        state = self.states.get(key)
+        if state is not None and event.seq <= state.seq:
+            return  # a duplicate: already folded
+        try:
+            self.states[key] = aggregates.evolve(state, event)
+        except ValueError as exc:
+            log.warning("event %s of %s not folded: %s", event.type, key, exc)
+
+    def run_state(self, run_id: str) -> f.FlowRunState | None:
+        state = self.states.get(aggregates.stream_key(f.AGGREGATE, run_id))
+        return state if isinstance(state, f.FlowRunState) else None
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        assert self._consumer is not None
+        while not self._stopping.is_set():
+            batch = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
+            if batch:
+                await self._process(batch)
+
+    async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        publisher = self._publisher
+        assert publisher is not None
+        offsets: dict[TopicPartition, int] = {}
+        changed: dict[str, Event] = {}  # run id -> the last event that changed it
+        started: list[tuple[str, str, int]] = []  # (run id, node id, attempt)
+        for tp, messages in batch.items():
+            for msg in messages:
+                offsets[tp] = msg.offset + 1
+                event = self._decode(msg)
+                if event is None:
+                    continue
+                self.stats.events += 1
+                self._fold(event)
+                if event.aggregate_type != f.AGGREGATE:
+                    continue
+                if isinstance(event.data, f.NodeStarted):
+                    started.append((event.aggregate_id, event.data.node_id, event.data.attempt))
+                if not isinstance(event.data, f.FlowRunLogged):  # a log line decides nothing
+                    changed[event.aggregate_id] = event
+        async with publisher.transaction():
+            for run_id, node_id, attempt in started:
+                await self._publish_job(run_id, node_id, attempt)
+            for run_id, cause in changed.items():
+                run = self.run_state(run_id)
+                if run is None:
+                    continue
+                for action in next_steps(run):
+                    await self._publish_command(run, action, cause)
+            await publisher.send_offsets(offsets, self.group_id)
+        self.stats.batches += 1
+
+    async def _publish_command(self, run: f.FlowRunState, action: Any, cause: Event) -> None:
+        assert self._publisher is not None
+        cmd = Command(
+            command_id=command_id_for(run, action),
+            aggregate_type=f.AGGREGATE,
+            aggregate_id=run.id,
+            issued_at=self.clock(),
+            account=run.account,
+            actor=ACTOR,
+            correlation_id=cause.correlation_id,
+            causation_id=cause.event_id,
+            body=body_for(action),
+        )
+        key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
+        await self._publisher.send(self.topics.commands, key, serde.encode_command(self.codec, cmd))
+        self.stats.commands += 1
+
+    def dispatch_for(self, run: f.FlowRunState, node_id: str, attempt: int) -> Dispatch:
+        """The job of ``attempt`` of ``node_id`` with its Site URL and Case steps."""
+        job = job_for(run, node_id, attempt)
+        site = self.states.get(aggregates.stream_key("site", run.site_id))
+        site_url = getattr(site, "site_url", "") if site is not None else ""
+        case_id: str | None = None
+        steps: str | None = None
+        if job.kind == "case":
+            case_id = _case_id(job.data_json)
+            case = self.states.get(aggregates.stream_key("case", case_id)) if case_id else None
+            if case is not None and not getattr(case, "deleted", False):
+                steps = getattr(case, "steps_json", None)
+        return Dispatch(job, site_url=site_url, case_id=case_id, case_steps_json=steps)
+
+    async def _publish_job(self, run_id: str, node_id: str, attempt: int) -> None:
+        assert self._publisher is not None
+        run = self.run_state(run_id)
+        node = run.node(node_id) if run is not None else None
+        if run is None or node is None or node.status != f.WORKING or node.attempt != attempt:
+            return  # cancelled (or otherwise moved on) later in the same batch
+        dispatch = self.dispatch_for(run, node_id, attempt)
+        headers = [(KIND_HEADER, dispatch.job.kind.encode())]
+        await self._publisher.send(
+            self.topics.jobs, run_id.encode(), encode_dispatch(dispatch), headers
+        )
+        self.stats.jobs += 1
+
+
+def _case_id(data_json: str) -> str | None:
+    try:
+        data = json.loads(data_json)
+    except ValueError:
+        return None
+    value = data.get("case_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None

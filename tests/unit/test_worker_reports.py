@@ -1,0 +1,104 @@
+"""Running one job with fakes: deterministic report ids, the node's timeout, errors that
+fail the node versus errors that make the worker run the job again."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runners.errors import TargetRefused
+from runners.jobs_context import JobContext, NodeConfig
+from runners.jobs_executor import perform
+from runners.jobs_report import JobReporter, NodeOutcome
+from streams.domain import flowrun as f
+from streams.domain.commands import Command
+from streams.jobs import Dispatch, decode_dispatch, encode_dispatch
+from streams.orchestration import Job
+from streams.publisher import PublishError
+
+JOB = Job("job-1", "wait", "run-1", "acme", "site-1", "n1", 1, '{"timeout": 0.2}', "{}", 95.0)
+CTX: Any = JobContext(browser=None, guard=None, store=None, baselines=Path("."))  # type: ignore[arg-type]
+
+
+def run(executor: Any, publish: Any) -> NodeOutcome:
+    return asyncio.run(
+        perform(CTX, Dispatch(JOB), publish, executors={"wait": executor}, clock=lambda: 7)
+    )
+
+
+def test_the_dispatch_round_trips() -> None:
+    dispatch = Dispatch(JOB, "https://example.com/", "case-1", '[{"action":{"type":"click"}}]')
+    assert decode_dispatch(encode_dispatch(dispatch)) == dispatch
+
+
+def test_reports_carry_the_same_ids_on_a_second_run() -> None:
+    sent: list[Command] = []
+
+    async def publish(cmd: Command) -> None:
+        sent.append(cmd)
+
+    async def executor(ctx: Any, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+        await report.log("hello")
+        return NodeOutcome(True, {"x": 1})
+
+    run(executor, publish)
+    run(executor, publish)
+    first, second = sent[:2], sent[2:]
+    assert [c.command_id for c in first] == [c.command_id for c in second]
+    assert isinstance(first[-1].body, f.NodePass)
+    assert first[-1].body.result_json == '{"x":1}'
+
+
+def test_pass_and_fail_of_a_node_share_one_id() -> None:
+    sent: list[Command] = []
+
+    async def publish(cmd: Command) -> None:
+        sent.append(cmd)
+
+    async def ok(ctx: Any, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+        return NodeOutcome(True)
+
+    async def refused(ctx: Any, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+        raise TargetRefused("http://127.0.0.1/", "127.0.0.1", "loopback")
+
+    run(ok, publish)
+    outcome = run(refused, publish)
+    assert not outcome.passed and "loopback" in (outcome.exception or "")
+    assert isinstance(sent[1].body, f.NodeFail)
+    assert sent[0].command_id == sent[1].command_id
+
+
+def test_the_node_timeout_fails_the_node() -> None:
+    sent: list[Command] = []
+
+    async def publish(cmd: Command) -> None:
+        sent.append(cmd)
+
+    async def slow(ctx: Any, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+        await asyncio.sleep(5)
+        return NodeOutcome(True)
+
+    outcome = run(slow, publish)
+    assert not outcome.passed and "timed out" in (outcome.exception or "")
+    assert isinstance(sent[-1].body, f.NodeFail)
+
+
+def test_a_report_kafka_did_not_take_propagates() -> None:
+    async def publish(cmd: Command) -> None:
+        raise PublishError("no broker")
+
+    async def ok(ctx: Any, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+        return NodeOutcome(True)
+
+    with pytest.raises(PublishError):
+        run(ok, publish)
+
+
+def test_node_configs() -> None:
+    config = NodeConfig.from_json('{"timeout": 300, "max_wait_time": 30, "min_wait_time": 3}')
+    assert (config.timeout, config.max_wait_time, config.min_wait_time) == (300, 30, 3)
+    assert NodeConfig.from_json('{"timeout": "x"}').timeout == 300
+    assert NodeConfig.from_json('{"min_wait_time": 99, "max_wait_time": 5}').min_wait_time == 5
