@@ -12,6 +12,7 @@ from api.deps import ApiDeps
 from api.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
 from api.gateway import CommandPending
 from api.routes import (
+    artifacts,
     caseruns,
     cases,
     flowruns,
@@ -19,6 +20,7 @@ from api.routes import (
     process_commands,
     process_reads,
     sites,
+    streams,
     system,
 )
 
@@ -45,6 +47,8 @@ def create_app(deps: ApiDeps) -> Starlette:
             *cases.routes,
             *flowruns.routes,
             *caseruns.routes,
+            *streams.routes,
+            *artifacts.routes,
         ],
         exception_handlers={
             ApiError: api_error_handler,

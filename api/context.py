@@ -16,13 +16,20 @@ class Context:
     principal: Principal
 
 
-def context(request: Request) -> Context:
-    """Authenticate the request (once) and return its context; ApiError 401 if it fails."""
+def context(request: Request, *, query_token: bool = False) -> Context:
+    """Authenticate the request (once) and return its context; ApiError 401 if it fails.
+
+    ``query_token`` also accepts ``?token=`` when no Authorization header is sent: only
+    the SSE streams pass it, because a browser's EventSource cannot send headers.
+    """
     found: Context | None = getattr(request.state, "ctx", None)
     if found is not None:
         return found
     auth: Authenticator = request.app.state.auth
-    principal = auth.principal(request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    if not header and query_token:
+        header = request.query_params.get("token")
+    principal = auth.principal(header)
     ctx = Context(deps=request.app.state.deps, principal=principal)
     request.state.ctx = ctx
     return ctx

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from api.broadcaster import Broadcaster
 from api.process_cache import ProcessCache
 from streams.domain.case import CaseState
 from streams.domain.caserun import CaseRunState
@@ -41,8 +42,20 @@ class ReadModel(Protocol):
     ) -> PageOf: ...
 
     def list_events(
-        self, account: str, aggregate_id: str, *, limit: int, offset: int
+        self,
+        account: str,
+        aggregate_id: str,
+        *,
+        limit: int,
+        offset: int,
+        aggregate_type: str = ...,
     ) -> PageOf: ...
+
+    def events_since(
+        self, account: str, cursor: dict[int, int], aggregate_types: Sequence[str]
+    ) -> list[Any]: ...
+
+    def last_positions(self) -> dict[int, int]: ...
 
     def token_account(self, token_hash: str) -> tuple[str, str] | None: ...
 
@@ -84,6 +97,10 @@ class Positions(Protocol):
 
     async def wait_for_end(self, timeout: float) -> bool: ...
 
+    def applied(self) -> dict[int, int]:
+        """The next offset to apply per partition (everything before it is committed)."""
+        ...
+
 
 def _now_micros() -> int:
     return time.time_ns() // 1000
@@ -106,3 +123,9 @@ class ApiDeps:
     metrics: Callable[[], dict[str, float]] = field(default=lambda: {})
     # Committed Process states for reads by id; None reads the store every time.
     process_cache: ProcessCache | None = None
+    # Live events for the SSE streams; None: streams replay the store and then end.
+    broadcaster: Broadcaster | None = None
+    # Artifact bytes and media type by sha256 hex; None when missing (or no store).
+    artifacts: Callable[[str], tuple[bytes, str] | None] | None = None
+    sse_window_s: float = 25.0
+    sse_heartbeat_s: float = 5.0

@@ -263,6 +263,15 @@ SCHEMAS: dict[str, Any] = {
             "steps": {"type": "array", "maxItems": 200, "items": _ref("CaseStep")},
         },
     },
+    "CaseGenerate": {
+        "type": "object",
+        "required": ["site_id"],
+        "properties": {
+            "site_id": {"type": "string"},
+            "max_layers": {"type": "integer", "minimum": 1, "maximum": 20, "default": 10},
+            "prompt": {"type": "string", "maxLength": 10000},
+        },
+    },
     "FlowRunNode": {
         "type": "object",
         "description": "A Flow node as copied into the run; data carries the run state.",
@@ -434,6 +443,12 @@ WAIT_PARAMS = ["wait", "after"]
 # (method, path) -> (summary, request body schema or None, 2xx schema, extra query params)
 OPERATIONS: dict[tuple[str, str], tuple[str, Any, Any, list[str]]] = {
     ("GET", "/health"): ("Liveness; needs no token.", None, {"type": "object"}, []),
+    ("GET", "/artifact/{hash}"): (
+        "An artifact (HTML, screenshot, VRT diff) by the sha256 its events carry.",
+        None,
+        {"type": "string", "format": "binary"},
+        [],
+    ),
     ("GET", "/metrics"): ("Counters in Prometheus text format.", None, {"type": "string"}, []),
     ("GET", "/openapi.json"): ("This document.", None, {"type": "object"}, []),
     ("GET", "/process"): (
@@ -448,7 +463,12 @@ OPERATIONS: dict[tuple[str, str], tuple[str, Any, Any, list[str]]] = {
         _ref("Process"),
         ["wait"],
     ),
-    ("GET", "/process/{process_id}"): ("Retrieve a Process.", None, _ref("Process"), WAIT_PARAMS),
+    ("GET", "/process/{process_id}"): (
+        "Retrieve a Process (as it was at as_of, if given).",
+        None,
+        _ref("Process"),
+        [*WAIT_PARAMS, "as_of"],
+    ),
     ("DELETE", "/process/{process_id}"): (
         "Delete a Process; a running one is cancelled first. Its history stays in the ledger.",
         None,
@@ -596,6 +616,13 @@ def _definition_operations(noun: str, title: str, extra: list[str]) -> dict[Any,
 OPERATIONS.update(_definition_operations("site", "Sites", []))
 OPERATIONS.update(_definition_operations("flow", "Flows", []))
 OPERATIONS.update(_definition_operations("case", "Cases", ["site_id"]))
+OPERATIONS[("POST", "/case/generate")] = (
+    "Generate a Case by exploring the Site: answers with a Process of type case.generate "
+    "whose object_id is the new Case once it completes.",
+    _ref("CaseGenerate"),
+    _ref("Process"),
+    ["wait"],
+)
 
 
 def _run_operations(noun: str, schema: str, created_from: str) -> dict[Any, Any]:
@@ -636,6 +663,37 @@ OPERATIONS[("GET", "/flowrun/{flowrun_id}/runstatus")] = (
     _ref("FlowRunStatus"),
     WAIT_PARAMS,
 )
+for _noun, _schema in (("flowrun", "FlowRun"), ("caserun", "CaseRun")):
+    _one = ("GET", f"/{_noun}/{{{_noun}_id}}")
+    _summary, _body_schema, _ok, _query = OPERATIONS[_one]
+    OPERATIONS[_one] = (
+        f"{_summary.rstrip('.')} (as it was at as_of, if given).",
+        _body_schema,
+        _ok,
+        [*_query, "as_of"],
+    )
+
+_STREAM_NOTE = (
+    " Server-Sent Events: id, event (the event type), data {state, event}; a heartbeat "
+    "comment every few seconds; closes after the node's window. Resume with Last-Event-ID."
+)
+STREAMS = {"/stream", "/process/{process_id}/stream", "/flowrun/{flowrun_id}/stream"}
+STREAMS.add("/caserun/{caserun_id}/stream")
+for _noun, _schema in (("process", "Process"), ("flowrun", "FlowRun"), ("caserun", "CaseRun")):
+    OPERATIONS[("GET", f"/{_noun}/{{{_noun}_id}}/stream")] = (
+        f"Follow one {_schema} live: its history, then each new event; event: done when it "
+        "reaches a terminal status." + _STREAM_NOTE,
+        None,
+        _TEXT,
+        ["token", "last_event_id"],
+    )
+OPERATIONS[("GET", "/stream")] = (
+    "Follow every Process, FlowRun and CaseRun event of the token's account from now "
+    "(type: event or aggregate types; status: the status after the event)." + _STREAM_NOTE,
+    None,
+    _TEXT,
+    ["type", "status", "token", "last_event_id"],
+)
 
 PARAMS: dict[str, dict[str, Any]] = {
     "limit": {"schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}},
@@ -651,6 +709,19 @@ PARAMS: dict[str, dict[str, Any]] = {
     "after": {
         "schema": {"type": "string"},
         "description": "PARTITION:OFFSET from a Ledger-Position header; implies wait.",
+    },
+    "as_of": {
+        "schema": {"type": "string", "format": "date-time"},
+        "description": "The state folded from the events up to this time; 404 if none.",
+    },
+    "token": {
+        "schema": {"type": "string"},
+        "description": "The API token, for clients that cannot send headers (EventSource); "
+        "accepted on stream routes only.",
+    },
+    "last_event_id": {
+        "schema": {"type": "string"},
+        "description": "Resume after this event id, like the Last-Event-ID header.",
     },
 }
 
@@ -686,9 +757,10 @@ def _operation(method: str, path: str) -> dict[str, Any]:
         "/caserun",
     )
     ok_code = "201" if created else "200"
-    responses: dict[str, Any] = {
-        ok_code: {"description": "OK", "content": {"application/json": {"schema": ok}}}
-    }
+    media = "text/event-stream" if path in STREAMS else "application/json"
+    responses: dict[str, Any] = {ok_code: {"description": "OK", "content": {media: {"schema": ok}}}}
+    if path in STREAMS:
+        params.append({"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}})
     if method in ("POST", "DELETE"):
         responses["202"] = {
             "description": "Durable, not yet decided",

@@ -29,7 +29,9 @@ def parse_iso(text: str) -> int:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "+", 1))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1_000_000)
+    # Exact integer arithmetic: a float timestamp may land one microsecond early.
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _json(text: str | None) -> Any:

@@ -85,6 +85,8 @@ class Batch:
     partitions: tuple[int, ...] = ()
     offsets: tuple[int, ...] = ()
     statuses: tuple[str | None, ...] = ()
+    # ``after[i]`` is the aggregate's state right after ``events[i]`` (for live streams).
+    after: tuple[State, ...] = ()
     states: Mapping[StreamId, State] = field(default_factory=dict)
     steps: tuple[tuple[str, StepState], ...] = ()
     steps_replaced: frozenset[str] = frozenset()
@@ -183,6 +185,7 @@ def fold_batch(
     partitions: list[int] = []
     offsets: list[int] = []
     statuses: list[str | None] = []
+    after: list[State] = []
     duplicates = 0
     for msg, ev in zip(kept, decoded, strict=True):
         key = (ev.aggregate_type, ev.aggregate_id)
@@ -209,6 +212,7 @@ def fold_batch(
         partitions.append(msg.partition)
         offsets.append(msg.offset)
         statuses.append(getattr(new, "status", None))
+        after.append(new)
 
     changed: dict[StreamId, State] = {}
     steps: list[tuple[str, StepState]] = []
@@ -231,6 +235,7 @@ def fold_batch(
         partitions=tuple(partitions),
         offsets=tuple(offsets),
         statuses=tuple(statuses),
+        after=tuple(after),
         states=changed,
         steps=tuple(steps),
         steps_replaced=frozenset(replaced),

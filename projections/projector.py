@@ -37,11 +37,13 @@ from schemas import Codec, default_codec
 from streams.domain.events import Event
 from streams.topics import Topics
 
-__all__ = ["Listener", "Projector", "ProjectorStats", "fold_batch"]
+__all__ = ["BatchListener", "Listener", "Projector", "ProjectorStats", "fold_batch"]
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[list[Event]], None]
+# Told every committed batch (events with their positions and the states after them).
+BatchListener = Callable[[Batch], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class Projector:
         self.topic = topics.events
         self.watermark = Watermark()
         self.listeners: list[Listener] = []
+        self.batch_listeners: list[BatchListener] = []
         self._bootstrap = bootstrap
         self._dlq_topic = topics.dlq
         self._codec = codec or default_codec()
@@ -317,6 +320,7 @@ class Projector:
         self._stats = self._stats.counted(batch, time.monotonic() - began, self._clock())
         if batch.events:
             self._notify(list(batch.events))
+            self._notify_batch(batch)
 
     async def _settle(self, writing: _Writing) -> None:
         """Wait for a write (raising its error), then cache its states.
@@ -333,3 +337,10 @@ class Projector:
                 listener(events)
             except Exception:  # one broken listener must not stop the projection
                 log.exception("projector: listener %r failed", listener)
+
+    def _notify_batch(self, batch: Batch) -> None:
+        for listener in list(self.batch_listeners):
+            try:
+                listener(batch)
+            except Exception:  # one broken listener must not stop the projection
+                log.exception("projector: batch listener %r failed", listener)

@@ -132,6 +132,30 @@ class Queries:
         )
         return [rows.event_from_row(r) for r in found]
 
+    def events_since(
+        self, account: str, cursor: dict[int, int], aggregate_types: Sequence[str]
+    ) -> list[rows.EventRow]:
+        """The account's events of ``aggregate_types`` past ``cursor`` (per partition, the
+        last offset already seen; a partition it lacks is read from its start), in
+        (partition, offset) order."""
+        if not aggregate_types:
+            return []
+        marks = ", ".join("?" for _ in aggregate_types)
+        seen = [f'(partition = {int(p)} AND "offset" <= {int(o)})' for p, o in cursor.items()]
+        condition = f"account = ? AND aggregate_type IN ({marks})"
+        if seen:
+            condition += f" AND NOT ({' OR '.join(seen)})"
+        found = self.store.query(
+            f'SELECT {_EVENT_COLUMNS} FROM events WHERE {condition} ORDER BY partition, "offset"',
+            [account, *aggregate_types],
+        )
+        return [rows.event_from_row(r) for r in found]
+
+    def last_positions(self) -> dict[int, int]:
+        """The last offset of an applied event per partition (none yet: absent)."""
+        found = self.store.query('SELECT partition, max("offset") FROM events GROUP BY partition')
+        return {int(p): int(o) for p, o in found}
+
     # -- definitions: Sites, Flows, Cases ------------------------------------------------
 
     def _get_definition(self, cls: type[T], account: str, id_: str) -> T | None:

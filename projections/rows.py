@@ -23,6 +23,7 @@ from streams.domain.flow import FlowState
 from streams.domain.flowrun import FlowRunState
 from streams.domain.process import ProcessState, StepState
 from streams.domain.site import SiteState
+from streams.serde import event_from_record
 
 Columns = dict[str, list[Any]]
 
@@ -395,3 +396,33 @@ def token_from_row(row: Sequence[Any]) -> Token:
 def event_from_row(row: Sequence[Any]) -> EventRow:
     """An EventRow from an ``events`` row (columns in table order, times as ints)."""
     return EventRow(*row)
+
+
+def event_row(event: Event, partition: int, offset: int, status: str | None) -> EventRow:
+    """The EventRow the store keeps for ``event`` read at ``partition``/``offset``."""
+    e = event
+    return EventRow(
+        e.aggregate_type,
+        e.aggregate_id,
+        e.seq,
+        e.event_id,
+        e.type,
+        e.occurred_at,
+        e.account,
+        e.actor,
+        e.command_id,
+        e.correlation_id,
+        e.causation_id,
+        payload_json(e.data),
+        partition,
+        offset,
+        status,
+    )
+
+
+def event_of_row(row: EventRow) -> Event:
+    """The domain Event back from its row (to fold it); MalformedMessage for an unknown
+    type."""
+    record: dict[str, Any] = {name: getattr(row, name) for name in EVENT_ENVELOPE}
+    record.update(json.loads(row.data))
+    return event_from_record(record)

@@ -9,15 +9,17 @@ decoded values; :func:`load` does the reading.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from schemas import Codec, DecodeError
 from streams.consumer import event_document, partition_for, read_to_end
-from streams.domain.aggregates import EVOLVERS, evolve, stream_key
+from streams.domain import history as history_fold
+from streams.domain.aggregates import EVOLVERS, stream_key
 from streams.domain.events import Event
+from streams.domain.history import NotYetCreated, unique_events
 from streams.serde import Outcome, decode_event, decode_outcome
 from streams.topics import Topics
 
@@ -84,15 +86,6 @@ def parse_time(text: str) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def unique_events(events: Iterable[Event]) -> list[Event]:
-    """In seq order, each seq once: the decider may write an event twice after a crash
-    (same id, same seq); the fold, like the projector's, keeps the first."""
-    seen: dict[int, Event] = {}
-    for ev in events:
-        seen.setdefault(ev.seq, ev)
-    return [seen[s] for s in sorted(seen)]
-
-
 def history(
     aggregate_type: str, aggregate_id: str, events: Sequence[Event], outcomes: Sequence[Outcome]
 ) -> History:
@@ -127,21 +120,17 @@ def state_as_of(events: Sequence[Event], at: int) -> Any:
 
     AuditError when ``at`` is before the first event (the aggregate did not exist).
     """
-    ordered = unique_events(events)
-    if not ordered:
-        raise AuditError("no events")
-    if at < ordered[0].occurred_at:
+    try:
+        return history_fold.state_as_of(events, at)
+    except NotYetCreated as exc:
+        ordered = unique_events(events)
+        if not ordered:
+            raise AuditError("no events") from exc
         first = ordered[0]
         raise AuditError(
             f"{first.aggregate_type} {first.aggregate_id} did not exist at {iso(at)}: "
             f"it was created at {iso(first.occurred_at)}"
-        )
-    state: Any = None
-    for ev in ordered:
-        if ev.occurred_at > at:
-            break
-        state = evolve(state, ev)
-    return state
+        ) from exc
 
 
 # -- reading the log --------------------------------------------------------------------

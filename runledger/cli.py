@@ -335,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument(
         "--kinds",
         default="",
-        help="comma-separated job kinds (scan,case,webhook,slack,email,wait); default all",
+        help="comma-separated job kinds (scan,case,webhook,slack,email,wait,generate); default all",
     )
     runner.set_defaults(func=cmd_runner)
 

@@ -17,12 +17,15 @@ from dataclasses import asdict
 import uvicorn
 
 from api import ApiDeps, create_app
+from api.broadcaster import Broadcaster
 from api.process_cache import ProcessCache
 from projections.projector import Projector
 from projections.queries import Queries
 from projections.store import Store
 from runledger.services import stop_on_signals
 from runledger.settings import Settings
+from runners.artifacts import ArtifactStore
+from runners.errors import ArtifactInvalid, ArtifactNotFound
 from schemas import default_codec
 from streams.bus import CommandBus
 from streams.topics import Topics, ensure_topics
@@ -55,6 +58,9 @@ class NodePositions:
     async def wait_for_end(self, timeout: float) -> bool:
         return await self._projector.catch_up(timeout)
 
+    def applied(self) -> dict[int, int]:
+        return self._projector.applied
+
 
 def _metrics(projector: Projector) -> dict[str, float]:
     # last_batch_at is None until the first batch: leave it out rather than fail.
@@ -78,7 +84,18 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     await bus.start()
     cache = ProcessCache()
     projector.listeners.append(cache.forget)  # on the loop, right after each commit
+    broadcaster = Broadcaster()
+    projector.batch_listeners.append(broadcaster.publish_batch)
+    artifact_store = ArtifactStore(settings.data_dir / "artifacts")
+
+    def artifact(digest: str) -> tuple[bytes, str] | None:
+        try:
+            return artifact_store.get(digest)
+        except (ArtifactNotFound, ArtifactInvalid):
+            return None
+
     deps = ApiDeps(
+        artifacts=artifact,
         reads=Queries(store),
         commands=bus,
         positions=NodePositions(projector),
@@ -87,6 +104,9 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         wait_timeout_s=settings.wait_timeout_s,
         metrics=lambda: _metrics(projector),
         process_cache=cache,
+        broadcaster=broadcaster,
+        sse_window_s=settings.sse_window_s,
+        sse_heartbeat_s=settings.sse_heartbeat_s,
     )
     config = uvicorn.Config(
         create_app(deps),

@@ -28,6 +28,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from exc
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name} must be a number, got {raw!r}") from exc
+    if value <= 0:
+        raise SettingsError(f"{PREFIX}{name} must be positive, got {raw!r}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(PREFIX + name)
     if raw is None or raw == "":
@@ -60,6 +73,10 @@ class Settings:
     command_timeout_s: float = 10.0
     wait_timeout_s: float = 10.0
     allow_private_targets: bool = False
+    # How long an SSE stream stays open before the client must reconnect, and how
+    # often a comment keeps proxies from closing an idle one.
+    sse_window_s: float = 25.0
+    sse_heartbeat_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -78,6 +95,8 @@ class Settings:
             command_timeout_s=float(_int(env, "COMMAND_TIMEOUT_S", 10)),
             wait_timeout_s=float(_int(env, "WAIT_TIMEOUT_S", 10)),
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", False),
+            sse_window_s=_float(env, "SSE_WINDOW_S", 25.0),
+            sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", 5.0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **clean)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from runners.errors import BrowserUnavailable, RunnerError
 from runners.jobs_case import run_case_job
 from runners.jobs_context import JobContext, NodeConfig
+from runners.jobs_generate import run_generate
 from runners.jobs_notify import run_email, run_slack, run_wait, run_webhook
 from runners.jobs_report import JobReporter, NodeOutcome, Publish, now_micros
 from runners.jobs_scan import run_scan
@@ -33,8 +34,12 @@ EXECUTORS: dict[str, Executor] = {
     "slack": run_slack,
     "email": run_email,
     "wait": run_wait,
+    "generate": run_generate,
 }
 KINDS = tuple(EXECUTORS)
+# Kinds whose job serves a Process (``run_id`` is the Process id), not a FlowRun node:
+# their outcome completes or fails the Process.
+PROCESS_KINDS = frozenset({"generate"})
 
 
 async def perform(
@@ -65,5 +70,8 @@ async def perform(
         except Exception as exc:  # a bug must fail the node, not stall the run
             log.exception("job %s (%s) crashed", job.job_id, job.kind)
             outcome = NodeOutcome(False, {}, f"runner error: {type(exc).__name__}: {exc}")
-    await report.outcome(outcome)
+    if job.kind in PROCESS_KINDS:
+        await report.process_outcome(outcome)
+    else:
+        await report.outcome(outcome)
     return outcome

@@ -18,7 +18,7 @@ from typing import Any
 
 from streams.domain import caserun as cr
 from streams.domain import flowrun as f
-from streams.domain.commands import Body, Command
+from streams.domain.commands import Body, Command, CompleteProcess, FailProcess
 from streams.jobs import Dispatch
 
 REPORT_NAMESPACE = uuid.UUID("8e3c1f52-7d4a-4b0e-a6c9-2f51d0b7e3a4")
@@ -101,6 +101,18 @@ class JobReporter:
             exception = (outcome.exception or "failed")[:2000]
             body = f.NodeFail(job.node_id, exception, result, outcome.object_id)
         await self.send(f.AGGREGATE, job.run_id, "node/result", body)
+
+    async def process_outcome(self, outcome: NodeOutcome) -> None:
+        """The outcome of a job for a Process (``generate``): ``process.complete`` with
+        the object made, or ``process.fail``; one id for both, as a node's result."""
+        job = self.dispatch.job
+        body: Body
+        if outcome.passed:
+            result = json.dumps(outcome.result, sort_keys=True, separators=(",", ":"), default=str)
+            body = CompleteProcess(outcome.object_id, result)
+        else:
+            body = FailProcess((outcome.exception or "failed")[:2000])
+        await self.send("process", job.run_id, "process/result", body)
 
     async def case_part(
         self,

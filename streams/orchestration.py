@@ -13,6 +13,7 @@ which the decider and the runners recognise as duplicates.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -180,3 +181,34 @@ def command_id_for(run: f.FlowRunState, action: Action) -> str:
     else:
         name = f"{run.id}/{run.attempt}/complete"
     return str(uuid.uuid5(COMMAND_NAMESPACE, name))
+
+
+# -- Processes that runners work on ---------------------------------------------------
+
+GENERATE_PROCESS = "case.generate"
+GENERATE_KIND = "generate"
+# A generate job's bounds (seconds): the whole job, and each page operation.
+GENERATE_CONFIGS = {"timeout": 300, "max_wait_time": 15, "min_wait_time": 0}
+
+
+def process_job_id(process_id: str, attempt: int) -> str:
+    return str(uuid.uuid5(JOB_NAMESPACE, f"process:{process_id}/{attempt}"))
+
+
+def generate_job(
+    process_id: str, account: str, site_id: str, info_json: str, attempt: int = 1
+) -> Job:
+    """The ``generate`` job of ``attempt`` of a ``case.generate`` Process: the same job
+    (and id) every time it is built, so a redelivery is reported under the same ids.
+    ``run_id`` is the Process id, ``data_json`` the Process info."""
+    return Job(
+        job_id=process_job_id(process_id, attempt),
+        kind=GENERATE_KIND,
+        run_id=process_id,
+        account=account,
+        site_id=site_id,
+        node_id=GENERATE_KIND,
+        attempt=attempt,
+        configs_json=json.dumps(GENERATE_CONFIGS, sort_keys=True, separators=(",", ":")),
+        data_json=info_json,
+    )

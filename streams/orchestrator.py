@@ -16,6 +16,12 @@ a repeated job carries the same ``job_id`` (runners report under ids derived fro
 
 Jobs are published on ``flowrun.node_started`` (after the decider accepted the start),
 never on the decision to start: a start the decider refuses sends no runner off.
+
+It also dispatches the work of ``case.generate`` Processes (``POST /case/generate``): on
+their ``process.created`` (and ``process.retried``) a ``generate`` job, keyed by the
+Process id, with a job id derived from the Process and its attempt
+(``streams.orchestration.generate_job``). Only those Processes are remembered (their
+account, Site and info); other Processes are not decoded past their type header.
 """
 
 from __future__ import annotations
@@ -37,9 +43,16 @@ from streams import serde
 from streams.domain import aggregates
 from streams.domain import flowrun as f
 from streams.domain.commands import Command
-from streams.domain.events import Event
+from streams.domain.events import Event, ProcessCreated, ProcessRetried
 from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
-from streams.orchestration import body_for, command_id_for, job_for, next_steps
+from streams.orchestration import (
+    GENERATE_PROCESS,
+    body_for,
+    command_id_for,
+    generate_job,
+    job_for,
+    next_steps,
+)
 from streams.publisher import Publisher
 from streams.topics import Topics, partitions_of
 
@@ -48,6 +61,18 @@ log = logging.getLogger(__name__)
 ACTOR = "orchestrator"
 # Only these aggregates matter here: runs, and the Sites and Cases their jobs point at.
 FOLDED = ("flowrun.", "site.", "case.")
+# Process events that dispatch a generate job (of case.generate Processes only).
+PROCESS_EVENTS = (ProcessCreated.TYPE, ProcessRetried.TYPE)
+DECODED = (*FOLDED, *PROCESS_EVENTS)
+
+
+@dataclass(frozen=True)
+class GenerateProcess:
+    """What the orchestrator keeps of a case.generate Process to dispatch its jobs."""
+
+    account: str
+    site_id: str
+    info_json: str
 
 
 def now_micros() -> int:
@@ -90,6 +115,7 @@ class Orchestrator:
         self.max_batch = max_batch
         self.group_id = f"{topics.prefix}runledger-orchestrator"
         self.states: dict[str, Any] = {}  # stream key -> FlowRunState | SiteState | CaseState
+        self.generating: dict[str, GenerateProcess] = {}  # case.generate Processes by id
         self.stats = OrchestratorStats()
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -165,6 +191,7 @@ class Orchestrator:
     async def _rebuild(self, upto: dict[TopicPartition, int]) -> None:
         """Fold the events before the committed positions ``upto`` into ``self.states``."""
         self.states = {}
+        self.generating = {}
         self.stats.rebuilt_events = 0
         remaining = {tp for tp, end in upto.items() if end > 0}
         if not remaining:
@@ -198,7 +225,7 @@ class Orchestrator:
 
     def _decode(self, msg: Any) -> Event | None:
         kind = _event_type(msg.headers)
-        if kind is not None and not kind.startswith(FOLDED):
+        if kind is not None and not kind.startswith(DECODED):
             return None  # not ours: no need to decode it
         try:
             event = serde.decode_event(self.codec, msg.value)
@@ -206,11 +233,14 @@ class Orchestrator:
             self.stats.undecodable += 1
             log.warning("event at offset %d cannot be decoded, skipped: %s", msg.offset, exc)
             return None
-        if not event.type.startswith(FOLDED):
+        if not event.type.startswith(DECODED):
             return None
         return event
 
     def _fold(self, event: Event) -> None:
+        if event.type in PROCESS_EVENTS:
+            self._remember(event)
+            return
         key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
         state = self.states.get(key)
         if state is not None and event.seq <= state.seq:
@@ -219,6 +249,27 @@ class Orchestrator:
             self.states[key] = aggregates.evolve(state, event)
         except ValueError as exc:
             log.warning("event %s of %s not folded: %s", event.type, key, exc)
+
+    def _remember(self, event: Event) -> None:
+        data = event.data
+        if isinstance(data, ProcessCreated) and data.process_type == GENERATE_PROCESS:
+            self.generating[event.aggregate_id] = GenerateProcess(
+                event.account, data.site or "", data.info_json
+            )
+
+    def generate_dispatch(self, process_id: str, attempt: int) -> Dispatch | None:
+        """The ``generate`` job of ``attempt`` of a case.generate Process (None if the
+        Process is not one). The Site's URL is the folded Site's, else the one the API
+        put in the Process info when it checked the Site."""
+        process = self.generating.get(process_id)
+        if process is None:
+            return None
+        job = generate_job(process_id, process.account, process.site_id, process.info_json, attempt)
+        site = self.states.get(aggregates.stream_key("site", process.site_id))
+        if site is not None and getattr(site, "deleted", False):
+            return Dispatch(job, site_url="")  # the runner fails the Process: no Site
+        site_url = getattr(site, "site_url", "") if site is not None else ""
+        return Dispatch(job, site_url=site_url or _json_field(process.info_json, "site_url") or "")
 
     def run_state(self, run_id: str) -> f.FlowRunState | None:
         state = self.states.get(aggregates.stream_key(f.AGGREGATE, run_id))
@@ -239,6 +290,7 @@ class Orchestrator:
         offsets: dict[TopicPartition, int] = {}
         changed: dict[str, Event] = {}  # run id -> the last event that changed it
         started: list[tuple[str, str, int]] = []  # (run id, node id, attempt)
+        generate: list[tuple[str, int]] = []  # (process id, attempt)
         for tp, messages in batch.items():
             for msg in messages:
                 offsets[tp] = msg.offset + 1
@@ -247,6 +299,11 @@ class Orchestrator:
                     continue
                 self.stats.events += 1
                 self._fold(event)
+                if event.type in PROCESS_EVENTS:
+                    attempt = event.data.attempt if isinstance(event.data, ProcessRetried) else 1
+                    if event.aggregate_id in self.generating:
+                        generate.append((event.aggregate_id, attempt))
+                    continue
                 if event.aggregate_type != f.AGGREGATE:
                     continue
                 if isinstance(event.data, f.NodeStarted):
@@ -256,6 +313,8 @@ class Orchestrator:
         async with publisher.transaction():
             for run_id, node_id, attempt in started:
                 await self._publish_job(run_id, node_id, attempt)
+            for process_id, attempt in generate:
+                await self._publish_generate(process_id, attempt)
             for run_id, cause in changed.items():
                 run = self.run_state(run_id)
                 if run is None:
@@ -308,6 +367,26 @@ class Orchestrator:
             self.topics.jobs, run_id.encode(), encode_dispatch(dispatch), headers
         )
         self.stats.jobs += 1
+
+    async def _publish_generate(self, process_id: str, attempt: int) -> None:
+        assert self._publisher is not None
+        dispatch = self.generate_dispatch(process_id, attempt)
+        if dispatch is None:
+            return
+        headers = [(KIND_HEADER, dispatch.job.kind.encode())]
+        await self._publisher.send(
+            self.topics.jobs, process_id.encode(), encode_dispatch(dispatch), headers
+        )
+        self.stats.jobs += 1
+
+
+def _json_field(text: str, key: str) -> str | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _case_id(data_json: str) -> str | None:

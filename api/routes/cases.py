@@ -1,5 +1,7 @@
 """Cases: ``POST /case {site_id, name, steps}`` (type ``recorded``), get, list
-(``?site_id=``), delete.
+(``?site_id=``), delete; and ``POST /case/generate {site_id, max_layers, prompt}``,
+which answers with a Process of type ``case.generate`` (the orchestrator dispatches a
+``generate`` job for it; the runner completes it with ``object_id`` = the new Case).
 
 The Case's Site must exist for the caller's account. ``decide`` sees one aggregate,
 so the API checks the read model before publishing; a Site created a moment ago may
@@ -12,15 +14,24 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-from api.context import Context
+from api.context import Context, context
 from api.errors import ApiError
-from api.representations import case_json
+from api.gateway import derived_id, idempotency_key, run_command
+from api.representations import case_json, process_json
+from api.requests import json_body
 from api.routes.definitions import Resource, routes_of
 from streams.domain.case import CreateCase
-from streams.domain.commands import InvalidCommand, parse_body
+from streams.domain.commands import MAX_ID, MAX_TEXT, InvalidCommand, parse_body
+from streams.domain.site import SiteState
+from streams.orchestration import GENERATE_PROCESS
 
 SITE_WAIT_S = 5.0
+MAX_LAYERS = 20
+DEFAULT_LAYERS = 10
 
 
 async def _site_exists(ctx: Context, fields: dict[str, Any]) -> None:
@@ -29,18 +40,81 @@ async def _site_exists(ctx: Context, fields: dict[str, Any]) -> None:
     except InvalidCommand as exc:
         raise ApiError(422, "invalid_field", exc.message, exc.field) from exc
     assert isinstance(body, CreateCase)
+    await _site_of(ctx, body.site_id)
+
+
+async def _site_of(ctx: Context, site_id: str) -> SiteState:
+    """The caller's Site ``site_id`` (waiting briefly for the read model); 422 if none."""
     account = ctx.principal.account
     reads = ctx.deps.reads
-    if await run_in_threadpool(reads.get_site, account, body.site_id) is not None:
-        return
+    site = await run_in_threadpool(reads.get_site, account, site_id)
+    if site is not None:
+        return site
     await ctx.deps.positions.wait_for_end(min(SITE_WAIT_S, ctx.deps.wait_timeout_s))
-    if await run_in_threadpool(reads.get_site, account, body.site_id) is None:
+    site = await run_in_threadpool(reads.get_site, account, site_id)
+    if site is None:
         raise ApiError(
             422,
             "invalid_field",
-            f"site_id names no site of this account: {body.site_id}",
+            f"site_id names no site of this account: {site_id}",
             "site_id",
         )
+    return site
+
+
+def _generate_fields(fields: dict[str, Any]) -> tuple[str, int, str]:
+    """``site_id``, ``max_layers`` (1 to 20, default 10) and ``prompt`` (optional)."""
+    if "id" in fields:
+        raise ApiError(422, "invalid_field", "id is assigned by the server", "id")
+    site_id = fields.get("site_id")
+    if not isinstance(site_id, str) or not site_id.strip():
+        raise ApiError(422, "invalid_field", "site_id is required", "site_id")
+    if len(site_id) > MAX_ID:
+        raise ApiError(422, "invalid_field", f"site_id is longer than {MAX_ID}", "site_id")
+    layers = fields.get("max_layers", DEFAULT_LAYERS)
+    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS:
+        raise ApiError(
+            422,
+            "invalid_field",
+            f"max_layers must be a whole number from 1 to {MAX_LAYERS}",
+            "max_layers",
+        )
+    prompt = fields.get("prompt")
+    if prompt is None:
+        prompt = ""
+    if not isinstance(prompt, str) or len(prompt) > MAX_TEXT:
+        raise ApiError(
+            422, "invalid_field", f"prompt must be a string of at most {MAX_TEXT}", "prompt"
+        )
+    return site_id, layers, prompt
+
+
+async def generate_case(request: Request) -> Response:
+    """``POST /case/generate``: a ``case.generate`` Process, ``201``."""
+    ctx = context(request)
+    fields = await json_body(request, ctx.deps.max_body_bytes)
+    site_id, layers, prompt = _generate_fields(fields)
+    site = await _site_of(ctx, site_id)
+    key = idempotency_key(request)
+    process_id = derived_id(ctx.principal, key, "case.generate") if key else ctx.deps.new_id()
+    info = {
+        "site_id": site_id,
+        "site_url": site.site_url,
+        "max_layers": layers,
+        "prompt": prompt,
+    }
+    accepted = await run_command(
+        ctx.deps,
+        request,
+        ctx.principal,
+        "process.create",
+        process_id,
+        {"type": GENERATE_PROCESS, "site": site_id, "info": info},
+    )
+    if accepted.state is None:
+        raise ApiError(500, "internal", "the decider returned no state for this command")
+    headers = {**accepted.headers(), "Location": f"/process/{process_id}"}
+    return JSONResponse(process_json(accepted.state), 201, headers=headers)
 
 
 def _filter(request: Any, name: str) -> str | None:
@@ -58,4 +132,7 @@ CASES = Resource(
     before_create=_site_exists,
 )
 
-routes = routes_of(CASES)
+routes = [
+    Route("/case/generate", generate_case, methods=["POST"], name="case_generate"),
+    *routes_of(CASES),
+]

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api import as_of
 from api.context import context
 from api.errors import ApiError
 from api.representations import (
@@ -20,7 +21,7 @@ from api.representations import (
     step_runstatus_json,
 )
 from api.requests import page_json, page_of, wait_of
-from streams.domain.process import STATUSES, ProcessState
+from streams.domain.process import AGGREGATE, STATUSES, ProcessState
 
 
 async def _sync(request: Request) -> None:
@@ -66,6 +67,8 @@ async def load_process(request: Request) -> ProcessState:
 
 async def get_process(request: Request) -> Response:
     await _sync(request)
+    if as_of.wanted(request):
+        return JSONResponse(process_json(await as_of.state_at(request, AGGREGATE)))
     ctx = context(request)
     cache = ctx.deps.process_cache
     if cache is not None:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from api import as_of
 from api.context import Context, context
 from api.deps import PageOf
 from api.errors import ApiError
@@ -143,6 +144,9 @@ def routes_of(res: RunResource) -> list[Route]:
         return response
 
     async def get(request: Request) -> Response:
+        if as_of.wanted(request):
+            await _sync(request)
+            return JSONResponse(res.render(await as_of.state_at(request, res.noun)))
         return JSONResponse(res.render(await load_run(res, request)))
 
     async def listing(request: Request) -> Response:

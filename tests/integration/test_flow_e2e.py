@@ -13,157 +13,41 @@ import asyncio
 import json
 import signal
 import time
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
-from runners.browser import CHROMIUM
 from schemas import default_codec
-from streams import serde
 from streams.bus import CommandBus
-from streams.domain import case as case_domain
 from streams.domain import flowrun as f
-from streams.domain import site as site_domain
-from streams.domain.commands import Body, Command
 from streams.domain.events import Event
-from streams.topics import Topics, partitions_of
-from tests.integration.conftest import Stack, start_stack
-from tests.site.server import TestSite, serve_site
+from streams.topics import Topics
+from tests.integration.conftest import Stack
+from tests.integration.flow_helpers import (
+    allowed_stack,
+    command,
+    completed,
+    node,
+    of,
+    serve_test_site,
+)
+from tests.integration.flow_helpers import create_run as _create
+from tests.integration.flow_helpers import read_events as _events
+from tests.site.server import TestSite
 
 pytestmark = pytest.mark.integration
-
-ACCOUNT = "acme"
-CASE_STEPS = [
-    {
-        "action": {"type": "click", "element": {"selector": "#link-form"}},
-        "assertion": {"type": "visible", "element": {"selector": "#contact"}},
-    },
-    {"action": {"type": "change", "element": {"selector": "#name"}, "value": "Ada"}},
-    {
-        "action": {"type": "click", "element": {"selector": "#send"}},
-        "assertion": {"type": "match", "element": {"selector": "#result"}, "value": "Thanks, Ada!"},
-    },
-]
-CONFIGS = {"timeout": 60, "max_wait_time": 10, "min_wait_time": 0}
 
 
 @pytest.fixture(scope="module")
 def site() -> Iterator[TestSite]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
-    with serve_site() as served:
-        yield served
+    yield from serve_test_site()
 
 
 @pytest.fixture(scope="module")
 def flow_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(
-        kafka_bootstrap,
-        tmp_path_factory.mktemp("flow"),
-        {"RUNLEDGER_ALLOW_PRIVATE_TARGETS": "1"},
+    yield from allowed_stack(
+        kafka_bootstrap, tmp_path_factory.mktemp("flow"), "orchestrator", "runner"
     )
-    try:
-        stack.start("orchestrator")
-        stack.start("runner")
-        yield stack
-    finally:
-        stack.stop()
-
-
-def command(bus: CommandBus, aggregate: str, aggregate_id: str, body: Body) -> Command:
-    return Command(
-        command_id=str(uuid.uuid4()),
-        aggregate_type=aggregate,
-        aggregate_id=aggregate_id,
-        issued_at=time.time_ns() // 1000,
-        account=ACCOUNT,
-        actor="test",
-        correlation_id=aggregate_id,
-        causation_id="test",
-        body=body,
-        reply_to=bus.node_id,
-    )
-
-
-def node(node_id: str, task_type: str, **data: Any) -> dict[str, Any]:
-    return {
-        "id": node_id,
-        "data": {"id": node_id, "task_type": task_type, "configs": CONFIGS, **data},
-    }
-
-
-async def _create(stack: Stack, site_url: str, nodes: list[Any], edges: list[Any]) -> str:
-    """Site, Case and FlowRun by commands; the run's id."""
-    bus = CommandBus(stack.bootstrap, Topics(stack.prefix), default_codec())
-    await bus.start()
-    try:
-        site_id, case_id, run_id = (str(uuid.uuid4()) for _ in range(3))
-        steps = json.dumps(CASE_STEPS, sort_keys=True, separators=(",", ":"))
-        for agg, agg_id, body in (
-            ("site", site_id, site_domain.CreateSite(site_url)),
-            ("case", case_id, case_domain.CreateCase(site_id, "contact", steps, "recorded")),
-        ):
-            outcome = await bus.execute(command(bus, agg, agg_id, body), 30)
-            assert outcome is not None and outcome.accepted, outcome
-        for n in nodes:
-            if n["data"]["task_type"] == "case":
-                n["data"]["case_id"] = case_id
-        create = f.CreateFlowRun(
-            site_id=site_id,
-            flow_id="flow-1",
-            nodes_json=json.dumps(nodes, sort_keys=True, separators=(",", ":")),
-            edges_json=json.dumps(edges, sort_keys=True, separators=(",", ":")),
-            end_on_fail=True,
-            title="e2e",
-        )
-        outcome = await bus.execute(command(bus, f.AGGREGATE, run_id, create), 30)
-        assert outcome is not None and outcome.accepted, outcome
-        return run_id
-    finally:
-        await bus.stop()
-
-
-async def _events(stack: Stack, done: Any, timeout: float) -> list[Event]:
-    """Every event of the ledger, read until ``done(events)`` or ``timeout`` seconds."""
-    codec = default_codec()
-    topics = Topics(stack.prefix)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    events: list[Event] = []
-    try:
-        parts = await partitions_of(consumer, topics.events)
-        tps = [TopicPartition(topics.events, p) for p in parts]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=300)
-            for messages in batch.values():
-                events.extend(serde.decode_event(codec, m.value) for m in messages)
-            if done(events):
-                break
-    finally:
-        await consumer.stop()
-    return events
-
-
-def completed(run_id: str) -> Any:
-    return lambda events: any(
-        e.aggregate_id == run_id and e.type == "flowrun.completed" for e in events
-    )
-
-
-def of(events: list[Event], aggregate_id: str) -> list[Event]:
-    return [e for e in events if e.aggregate_id == aggregate_id]
 
 
 def test_scan_case_webhook_flow_passes_with_every_event_in_the_ledger(

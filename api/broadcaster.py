@@ -1,0 +1,148 @@
+"""Fan-out of committed events to the SSE streams of one node.
+
+The projector tells :meth:`Broadcaster.publish` each committed batch, on the event
+loop. Every stream holds a :class:`Subscription` with a bounded buffer: a client too
+slow to drain it is dropped (``dropped`` is set) rather than holding the node's memory
+or slowing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from projections.fold import Batch
+from projections.rows import EventRow, event_row
+from streams.domain import caserun, flowrun, process
+
+# The aggregates a stream may follow: runs, whose states the API renders.
+STREAMED = (process.AGGREGATE, flowrun.AGGREGATE, caserun.AGGREGATE)
+DEFAULT_BUFFER = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """One committed event as its row, with its aggregate's state right after it."""
+
+    row: EventRow
+    state: Any
+
+
+def applied_of(batch: Batch) -> list[Applied]:
+    """The streamed events of a committed batch, in the order they were applied."""
+    found: list[Applied] = []
+    for i, ev in enumerate(batch.events):
+        if ev.aggregate_type in STREAMED:
+            row = event_row(ev, batch.partitions[i], batch.offsets[i], batch.statuses[i])
+            found.append(Applied(row, batch.after[i]))
+    return found
+
+
+class Subscription:
+    """One stream's buffer of live events; read it with :meth:`take`."""
+
+    def __init__(
+        self,
+        match: Callable[[Applied], bool],
+        limit: int,
+        aggregate: tuple[str, str] | None = None,
+    ) -> None:
+        self.match = match
+        self.aggregate = aggregate
+        self.dropped = False
+        self._limit = limit
+        self._items: deque[Applied] = deque()
+        self._ready = asyncio.Event()
+
+    def offer(self, items: Sequence[Applied]) -> bool:
+        """Buffer the matching ``items``; False (and ``dropped``) when over the limit."""
+        chosen = [a for a in items if self.match(a)]
+        if not chosen:
+            return True
+        if len(self._items) + len(chosen) > self._limit:
+            self.dropped = True
+            self._items.clear()
+            self._ready.set()
+            return False
+        self._items.extend(chosen)
+        self._ready.set()
+        return True
+
+    async def take(self, timeout: float) -> list[Applied]:
+        """Everything buffered, waiting up to ``timeout`` seconds for something; [] if
+        nothing came (or the subscription was dropped)."""
+        if not self._items and not self.dropped:
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return []
+        self._ready.clear()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+
+class Broadcaster:
+    """Subscriptions by aggregate (``(type, id)``) and account-wide ones."""
+
+    def __init__(self, buffer: int = DEFAULT_BUFFER) -> None:
+        self.buffer = buffer
+        self._by_aggregate: dict[tuple[str, str], set[Subscription]] = {}
+        self._wide: set[Subscription] = set()
+        self.dropped = 0
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._wide) + sum(len(s) for s in self._by_aggregate.values())
+
+    def subscribe(
+        self, match: Callable[[Applied], bool], aggregate: tuple[str, str] | None = None
+    ) -> Subscription:
+        """A new subscription to events ``match`` accepts (of ``aggregate`` only, if
+        given); call :meth:`unsubscribe` when the stream ends."""
+        sub = Subscription(match, self.buffer, aggregate)
+        if aggregate is None:
+            self._wide.add(sub)
+        else:
+            self._by_aggregate.setdefault(aggregate, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        aggregate = sub.aggregate
+        if aggregate is None:
+            self._wide.discard(sub)
+            return
+        subs = self._by_aggregate.get(aggregate)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_aggregate[aggregate]
+
+    def publish(self, items: Sequence[Applied]) -> None:
+        """Offer ``items`` to every interested subscription (on the event loop)."""
+        if not items:
+            return
+        for sub in list(self._wide):
+            if not sub.offer(items):
+                self._drop(sub)
+        if not self._by_aggregate:
+            return
+        grouped: dict[tuple[str, str], list[Applied]] = {}
+        for a in items:
+            grouped.setdefault((a.row.aggregate_type, a.row.aggregate_id), []).append(a)
+        for aggregate, chosen in grouped.items():
+            for sub in list(self._by_aggregate.get(aggregate, ())):
+                if not sub.offer(chosen):
+                    self._drop(sub)
+
+    def publish_batch(self, batch: Batch) -> None:
+        """A projector batch listener: publish the streamed events of ``batch``."""
+        if self._wide or self._by_aggregate:
+            self.publish(applied_of(batch))
+
+    def _drop(self, sub: Subscription) -> None:
+        self.dropped += 1
+        self.unsubscribe(sub)

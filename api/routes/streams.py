@@ -1,0 +1,263 @@
+"""Live updates over Server-Sent Events: one Process, FlowRun or CaseRun, or everything
+the token's account may see (``GET /stream?type=&status=``).
+
+Each stream subscribes to the node's broadcaster first, then reads its backlog from the
+``events`` table, then follows live events, dropping what the backlog already sent
+(by seq for one aggregate, by per-partition offset account-wide): no gap, no duplicate.
+A stream ends after the node's window (``RUNLEDGER_SSE_WINDOW_S``), after ``done``
+(the run reached a terminal status or was deleted), or when the client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from api import sse
+from api.broadcaster import STREAMED, Applied, Subscription
+from api.context import Context, context
+from api.deps import ApiDeps
+from api.errors import ApiError
+from api.representations import process_json
+from api.routes.process_reads import event_json
+from api.run_representations import caserun_json, flowrun_json
+from projections.rows import EventRow, event_of_row
+from streams.domain import caserun, flowrun, process
+from streams.domain.history import states_after
+
+ALL = 1 << 62  # no page limit: a history is read whole
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A streamable aggregate: how its state renders and which statuses end a stream."""
+
+    noun: str
+    render: Callable[[Any], dict[str, Any]]
+    terminal: frozenset[str]
+
+    def finished(self, state: Any) -> bool:
+        return bool(getattr(state, "deleted", False)) or state.status in self.terminal
+
+
+KINDS = {
+    process.AGGREGATE: Kind(process.AGGREGATE, process_json, process.TERMINAL),
+    flowrun.AGGREGATE: Kind(flowrun.AGGREGATE, flowrun_json, flowrun.RUN_TERMINAL),
+    caserun.AGGREGATE: Kind(caserun.AGGREGATE, caserun_json, caserun.RUN_TERMINAL),
+}
+
+Step = Callable[[Applied], tuple[list[str], bool]]
+
+
+def history(ctx: Context, noun: str, aggregate_id: str) -> list[Applied]:
+    """Every event of one aggregate of the caller's account with the state after it
+    (blocking: call it from a worker thread)."""
+    _, found = ctx.deps.reads.list_events(
+        ctx.principal.account, aggregate_id, limit=ALL, offset=0, aggregate_type=noun
+    )
+    rows: list[EventRow] = list(found)
+    folded = states_after(event_of_row(r) for r in rows)
+    return [Applied(row, state) for row, (_, state) in zip(rows, folded, strict=True)]
+
+
+def _data(a: Applied) -> dict[str, Any]:
+    return {"state": KINDS[a.row.aggregate_type].render(a.state), "event": event_json(a.row)}
+
+
+def _done(a: Applied) -> str:
+    return sse.message("done", {"status": a.state.status, "position": _position(a)})
+
+
+def _position(a: Applied) -> str:
+    return sse.position_text(a.row.partition, a.row.offset)
+
+
+async def _follow(
+    deps: ApiDeps,
+    sub: Subscription | None,
+    first: Sequence[str],
+    backlog: Sequence[Applied],
+    step: Step,
+) -> AsyncIterator[str]:
+    """``first``, then the backlog, then live events until done, the window or the
+    client's disconnect (Starlette cancels the iteration; ``finally`` unsubscribes)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deps.sse_window_s
+    try:
+        for text in first:
+            yield text
+        for a in backlog:
+            texts, end = step(a)
+            for text in texts:
+                yield text
+            if end:
+                return
+        if sub is None or (first and first[-1].startswith("event: done")):
+            return
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            items = await sub.take(min(deps.sse_heartbeat_s, left))
+            if sub.dropped:
+                yield sse.DROPPED
+                return
+            if not items:
+                if loop.time() < deadline:
+                    yield sse.HEARTBEAT
+                continue
+            for a in items:
+                texts, end = step(a)
+                for text in texts:
+                    yield text
+                if end:
+                    return
+    finally:
+        if sub is not None and deps.broadcaster is not None:
+            deps.broadcaster.unsubscribe(sub)
+
+
+def _last_event_id(request: Request) -> str | None:
+    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+
+
+def _streaming(body: AsyncIterator[str]) -> Response:
+    return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
+
+
+def object_stream(kind: Kind) -> Callable[[Request], Any]:
+    async def stream(request: Request) -> Response:
+        ctx = context(request, query_token=True)
+        aggregate_id = request.path_params[f"{kind.noun}_id"]
+        account = ctx.principal.account
+        last = _last_event_id(request)
+        after = sse.parse_position(last) if last else None
+        broadcaster = ctx.deps.broadcaster
+        sub = None
+        if broadcaster is not None:
+            sub = broadcaster.subscribe(
+                lambda a: a.row.account == account, aggregate=(kind.noun, aggregate_id)
+            )
+        try:
+            backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
+        except BaseException:
+            if sub is not None and broadcaster is not None:
+                broadcaster.unsubscribe(sub)
+            raise
+        if not backlog:
+            if sub is not None and broadcaster is not None:
+                broadcaster.unsubscribe(sub)
+            raise ApiError(404, "not_found", f"{kind.noun} {aggregate_id} not found")
+        # One aggregate lives on one partition: its offsets order its events.
+        seen = 0
+        if after is not None:
+            seen = max(
+                (a.row.seq for a in backlog if (a.row.partition, a.row.offset) <= after),
+                default=0,
+            )
+        first: list[str] = []
+        latest = backlog[-1]
+        if seen >= latest.row.seq and kind.finished(latest.state):
+            first.append(_done(latest))
+        last_seq = seen
+
+        def step(a: Applied) -> tuple[list[str], bool]:
+            nonlocal last_seq
+            if a.row.seq <= last_seq:
+                return [], False
+            last_seq = a.row.seq
+            texts = [sse.message(a.row.type, _data(a), _position(a))]
+            if kind.finished(a.state):
+                texts.append(_done(a))
+                return texts, True
+            return texts, False
+
+        return _streaming(_follow(ctx.deps, sub, first, backlog, step))
+
+    return stream
+
+
+def _filters(request: Request) -> tuple[frozenset[str], frozenset[str]]:
+    def values(name: str) -> frozenset[str]:
+        found: set[str] = set()
+        for raw in request.query_params.getlist(name):
+            found.update(v.strip() for v in raw.split(",") if v.strip())
+        return frozenset(found)
+
+    return values("type"), values("status")
+
+
+def _matcher(account: str, types: frozenset[str], statuses: frozenset[str]) -> Any:
+    def match(a: Applied) -> bool:
+        row = a.row
+        if row.account != account:
+            return False
+        if types and row.type not in types and row.aggregate_type not in types:
+            return False
+        return not statuses or row.status in statuses
+
+    return match
+
+
+def _states_of(ctx: Context, rows: Sequence[EventRow]) -> list[Applied]:
+    """``rows`` with the state after each, folding each aggregate's history once."""
+    folded: dict[tuple[str, str], dict[int, Any]] = {}
+    for key in {(r.aggregate_type, r.aggregate_id) for r in rows}:
+        folded[key] = {a.row.seq: a.state for a in history(ctx, *key)}
+    return [Applied(r, folded[(r.aggregate_type, r.aggregate_id)][r.seq]) for r in rows]
+
+
+async def account_stream(request: Request) -> Response:
+    ctx = context(request, query_token=True)
+    account = ctx.principal.account
+    types, statuses = _filters(request)
+    match = _matcher(account, types, statuses)
+    last = _last_event_id(request)
+    given = sse.parse_cursor(last) if last else None
+    broadcaster = ctx.deps.broadcaster
+    sub = broadcaster.subscribe(match) if broadcaster is not None else None
+    try:
+        if given is None:
+            # On the loop, right after subscribing: nothing can commit in between, so
+            # every live event is past this cursor and nothing is missed.
+            cursor = {p: o - 1 for p, o in ctx.deps.positions.applied().items()}
+            backlog: list[Applied] = []
+        else:
+            cursor = dict(given)
+            rows = await run_in_threadpool(ctx.deps.reads.events_since, account, cursor, STREAMED)
+            chosen = [r for r in rows if match(Applied(r, None))]
+            backlog = await run_in_threadpool(_states_of, ctx, chosen)
+    except BaseException:
+        if sub is not None and broadcaster is not None:
+            broadcaster.unsubscribe(sub)
+        raise
+
+    def step(a: Applied) -> tuple[list[str], bool]:
+        row = a.row
+        if row.offset <= cursor.get(row.partition, -1):
+            return [], False
+        cursor[row.partition] = row.offset
+        return [sse.message(row.type, _data(a), sse.cursor_text(cursor))], False
+
+    return _streaming(_follow(ctx.deps, sub, [], backlog, step))
+
+
+routes = [
+    Route("/stream", account_stream, methods=["GET"], name="stream"),
+    *[
+        Route(
+            f"/{noun}/{{{noun}_id}}/stream",
+            object_stream(kind),
+            methods=["GET"],
+            name=f"{noun}_stream",
+        )
+        for noun, kind in KINDS.items()
+    ],
+]

@@ -1,0 +1,65 @@
+"""Server-Sent Events: the wire format and the ids that let a client resume.
+
+A single aggregate's stream uses the event's position, ``PARTITION:OFFSET``, as the id.
+The account-wide stream spans partitions, whose offsets do not compare with each
+other, so its id is a cursor: the last offset delivered (or skipped) per partition,
+``0:41,1:17,2:-1``; the position of the event itself is in ``data.event.position``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from api.errors import ApiError
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+MEDIA_TYPE = "text/event-stream"
+HEARTBEAT = ": heartbeat\n\n"
+DROPPED = ": dropped: the client did not keep up; reconnect with Last-Event-ID\n\n"
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def message(event: str, data: Any, id_: str | None = None) -> str:
+    """One SSE message; ``data`` as JSON on one line."""
+    head = f"id: {id_}\n" if id_ is not None else ""
+    return f"{head}event: {event}\ndata: {_dumps(data)}\n\n"
+
+
+def position_text(partition: int, offset: int) -> str:
+    return f"{partition}:{offset}"
+
+
+def parse_position(text: str) -> tuple[int, int]:
+    """``PARTITION:OFFSET``; ApiError 400 for anything else."""
+    try:
+        partition, offset = text.strip().split(":")
+        found = int(partition), int(offset)
+    except ValueError:
+        raise ApiError(
+            400, "invalid_last_event_id", f"Last-Event-ID {text!r} is not PARTITION:OFFSET"
+        ) from None
+    if found[0] < 0 or found[1] < 0:
+        raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID {text!r} is negative")
+    return found
+
+
+def cursor_text(cursor: dict[int, int]) -> str:
+    return ",".join(f"{p}:{o}" for p, o in sorted(cursor.items()))
+
+
+def parse_cursor(text: str) -> dict[int, int]:
+    """``0:41,1:17``; ApiError 400 for anything else."""
+    cursor: dict[int, int] = {}
+    for part in text.split(","):
+        try:
+            partition, offset = part.strip().split(":")
+            cursor[int(partition)] = int(offset)
+        except ValueError:
+            raise ApiError(
+                400,
+                "invalid_last_event_id",
+                f"Last-Event-ID {text!r} is not a list of PARTITION:OFFSET",
+            ) from None
+    return cursor
