@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from streams.domain import commands as c
+from streams.domain import envelope
 from streams.domain import events as e
 from streams.domain.rejection import ALREADY_EXISTS, INVALID, NOT_FOUND, Rejected
 
@@ -62,20 +63,4 @@ def decide(state: AccountState | None, cmd: c.Command) -> list[e.Event]:
         payload = e.TokenRevoked(body.token_hash)
     else:
         raise Rejected(INVALID, f"{cmd.name} is not an account command")
-    seq = (state.seq if state is not None else 0) + 1
-    return [
-        e.Event(
-            event_id=e.event_id_for(AGGREGATE, cmd.aggregate_id, seq),
-            aggregate_type=AGGREGATE,
-            aggregate_id=cmd.aggregate_id,
-            seq=seq,
-            type=payload.TYPE,
-            occurred_at=cmd.issued_at,
-            account=cmd.aggregate_id,
-            actor=cmd.actor,
-            command_id=cmd.command_id,
-            correlation_id=cmd.correlation_id,
-            causation_id=cmd.causation_id,
-            data=payload,
-        )
-    ]
+    return envelope.events(AGGREGATE, state.seq if state is not None else 0, cmd, payload)

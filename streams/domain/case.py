@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 from streams.domain import commands as c
 from streams.domain import events as e
 from streams.domain.commands import MAX_ID, MAX_TEXT, InvalidCommand
-from streams.domain.definition import canonical_json, decoded, event, require_live, require_new
+from streams.domain.definition import canonical_json, decoded, require_live, require_new
+from streams.domain.envelope import event
 from streams.domain.rejection import INVALID, Rejected
 from streams.domain.site import http_url
 

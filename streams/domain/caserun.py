@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from streams.domain import commands as c
+from streams.domain import envelope
 from streams.domain import events as e
 from streams.domain.commands import Body, InvalidCommand
 from streams.domain.events import Payload
@@ -367,27 +368,7 @@ def _changes(s: CaseRunState, data: Payload, t: int) -> dict[str, Any]:
 
 
 def _events(state: CaseRunState | None, cmd: c.Command, *payloads: Payload) -> list[e.Event]:
-    seq = state.seq if state is not None else 0
-    out = []
-    for payload in payloads:
-        seq += 1
-        out.append(
-            e.Event(
-                event_id=e.event_id_for(AGGREGATE, cmd.aggregate_id, seq),
-                aggregate_type=AGGREGATE,
-                aggregate_id=cmd.aggregate_id,
-                seq=seq,
-                type=payload.TYPE,
-                occurred_at=cmd.issued_at,
-                account=cmd.account,
-                actor=cmd.actor,
-                command_id=cmd.command_id,
-                correlation_id=cmd.correlation_id,
-                causation_id=cmd.causation_id,
-                data=payload,
-            )
-        )
-    return out
+    return envelope.events(AGGREGATE, state.seq if state is not None else 0, cmd, *payloads)
 
 
 def _require(state: CaseRunState, doing: str) -> None:

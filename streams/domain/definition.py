@@ -11,7 +11,6 @@ import json
 from typing import Any, Protocol
 
 from streams.domain import commands as c
-from streams.domain import events as e
 from streams.domain.commands import MAX_JSON, MAX_JSON_DEPTH, InvalidCommand, _deeper_than, _utf8
 from streams.domain.rejection import ALREADY_EXISTS, NOT_FOUND, Rejected
 
@@ -23,24 +22,6 @@ class DefinitionState(Protocol):
     def seq(self) -> int: ...
     @property
     def deleted(self) -> bool: ...
-
-
-def event(aggregate: str, seq: int, cmd: c.Command, payload: e.Payload) -> e.Event:
-    """Event ``seq`` of the aggregate named by ``cmd``, at the command's time."""
-    return e.Event(
-        event_id=e.event_id_for(aggregate, cmd.aggregate_id, seq),
-        aggregate_type=aggregate,
-        aggregate_id=cmd.aggregate_id,
-        seq=seq,
-        type=payload.TYPE,
-        occurred_at=cmd.issued_at,
-        account=cmd.account,
-        actor=cmd.actor,
-        command_id=cmd.command_id,
-        correlation_id=cmd.correlation_id,
-        causation_id=cmd.causation_id,
-        data=payload,
-    )
 
 
 def require_new(aggregate: str, state: DefinitionState | None, cmd: c.Command) -> None:

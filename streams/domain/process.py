@@ -12,6 +12,7 @@ from operator import attrgetter
 from typing import Any
 
 from streams.domain import commands as c
+from streams.domain import envelope
 from streams.domain import events as e
 from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND, Rejected
 
@@ -220,27 +221,7 @@ def _changes(s: ProcessState, data: e.Payload, t: int) -> dict[str, Any]:  # noq
 
 
 def _events(state: ProcessState | None, cmd: c.Command, *payloads: e.Payload) -> list[e.Event]:
-    seq = state.seq if state is not None else 0
-    out = []
-    for payload in payloads:
-        seq += 1
-        out.append(
-            e.Event(
-                event_id=e.event_id_for(AGGREGATE, cmd.aggregate_id, seq),
-                aggregate_type=AGGREGATE,
-                aggregate_id=cmd.aggregate_id,
-                seq=seq,
-                type=payload.TYPE,
-                occurred_at=cmd.issued_at,
-                account=cmd.account,
-                actor=cmd.actor,
-                command_id=cmd.command_id,
-                correlation_id=cmd.correlation_id,
-                causation_id=cmd.causation_id,
-                data=payload,
-            )
-        )
-    return out
+    return envelope.events(AGGREGATE, state.seq if state is not None else 0, cmd, *payloads)
 
 
 def _require(state: ProcessState, allowed: frozenset[str] | tuple[str, ...], doing: str) -> None:

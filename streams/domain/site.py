@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 from streams.domain import commands as c
 from streams.domain import events as e
 from streams.domain.commands import InvalidCommand
-from streams.domain.definition import event, require_live, require_new
+from streams.domain.definition import require_live, require_new
+from streams.domain.envelope import event
 from streams.domain.rejection import INVALID, Rejected
 
 AGGREGATE = "site"
