@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import ProducerFenced
 from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
@@ -35,6 +34,7 @@ from streams.domain.process import ProcessState
 from streams.domain.rejection import Rejected
 from streams.domain.snapshot import is_definition, is_run, process_to_dict, run_to_dict
 from streams.publisher import Publisher
+from streams.supervision import supervise
 from streams.topics import Topics, partitions_of
 
 log = logging.getLogger(__name__)
@@ -109,25 +109,7 @@ class Decider:
 
     async def run(self) -> None:
         """Decide commands until :meth:`stop`; after a failure, fence, rebuild, go on."""
-        while not self._stopping.is_set():
-            try:
-                await self._start()
-                await self._loop()
-            except asyncio.CancelledError:
-                raise
-            except ProducerFenced:
-                # A newer decider started with our transactional id: it owns the ledger
-                # now. Retrying would fence it in turn, and the two would take turns.
-                log.error("another decider took over (this one was fenced); stopping")
-                self._stopping.set()
-                break
-            except Exception:
-                if self._stopping.is_set():
-                    break
-                log.exception("decider failed; rebuilding state from the ledger and resuming")
-                await asyncio.sleep(1.0)
-            finally:
-                await self._close()
+        await supervise("decider", self._stopping, self._start, self._loop, self._close, log)
 
     def stop(self) -> None:
         self._stopping.set()

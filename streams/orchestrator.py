@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import ProducerFenced
 from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
@@ -54,6 +53,7 @@ from streams.orchestration import (
     next_steps,
 )
 from streams.publisher import Publisher
+from streams.supervision import supervise
 from streams.topics import Topics, partitions_of
 
 log = logging.getLogger(__name__)
@@ -126,23 +126,7 @@ class Orchestrator:
 
     async def run(self) -> None:
         """Orchestrate until :meth:`stop`; after a failure, fence, rebuild, go on."""
-        while not self._stopping.is_set():
-            try:
-                await self._start()
-                await self._loop()
-            except asyncio.CancelledError:
-                raise
-            except ProducerFenced:
-                log.error("another orchestrator took over (this one was fenced); stopping")
-                self._stopping.set()
-                break
-            except Exception:
-                if self._stopping.is_set():
-                    break
-                log.exception("orchestrator failed; rebuilding from the ledger and resuming")
-                await asyncio.sleep(1.0)
-            finally:
-                await self._close()
+        await supervise("orchestrator", self._stopping, self._start, self._loop, self._close, log)
 
     def stop(self) -> None:
         self._stopping.set()
