@@ -7,6 +7,8 @@ The first failed part fails the run; passing the last part passes it. Re-reporti
 fact already recorded is rejected (``invalid_state``), so a runner that replays a case
 after a crash records each part once. Deleted runs answer every command with
 ``not_found``.
+
+The payloads and bodies live in :mod:`streams.domain.caserun_messages`, re-exported here.
 """
 
 from __future__ import annotations
@@ -15,11 +17,28 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any
 
 from streams.domain import commands as c
 from streams.domain import envelope
 from streams.domain import events as e
+from streams.domain.caserun_messages import (  # noqa: F401 (re-exported: callers write caserun.<name>)
+    BODIES,
+    PAYLOADS,
+    CancelCaseRun,
+    CaseRunCancelled,
+    CaseRunCompleted,
+    CaseRunCreated,
+    CaseRunDeleted,
+    CaseStepFail,
+    CaseStepFailed,
+    CaseStepPass,
+    CaseStepPassed,
+    CaseStepStart,
+    CaseStepStarted,
+    CreateCaseRun,
+    DeleteCaseRun,
+)
 from streams.domain.commands import Body, InvalidCommand
 from streams.domain.events import Payload
 from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND, Rejected
@@ -42,129 +61,6 @@ PARTS = (ACTION, ASSERTION)
 
 MAX_CASE_STEPS = 500
 _HASH = re.compile(r"[0-9a-f]{16,128}")
-
-
-# -- events ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRunCreated(Payload):
-    TYPE: ClassVar[str] = "caserun.created"
-    site_id: str
-    case_id: str
-    steps_json: str
-    title: str = ""
-    flowrun_id: str | None = None
-    node_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepStarted(Payload):
-    TYPE: ClassVar[str] = "caserun.step_started"
-    index: int
-    part: str
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepPassed(Payload):
-    TYPE: ClassVar[str] = "caserun.step_passed"
-    index: int
-    part: str
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepFailed(Payload):
-    TYPE: ClassVar[str] = "caserun.step_failed"
-    index: int
-    part: str
-    exception: str
-    screenshot: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRunCompleted(Payload):
-    TYPE: ClassVar[str] = "caserun.completed"
-    status: str  # passed | failed
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRunCancelled(Payload):
-    TYPE: ClassVar[str] = "caserun.cancelled"
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRunDeleted(Payload):
-    TYPE: ClassVar[str] = "caserun.deleted"
-
-
-PAYLOADS: tuple[type[Payload], ...] = (
-    CaseRunCreated,
-    CaseStepStarted,
-    CaseStepPassed,
-    CaseStepFailed,
-    CaseRunCompleted,
-    CaseRunCancelled,
-    CaseRunDeleted,
-)
-
-
-# -- command bodies -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CreateCaseRun(Body):
-    NAME: ClassVar[str] = "caserun.create"
-    site_id: str
-    case_id: str
-    steps_json: str
-    title: str = ""
-    flowrun_id: str | None = None
-    node_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepStart(Body):
-    NAME: ClassVar[str] = "caserun.step_start"
-    index: int
-    part: str
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepPass(Body):
-    NAME: ClassVar[str] = "caserun.step_pass"
-    index: int
-    part: str
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepFail(Body):
-    NAME: ClassVar[str] = "caserun.step_fail"
-    index: int
-    part: str
-    exception: str
-    screenshot: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CancelCaseRun(Body):
-    NAME: ClassVar[str] = "caserun.cancel"
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeleteCaseRun(Body):
-    NAME: ClassVar[str] = "caserun.delete"
-
-
-BODIES: tuple[type[Body], ...] = (
-    CreateCaseRun,
-    CaseStepStart,
-    CaseStepPass,
-    CaseStepFail,
-    CancelCaseRun,
-    DeleteCaseRun,
-)
 
 
 # -- state ----------------------------------------------------------------------------
@@ -262,24 +158,12 @@ def read_steps(raw: Any) -> tuple[CaseStepState, ...]:
         steps.append(
             CaseStepState(
                 index=i,
-                action_json=_canonical(action, f"{where}.action"),
-                assertion_json=_canonical(assertion, f"{where}.assertion") if asserts else None,
+                action_json=c.canonical(action, f"{where}.action"),
+                assertion_json=c.canonical(assertion, f"{where}.assertion") if asserts else None,
                 assertion=PartState() if asserts else None,
             )
         )
     return tuple(steps)
-
-
-def _canonical(value: Any, field: str) -> str:
-    if c._deeper_than(value, c.MAX_JSON_DEPTH):
-        raise InvalidCommand(field, f"{field} is nested deeper than {c.MAX_JSON_DEPTH} levels")
-    try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise InvalidCommand(field, f"{field} is not plain JSON: {exc}") from exc
-    if len(text) > c.MAX_JSON:
-        raise InvalidCommand(field, f"{field} is larger than {c.MAX_JSON} bytes")
-    return text
 
 
 # -- evolve ---------------------------------------------------------------------------
@@ -462,7 +346,7 @@ def parse_caserun_body(name: str, data: Mapping[str, Any]) -> Body:
         return CreateCaseRun(
             site_id=c._text(data, "site_id", required=True, limit=c.MAX_ID),
             case_id=c._text(data, "case_id", required=True, limit=c.MAX_ID),
-            steps_json=_canonical(raw, "steps"),
+            steps_json=c.canonical(raw, "steps"),
             title=c._text(data, "title", required=False) or "",
             flowrun_id=c._text(data, "flowrun_id", required=False, limit=c.MAX_ID),
             node_id=c._text(data, "node_id", required=False, limit=c.MAX_ID),

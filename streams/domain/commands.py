@@ -231,14 +231,20 @@ def _json_text(data: Mapping[str, Any], key: str, *, default: str | None) -> str
             raise InvalidCommand(key, f"{key} is not valid JSON") from exc
     if not isinstance(value, dict):
         raise InvalidCommand(key, f"{key} must be a JSON object")
+    return canonical(value, key)
+
+
+def canonical(value: Any, field: str) -> str:
+    """``value`` as canonical JSON text (sorted keys, ASCII, no spaces); InvalidCommand
+    naming ``field`` when it is nested too deep, too large or not plain JSON."""
     if _deeper_than(value, MAX_JSON_DEPTH):
-        raise InvalidCommand(key, f"{key} is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise InvalidCommand(field, f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (ValueError, TypeError, RecursionError) as exc:  # NaN, Infinity, too deep
-        raise InvalidCommand(key, f"{key} is not plain JSON: {exc}") from exc
+        raise InvalidCommand(field, f"{field} is not plain JSON: {exc}") from exc
     if len(text) > MAX_JSON:
-        raise InvalidCommand(key, f"{key} is larger than {MAX_JSON} bytes")
+        raise InvalidCommand(field, f"{field} is larger than {MAX_JSON} bytes")
     return text
 
 
