@@ -1,21 +1,13 @@
-"""The Kafka broker a runledger process talks to, and the only module that starts one.
-
-Three ways to get one, chosen by :func:`start_broker`: an existing cluster named in the
-settings; a container from the ``apache/kafka`` image where a Docker engine answers; or
-Apache Kafka's own jars, fetched once from Maven Central, run by the machine's Java as a
-single-node KRaft broker on loopback ports (:class:`LocalKafka`).
-"""
+"""A single-node KRaft broker run by the machine's Java from the cached Kafka jars."""
 
 from __future__ import annotations
 
 import atexit
 import base64
 import ctypes
-import fcntl
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -25,18 +17,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
 
-from runledger.settings import Settings
+from runledger.broker.errors import BrokerError, read_tail, tail
 
 log = logging.getLogger(__name__)
 
-KAFKA_IMAGE = "apache/kafka:3.9.1"
-POM = Path(__file__).resolve().parent.parent / "scripts" / "kafka" / "pom.xml"
-FETCHED_MARKER = "fetched.ok"
 STARTED_LINE = "Kafka Server started"
 
 # Broker settings that make one node a complete cluster: replication factors and ISR of
@@ -70,101 +57,6 @@ log4j.logger.kafka.request.logger=WARN
 log4j.logger.state.change.logger=WARN
 log4j.logger.org.apache.kafka.clients=WARN
 """
-
-
-class BrokerError(Exception):
-    """No broker could be fetched, started or reached; the message says why and what to do."""
-
-
-class BrokerHandle(Protocol):
-    """A running broker: where to reach it, and how to let it go."""
-
-    @property
-    def bootstrap(self) -> str: ...
-
-    def stop(self) -> None: ...
-
-
-def jars_cached(cache_dir: Path, version: str) -> bool:
-    """True when :func:`fetch_jars` finished for this version and will not run Maven."""
-    home = cache_dir / f"kafka-{version}"
-    jar = home / "libs" / f"kafka_2.13-{version}.jar"
-    return (home / FETCHED_MARKER).exists() and jar.exists()
-
-
-def fetch_jars(cache_dir: Path, version: str) -> Path:
-    """Return ``cache_dir/kafka-VERSION/libs``, fetching the broker's jars with Maven first
-    if an earlier fetch did not finish. Safe to call from several processes at once.
-
-    Raises :class:`BrokerError` when ``mvn`` is missing or fails.
-    """
-    home = cache_dir / f"kafka-{version}"
-    libs = home / "libs"
-    if jars_cached(cache_dir, version):
-        return libs
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if jars_cached(cache_dir, version):  # another process fetched while we waited
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise BrokerError(
-                "Maven (mvn) is not on PATH; it is needed once to fetch the Kafka broker's "
-                f"jars into {libs}. Install it (apt-get install maven) or set "
-                "RUNLEDGER_KAFKA_BOOTSTRAP to an existing broker."
-            )
-        if not POM.exists():
-            raise BrokerError(f"{POM} is missing: fetching the Kafka jars needs a source checkout")
-        partial = home / "libs.partial"
-        shutil.rmtree(partial, ignore_errors=True)
-        command = [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={partial}", "-DincludeScope=runtime", f"-Dkafka.version={version}",
-        ]  # fmt: skip
-        log.info("fetching Kafka %s jars with Maven into %s", version, libs)
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerError("mvn did not finish fetching the Kafka jars within 900 s") from exc
-        if done.returncode != 0 or not (partial / f"kafka_2.13-{version}.jar").exists():
-            shutil.rmtree(partial, ignore_errors=True)
-            raise BrokerError(
-                f"mvn failed to fetch Kafka {version} (exit {done.returncode}):\n"
-                + _tail(done.stdout + done.stderr)
-            )
-        _settle(partial, libs)
-        (home / FETCHED_MARKER).write_text(f"{version}\n")
-    return libs
-
-
-def _settle(fresh: Path, libs: Path) -> None:
-    """Move the fetched jars into ``libs`` one by one, leaving alone the ones already there
-    with the same size: a broker running from ``libs`` keeps the files it has open."""
-    libs.mkdir(exist_ok=True)
-    wanted = {jar.name for jar in fresh.iterdir()}
-    for jar in fresh.iterdir():
-        old = libs / jar.name
-        if not (old.exists() and old.stat().st_size == jar.stat().st_size):
-            os.replace(jar, old)
-    for stale in libs.iterdir():
-        if stale.name not in wanted:
-            stale.unlink()
-    shutil.rmtree(fresh)
-
-
-def _tail(text: str, lines: int = 40) -> str:
-    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)  # Maven colours its output even with -B
-    return "\n".join(plain.rstrip().splitlines()[-lines:])
-
-
-def _read_tail(path: Path, lines: int = 40) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 64 * 1024))
-            return _tail(f.read().decode("utf-8", "replace"), lines)
-    except FileNotFoundError:
-        return f"({path} does not exist)"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -390,7 +282,7 @@ class LocalKafka:
         if done.returncode != 0:
             raise BrokerError(
                 f"formatting KRaft storage in {self.log_dir / 'data'} failed "
-                f"(exit {done.returncode}):\n" + _tail(done.stdout + done.stderr)
+                f"(exit {done.returncode}):\n" + tail(done.stdout + done.stderr)
             )
 
     def _wait_until_ready(self, broker_log: Path, offset: int, timeout: float) -> None:
@@ -431,114 +323,6 @@ class LocalKafka:
         parts = [f"First errors in {broker_log}:\n" + "\n".join(errors[:10])] if errors else []
         out = self.log_dir / "broker.out"
         if out.exists() and out.stat().st_size:
-            parts.append(f"Last lines of {out}:\n{_read_tail(out, 10)}")
-        parts.append(f"Last lines of {broker_log}:\n{_read_tail(broker_log, 15)}")
+            parts.append(f"Last lines of {out}:\n{read_tail(out, 10)}")
+        parts.append(f"Last lines of {broker_log}:\n{read_tail(broker_log, 15)}")
         return "\n".join(parts)
-
-
-@dataclass(frozen=True)
-class ExternalBroker:
-    """A broker someone else runs; stopping it is not ours to do."""
-
-    bootstrap: str
-
-    def stop(self) -> None:
-        pass
-
-
-@dataclass
-class ContainerBroker:
-    """A broker in a container from the ``apache/kafka`` image, removed on :meth:`stop`."""
-
-    bootstrap: str
-    container: Any
-
-    def stop(self) -> None:
-        self.container.stop()
-
-
-def docker_answers(timeout: float = 5.0) -> bool:
-    """True when a Docker engine answers ``docker info`` within ``timeout`` seconds."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return False
-    try:
-        done = subprocess.run([docker, "info"], capture_output=True, timeout=timeout)
-    except (subprocess.TimeoutExpired, OSError):
-        return False
-    return done.returncode == 0
-
-
-def start_container(
-    log_dir: Path, *, keep_data: bool = True, timeout: float = 120
-) -> ContainerBroker:
-    """Start ``apache/kafka`` with testcontainers; with ``keep_data`` the data lives in a
-    Docker volume named after ``log_dir``, so a later start on the same ``log_dir`` resumes.
-
-    The advertised address is only known once Docker has mapped the port, so the
-    container waits for it in a file before it runs the image's own start script.
-    """
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.wait_strategies import LogMessageWaitStrategy
-
-    listeners = "/tmp/runledger-advertised-listeners"
-    container = DockerContainer(KAFKA_IMAGE)
-    env = {
-        "CLUSTER_ID": "miE7yK2jTyOs2JLX_TnzDw",
-        "KAFKA_NODE_ID": "1",
-        "KAFKA_PROCESS_ROLES": "broker,controller",
-        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
-        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
-        # BROKER is the broker's way to itself (transaction markers); PLAINTEXT is ours.
-        "KAFKA_LISTENERS": "PLAINTEXT://0.0.0.0:9092,CONTROLLER://0.0.0.0:9093,BROKER://0.0.0.0:9094",
-        "KAFKA_INTER_BROKER_LISTENER_NAME": "BROKER",
-        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": (
-            "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,BROKER:PLAINTEXT"
-        ),
-        "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
-    }
-    env.update({"KAFKA_" + k.upper().replace(".", "_"): v for k, v in SINGLE_NODE.items()})
-    for key, value in env.items():
-        container.with_env(key, value)
-    container.with_exposed_ports(9092)
-    container.with_command([
-        "sh", "-c",
-        f"while [ ! -s {listeners} ]; do sleep 0.1; done; "
-        f'export KAFKA_ADVERTISED_LISTENERS="$(cat {listeners})"; exec /etc/kafka/docker/run',
-    ])  # fmt: skip
-    if keep_data:
-        key = uuid.uuid5(uuid.NAMESPACE_URL, str(log_dir.resolve())).hex[:12]
-        volume = f"runledger-kafka-{key}"
-        container.with_volume_mapping(volume, "/var/lib/kafka/data", "rw")
-    container.start()
-    try:
-        bootstrap = f"{container.get_container_host_ip()}:{container.get_exposed_port(9092)}"
-        advertised = f"PLAINTEXT://{bootstrap},BROKER://localhost:9094"
-        publish = f"echo '{advertised}' > {listeners}.new && mv {listeners}.new {listeners}"
-        container.exec(["sh", "-c", publish])
-        ready = LogMessageWaitStrategy(STARTED_LINE).with_startup_timeout(int(timeout))
-        ready.wait_until_ready(container)
-    except Exception as exc:
-        container.stop()
-        raise BrokerError(f"the {KAFKA_IMAGE} container did not start: {exc}") from exc
-    return ContainerBroker(bootstrap=bootstrap, container=container)
-
-
-def start_broker(settings: Settings, log_dir: Path, *, keep_data: bool = True) -> BrokerHandle:
-    """Give back a running broker: the configured cluster if there is one, else a container
-    where Docker answers, else a :class:`LocalKafka` keeping its files in ``log_dir``.
-
-    Raises :class:`BrokerError` when none of them can be had.
-    """
-    if settings.kafka_bootstrap:
-        log.info("Kafka: using the configured cluster at %s", settings.kafka_bootstrap)
-        return ExternalBroker(settings.kafka_bootstrap)
-    if docker_answers():
-        log.info("Kafka: Docker answers; starting a %s container", KAFKA_IMAGE)
-        return start_container(log_dir, keep_data=keep_data)
-    log.info("Kafka: no Docker engine; starting a local broker from the Kafka jars in %s", log_dir)
-    libs = fetch_jars(settings.cache_dir, settings.kafka_version)
-    broker = LocalKafka(libs, log_dir)
-    broker.start()
-    log.info("Kafka: local broker ready at %s (pid %s)", broker.bootstrap, broker.pid)
-    return broker
