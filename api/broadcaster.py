@@ -23,12 +23,18 @@ STREAMED = (process.AGGREGATE, flowrun.AGGREGATE, caserun.AGGREGATE)
 DEFAULT_BUFFER = 1_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Applied:
-    """One committed event as its row, with its aggregate's state right after it."""
+    """One committed event as its row, with its aggregate's state right after it.
+
+    ``body`` is the event's SSE text without its id, set by the first stream that sends
+    it: one Applied goes to every stream that follows its aggregate, so an event is
+    rendered, serialized and encoded once per node rather than once per client.
+    """
 
     row: EventRow
     state: Any
+    body: bytes | None = None
 
 
 def applied_of(batch: Batch) -> list[Applied]:
@@ -76,7 +82,9 @@ class Subscription:
         nothing came (or the subscription was dropped)."""
         if not self._items and not self.dropped:
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                # Not wait_for: it wraps the wait in a Task, once per client per event.
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         self._ready.clear()

@@ -15,16 +15,28 @@ from api.errors import ApiError
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 MEDIA_TYPE = "text/event-stream"
-HEARTBEAT = ": heartbeat\n\n"
-DROPPED = ": dropped: the client did not keep up; reconnect with Last-Event-ID\n\n"
+HEARTBEAT = b": heartbeat\n\n"
+DROPPED = b": dropped: the client did not keep up; reconnect with Last-Event-ID\n\n"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def message(event: str, data: Any, id_: str | None = None) -> str:
+def body(event: str, data: Any) -> bytes:
+    """The ``event:`` and ``data:`` lines of a message, UTF-8; ``data`` as JSON on one
+    line. Apart from :func:`with_id` so that a body rendered once can go to many
+    streams, each with its own id."""
+    return f"event: {event}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def with_id(id_: str, body: bytes) -> bytes:
+    """``body`` preceded by its ``id:`` line."""
+    return b"id: " + id_.encode() + b"\n" + body
+
+
+def message(event: str, data: Any, id_: str | None = None) -> bytes:
     """One SSE message; ``data`` as JSON on one line."""
-    head = f"id: {id_}\n" if id_ is not None else ""
-    return f"{head}event: {event}\ndata: {_dumps(data)}\n\n"
+    text = body(event, data)
+    return text if id_ is None else with_id(id_, text)
 
 
 def position_text(partition: int, offset: int) -> str:

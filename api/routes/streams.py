@@ -4,8 +4,15 @@ the token's account may see (``GET /stream?type=&status=``).
 Each stream subscribes to the node's broadcaster first, then reads its backlog from the
 ``events`` table, then follows live events, dropping what the backlog already sent
 (by seq for one aggregate, by per-partition offset account-wide): no gap, no duplicate.
-A stream ends after the node's window (``RUNLEDGER_SSE_WINDOW_S``), after ``done``
-(the run reached a terminal status or was deleted), or when the client goes away.
+A stream of an object the node has not projected yet waits once for the node to catch
+up with the ledger before answering 404, so a client may open the stream of a run it
+created a moment ago. A stream ends after the node's window (``RUNLEDGER_SSE_WINDOW_S``),
+after ``done`` (the run reached a terminal status or was deleted), or when the client
+goes away.
+
+A live event's body (state and event as JSON) is rendered once, by the first stream
+that sends it, and shared by every other (:attr:`Applied.body`); each stream adds only
+its ``id:`` line.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from streams.domain import caserun, flowrun, process
 from streams.domain.history import states_after
 
 ALL = 1 << 62  # no page limit: a history is read whole
+MISS_WAIT_S = 5.0  # at most this long for the node to catch up before a 404
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ KINDS = {
     caserun.AGGREGATE: Kind(caserun.AGGREGATE, caserun_json, caserun.RUN_TERMINAL),
 }
 
-Step = Callable[[Applied], tuple[list[str], bool]]
+Step = Callable[[Applied], tuple[list[bytes], bool]]
 
 
 def history(ctx: Context, noun: str, aggregate_id: str) -> list[Applied]:
@@ -71,7 +79,14 @@ def _data(a: Applied) -> dict[str, Any]:
     return {"state": KINDS[a.row.aggregate_type].render(a.state), "event": event_json(a.row)}
 
 
-def _done(a: Applied) -> str:
+def _body(a: Applied) -> bytes:
+    """``a``'s ``event:`` and ``data:`` lines, rendered on first use."""
+    if a.body is None:
+        a.body = sse.body(a.row.type, _data(a))
+    return a.body
+
+
+def _done(a: Applied) -> bytes:
     return sse.message("done", {"status": a.state.status, "position": _position(a)})
 
 
@@ -82,10 +97,10 @@ def _position(a: Applied) -> str:
 async def _follow(
     deps: ApiDeps,
     sub: Subscription | None,
-    first: Sequence[str],
+    first: Sequence[bytes],
     backlog: Sequence[Applied],
     step: Step,
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     """``first``, then the backlog, then live events until done, the window or the
     client's disconnect (Starlette cancels the iteration; ``finally`` unsubscribes)."""
     loop = asyncio.get_running_loop()
@@ -99,7 +114,7 @@ async def _follow(
                 yield text
             if end:
                 return
-        if sub is None or (first and first[-1].startswith("event: done")):
+        if sub is None or (first and first[-1].startswith(b"event: done")):
             return
         while True:
             left = deadline - loop.time()
@@ -128,7 +143,7 @@ def _last_event_id(request: Request) -> str | None:
     return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
-def _streaming(body: AsyncIterator[str]) -> Response:
+def _streaming(body: AsyncIterator[bytes]) -> Response:
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
 
@@ -147,6 +162,10 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
             )
         try:
             backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
+            if not backlog:
+                # Created a moment ago, maybe not projected yet: catch up once, look again.
+                await ctx.deps.positions.wait_for_end(min(MISS_WAIT_S, ctx.deps.wait_timeout_s))
+                backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
         except BaseException:
             if sub is not None and broadcaster is not None:
                 broadcaster.unsubscribe(sub)
@@ -162,18 +181,18 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
                 (a.row.seq for a in backlog if (a.row.partition, a.row.offset) <= after),
                 default=0,
             )
-        first: list[str] = []
+        first: list[bytes] = []
         latest = backlog[-1]
         if seen >= latest.row.seq and kind.finished(latest.state):
             first.append(_done(latest))
         last_seq = seen
 
-        def step(a: Applied) -> tuple[list[str], bool]:
+        def step(a: Applied) -> tuple[list[bytes], bool]:
             nonlocal last_seq
             if a.row.seq <= last_seq:
                 return [], False
             last_seq = a.row.seq
-            texts = [sse.message(a.row.type, _data(a), _position(a))]
+            texts = [sse.with_id(_position(a), _body(a))]
             if kind.finished(a.state):
                 texts.append(_done(a))
                 return texts, True
@@ -239,12 +258,12 @@ async def account_stream(request: Request) -> Response:
             broadcaster.unsubscribe(sub)
         raise
 
-    def step(a: Applied) -> tuple[list[str], bool]:
+    def step(a: Applied) -> tuple[list[bytes], bool]:
         row = a.row
         if row.offset <= cursor.get(row.partition, -1):
             return [], False
         cursor[row.partition] = row.offset
-        return [sse.message(row.type, _data(a), sse.cursor_text(cursor))], False
+        return [sse.with_id(sse.cursor_text(cursor), _body(a))], False
 
     return _streaming(_follow(ctx.deps, sub, [], backlog, step))
 

@@ -239,13 +239,13 @@ def test_streams_need_a_token_and_accept_it_only_as_a_query_on_streams(
 
 BROWSER_SCRIPT = """
 ([path, token]) => new Promise((resolve, reject) => {
-  const ids = []; let opens = 0;
+  const ids = []; const on = []; let opens = 0;
   const es = new EventSource(path + "?token=" + encodeURIComponent(token));
   es.onopen = () => { opens += 1; };
-  const onEvent = (e) => { ids.push(e.lastEventId); };
+  const onEvent = (e) => { ids.push(e.lastEventId); on.push(opens); };
   for (const t of ["process.created", "process.started", "process.progress",
                    "process.completed"]) es.addEventListener(t, onEvent);
-  es.addEventListener("done", () => { es.close(); resolve({ids, opens}); });
+  es.addEventListener("done", () => { es.close(); resolve({ids, on, opens}); });
   setTimeout(() => { es.close(); reject(new Error("no done; got " + ids.length)); }, 30000);
 })
 """
@@ -285,4 +285,7 @@ def test_an_event_source_in_chromium_follows_a_process_to_done(
             browser.close()
     writer.join(30)
     assert result["opens"] >= 2  # the window closed it and EventSource reconnected
+    # Events came on both sides of a reconnect, and the browser's own Last-Event-ID
+    # resumed each connection right after the last event it had: no gap, no repeat.
+    assert result["on"][0] == 1 and result["on"][-1] >= 2, result
     assert result["ids"] == [e["position"] for e in all_events(client, pid, 100)]
