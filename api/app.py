@@ -15,6 +15,8 @@ from api.routes import (
     artifacts,
     caseruns,
     cases,
+    commands,
+    dashboard,
     flowruns,
     flows,
     process_commands,
@@ -27,12 +29,7 @@ from api.routes import (
 
 async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandPending)
-    body = {
-        "command_id": exc.command_id,
-        "status": "accepted",
-        "message": "the command is durable in the ledger; its outcome is not known yet",
-    }
-    return JSONResponse(body, status_code=202, headers={"Ledger-Command-Id": exc.command_id})
+    return exc.response()
 
 
 def create_app(deps: ApiDeps) -> Starlette:
@@ -42,6 +39,7 @@ def create_app(deps: ApiDeps) -> Starlette:
             *system.routes,
             *process_reads.routes,
             *process_commands.routes,
+            *commands.routes,
             *sites.routes,
             *flows.routes,
             *cases.routes,
@@ -49,6 +47,7 @@ def create_app(deps: ApiDeps) -> Starlette:
             *caseruns.routes,
             *streams.routes,
             *artifacts.routes,
+            *dashboard.routes,
         ],
         exception_handlers={
             ApiError: api_error_handler,

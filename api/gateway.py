@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from api.auth import Principal
 from api.deps import ApiDeps
 from api.errors import REJECTION_STATUS, ApiError
 from api.requests import Wait, wait_of
+from streams.bus import Submitted
 from streams.domain.commands import Command, InvalidCommand, parse_body
 from streams.domain.process import ProcessState
 from streams.domain.snapshot import process_from_dict
@@ -41,12 +43,69 @@ def derived_id(principal: Principal, key: str, purpose: str) -> str:
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal.account}\n{key}\n{purpose}"))
 
 
-class CommandPending(Exception):
-    """The command is durable but the decider has not answered in time: answer 202."""
+@runtime_checkable
+class CommandTracker(Protocol):
+    """A command bus that can publish without waiting and remember what came of it
+    (``streams.bus.CommandBus``); without one, ``respond-async`` still answers 202 but
+    with no status link."""
 
-    def __init__(self, command_id: str) -> None:
+    async def submit(self, cmd: Command) -> tuple[int, int]: ...
+
+    def status(self, command_id: str) -> Submitted | None: ...
+
+
+_TRACKS: dict[type, bool] = {}  # isinstance against a Protocol is slow: once per type
+
+
+def tracker_of(deps: ApiDeps) -> CommandTracker | None:
+    commands = deps.commands
+    kind = type(commands)
+    tracks = _TRACKS.get(kind)
+    if tracks is None:
+        tracks = _TRACKS[kind] = isinstance(commands, CommandTracker)
+    return commands if tracks else None  # type: ignore[return-value]
+
+
+class CommandPending(Exception):
+    """The command is durable but not decided yet: answer 202.
+
+    Either the client asked for it (``Prefer: respond-async``, then ``requested``) or
+    the decider did not answer within the command timeout. ``status_url`` is where to
+    follow it, when this node tracks it.
+    """
+
+    def __init__(
+        self,
+        command_id: str,
+        aggregate_type: str = "",
+        aggregate_id: str = "",
+        *,
+        status_url: str | None = None,
+        requested: bool = False,
+    ) -> None:
         super().__init__(command_id)
         self.command_id = command_id
+        self.aggregate_type = aggregate_type
+        self.aggregate_id = aggregate_id
+        self.status_url = status_url
+        self.requested = requested
+
+    def response(self) -> JSONResponse:
+        """The ``202``: the command's id, its aggregate and where to follow it."""
+        body = {
+            "command_id": self.command_id,
+            "status": "accepted",
+            "message": "the command is durable in the ledger; its outcome is not known yet",
+            "aggregate_type": self.aggregate_type,
+            "aggregate_id": self.aggregate_id,
+            "status_url": self.status_url,
+        }
+        headers = {"Ledger-Command-Id": self.command_id}
+        if self.status_url is not None:
+            headers["Location"] = self.status_url
+        if self.requested:
+            headers["Preference-Applied"] = "respond-async"
+        return JSONResponse(body, status_code=202, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -81,9 +140,9 @@ async def run_command(
     """Validate, publish and await one command; ApiError for every way it can fail.
 
     422 for an unusable field, 404/409 for a rejection by the decider, 503 when Kafka
-    does not acknowledge, 202 when the decider has not answered
-    within the command timeout (CommandPending): the command is durable and will
-    still be decided.
+    does not acknowledge, 202 (CommandPending) when the client asked for
+    ``Prefer: respond-async`` or the decider has not answered within the command
+    timeout: the command is durable and will still be decided.
     """
     wait: Wait = wait_of(request, deps.wait_timeout_s)
     try:
@@ -104,14 +163,26 @@ async def run_command(
         body=body,
         reply_to=deps.commands.node_id,
     )
+    tracker = tracker_of(deps)
     try:
-        outcome = await deps.commands.execute(cmd, deps.command_timeout_s)
+        if wait.respond_async and tracker is not None:
+            await tracker.submit(cmd)
+            outcome = None
+        else:
+            timeout = 0.0 if wait.respond_async else deps.command_timeout_s
+            outcome = await deps.commands.execute(cmd, timeout)
     except PublishError as exc:
         raise ApiError(
             503, "ledger_unavailable", f"the ledger did not accept the command: {exc}"
         ) from exc
     if outcome is None:
-        raise CommandPending(command_id)
+        raise CommandPending(
+            command_id,
+            aggregate_type,
+            aggregate_id,
+            status_url=f"/command/{command_id}" if tracker is not None else None,
+            requested=wait.respond_async,
+        )
     if not outcome.accepted:
         status = REJECTION_STATUS.get(outcome.reason_code or "", 409)
         raise ApiError(

@@ -415,6 +415,23 @@ SCHEMAS: dict[str, Any] = {
             "command_id": {"type": "string"},
             "status": {"const": "accepted"},
             "message": {"type": "string"},
+            "aggregate_type": {"type": "string"},
+            "aggregate_id": {"type": "string"},
+            "status_url": _NULL_STR,
+        },
+    },
+    "CommandStatus": {
+        "type": "object",
+        "properties": {
+            "command_id": {"type": "string"},
+            "command": {"type": "string"},
+            "aggregate_type": {"type": "string"},
+            "aggregate_id": {"type": "string"},
+            "status": {"enum": ["pending", "accepted", "rejected"]},
+            "duplicate": {"type": "boolean"},
+            "position": _NULL_STR,
+            "http_status": {"type": ["integer", "null"]},
+            "error": {"type": ["object", "null"]},
         },
     },
 }
@@ -687,6 +704,13 @@ for _noun, _schema in (("process", "Process"), ("flowrun", "FlowRun"), ("caserun
         _TEXT,
         ["token", "last_event_id"],
     )
+OPERATIONS[("GET", "/command/{command_id}")] = (
+    "What came of a command answered 202 (Prefer: respond-async): pending, accepted "
+    "(with its position) or rejected (with the error). Known to the node that took it.",
+    None,
+    _ref("CommandStatus"),
+    [],
+)
 OPERATIONS[("GET", "/stream")] = (
     "Follow every Process, FlowRun and CaseRun event of the token's account from now "
     "(type: event or aggregate types; status: the status after the event)." + _STREAM_NOTE,
@@ -748,6 +772,16 @@ def _operation(method: str, path: str) -> dict[str, Any]:
     params += [{"name": q, "in": "query", **PARAMS[q]} for q in query]
     if method == "POST":
         params.append({"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}})
+    if method in ("POST", "DELETE"):
+        params.append(
+            {
+                "name": "Prefer",
+                "in": "header",
+                "schema": {"type": "string"},
+                "description": "respond-async: answer 202 once the command is durable in "
+                "Kafka, without waiting for the decision (Location: /command/{id}).",
+            }
+        )
     created = method == "POST" and path in (
         "/process",
         "/site",
@@ -783,8 +817,8 @@ def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
     """The OpenAPI document of ``routes``; KeyError names an undocumented route."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
-        if not isinstance(route, Route) or route.methods is None:
-            continue
+        if not isinstance(route, Route) or route.methods is None or not route.include_in_schema:
+            continue  # not an API operation (the dashboard's page and files)
         for method in sorted(route.methods - {"HEAD"}):
             paths.setdefault(route.path, {})[method.lower()] = _operation(method, route.path)
     return {

@@ -22,7 +22,12 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
 
     Raises ApiError 413 (too large), 415 (not JSON), 400 (malformed, or not an object).
     """
-    declared = request.headers.get("content-length")
+    declared = ctype_raw = None
+    for name, value in request.scope["headers"]:  # one pass over the raw headers
+        if name == b"content-length":
+            declared = value
+        elif name == b"content-type":
+            ctype_raw = value
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, "body_too_large", f"the body is larger than {max_bytes} bytes")
     chunks: list[bytes] = []
@@ -35,7 +40,7 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     raw = b"".join(chunks)
     if not raw.strip():
         return {}
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    ctype = (ctype_raw or b"").decode("latin-1").split(";")[0].strip().lower()
     if ctype != "application/json" and not ctype.endswith("+json"):
         raise ApiError(
             415,
@@ -91,6 +96,9 @@ def page_json(request: Request, page: Page, count: int, results: list[Any]) -> d
 
 
 _PREFER_WAIT = re.compile(r"(?:^|[;,])\s*wait\s*=\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+# RFC 7240: preferences are comma-separated; a token is case-insensitive and may carry
+# parameters after a ';'.
+_PREFER_ASYNC = re.compile(r"(?:^|,)\s*respond-async\s*(?:[;,]|$)", re.IGNORECASE)
 _POSITION = re.compile(r"^(\d+):(\d+)$")
 
 
@@ -101,31 +109,48 @@ class Wait:
     ``?wait=true`` (or ``Prefer: wait=N``, N seconds) waits; ``?after=P:O`` names the
     position to wait for (a command's ``Ledger-Position``); without it a read waits
     for everything in the ledger when the request arrived.
+
+    ``respond_async`` (``Prefer: respond-async``) asks a command to answer ``202`` as
+    soon as it is durable in Kafka, without waiting for the decider.
     """
 
     enabled: bool
     timeout: float
     after: tuple[int, int] | None = None
+    respond_async: bool = False
 
 
 def wait_of(request: Request, default_timeout: float) -> Wait:
-    if not request.scope.get("query_string") and "prefer" not in request.headers:
-        return Wait(enabled=False, timeout=default_timeout)  # the common case, parsed for free
-    raw = request.query_params.get("wait", "").lower()
-    if raw not in ("", "true", "false", "1", "0"):
-        raise ApiError(400, "invalid_query", "wait must be true or false", "wait")
-    enabled = raw in ("true", "1")
+    """The request's read-your-writes and ``Prefer`` options; ApiError 400 for a bad
+    ``wait`` or ``after``. Only what is present is parsed: commands come in by the
+    thousand per second, most with neither a query string nor a ``Prefer`` header."""
+    has_query = bool(request.scope.get("query_string"))
+    prefer_header = ",".join(request.headers.getlist("prefer"))  # may be sent repeatedly
+    if not has_query and not prefer_header:
+        return Wait(enabled=False, timeout=default_timeout)
+    enabled = False
     timeout = default_timeout
-    prefer = _PREFER_WAIT.search(request.headers.get("prefer", ""))
-    if prefer is not None:
-        enabled = True
-        timeout = min(float(prefer.group(1)), MAX_WAIT_S)
     after = None
-    raw_after = request.query_params.get("after")
-    if raw_after:
-        match = _POSITION.match(raw_after)
-        if match is None:
-            raise ApiError(400, "invalid_query", "after must be PARTITION:OFFSET", "after")
-        after = (int(match.group(1)), int(match.group(2)))
-        enabled = True
-    return Wait(enabled=enabled, timeout=timeout, after=after)
+    if has_query:
+        params = request.query_params
+        raw = params.get("wait", "").lower()
+        if raw not in ("", "true", "false", "1", "0"):
+            raise ApiError(400, "invalid_query", "wait must be true or false", "wait")
+        enabled = raw in ("true", "1")
+        raw_after = params.get("after")
+        if raw_after:
+            match = _POSITION.match(raw_after)
+            if match is None:
+                raise ApiError(400, "invalid_query", "after must be PARTITION:OFFSET", "after")
+            after = (int(match.group(1)), int(match.group(2)))
+            enabled = True
+    respond_async = False
+    if prefer_header == "respond-async":  # the common form, without a regex
+        respond_async = True
+    elif prefer_header:
+        prefer = _PREFER_WAIT.search(prefer_header)
+        if prefer is not None:
+            enabled = True
+            timeout = min(float(prefer.group(1)), MAX_WAIT_S)
+        respond_async = _PREFER_ASYNC.search(prefer_header) is not None
+    return Wait(enabled=enabled, timeout=timeout, after=after, respond_async=respond_async)

@@ -331,9 +331,12 @@ class HttpxConnection:
 CLIENTS = ("lean", "httpx")
 
 
-def connections(stack: Stack, count: int, kind: str = "lean") -> list[Connection]:
-    """``count`` connections to the stack's node, authenticated as account ``bench``."""
-    headers = {"Authorization": f"Bearer {stack.token}"}
+def connections(
+    stack: Stack, count: int, kind: str = "lean", extra: dict[str, str] | None = None
+) -> list[Connection]:
+    """``count`` connections to the stack's node, authenticated as account ``bench``,
+    sending the ``extra`` headers with every request."""
+    headers = {"Authorization": f"Bearer {stack.token}", **(extra or {})}
     if kind == "httpx":
         return [HttpxConnection(stack.url, headers) for _ in range(count)]
     if kind == "lean":

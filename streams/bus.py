@@ -4,6 +4,12 @@ Each node has an id; the commands it publishes carry it as ``reply_to`` and the
 decider copies it onto the outcome (and into a header, so the bus skips other nodes'
 outcomes without decoding them). The bus reads ``ledger.outcomes`` from its end at
 start: every outcome of a command it publishes afterwards is ahead of it.
+
+A command can also be *submitted*: published durably without waiting for the decider
+(``Prefer: respond-async``). The bus then remembers it, and its outcome when that
+comes back, for :meth:`CommandBus.status`, so the caller can follow it. That memory is
+this node's, bounded (the newest ``MAX_TRACKED`` submissions) and lost on restart; the
+outcome itself stays in ``ledger.outcomes``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from dataclasses import dataclass, replace
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -25,6 +33,41 @@ from streams.topics import Topics, partitions_of
 
 log = logging.getLogger(__name__)
 
+MAX_TRACKED = 50_000
+
+# Kafka headers between the bus and the decider, outside the Avro records: on a
+# command, ``respond: async`` says that nobody waits for the resulting state (the
+# decider leaves ``state_json`` out of the outcome); on an outcome, ``reply_to`` and
+# ``command_id`` let a node skip what is not for it without decoding it.
+RESPOND = "respond"
+ASYNC = b"async"
+REPLY_TO = "reply_to"
+COMMAND_ID = "command_id"
+_SUBMIT_HEADERS = ((RESPOND, ASYNC),)
+
+
+def wants_no_state(headers: object) -> bool:
+    """Whether a command's headers say that its sender does not wait for the state."""
+    return any(k == RESPOND and v == ASYNC for k, v in headers)  # type: ignore[attr-defined]
+
+
+def outcome_headers(reply_to: str | None, command_id: str) -> list[tuple[str, bytes]]:
+    return [(REPLY_TO, (reply_to or "").encode()), (COMMAND_ID, command_id.encode())]
+
+
+@dataclass(slots=True)
+class Submitted:
+    """A command published without waiting, and its outcome once the decider sent it
+    (without its ``state_json``: only the verdict and the event positions are kept)."""
+
+    command_id: str
+    account: str
+    aggregate_type: str
+    aggregate_id: str
+    command: str
+    outcome: serde.Outcome | None = None
+    raw: bytes | None = None  # the outcome's bytes, until someone asks for it
+
 
 class CommandBus:
     def __init__(self, bootstrap: str, topics: Topics, codec: Codec, node_id: str = "") -> None:
@@ -36,6 +79,9 @@ class CommandBus:
         self._publisher = Publisher(bootstrap, client_id=self.node_id)
         self._consumer: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[serde.Outcome | None]] = {}
+        # Insertion-ordered: the oldest submission is the first key.
+        self._submitted: dict[str, Submitted] = {}
+        self.max_tracked = MAX_TRACKED
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -67,17 +113,59 @@ class CommandBus:
         for future in self._waiting.values():
             future.cancel()
 
-    async def publish(self, cmd: Command) -> tuple[int, int]:
-        """Publish without waiting for the decider: (partition, offset) in ledger.commands."""
+    async def publish(self, cmd: Command, *, want_state: bool = True) -> tuple[int, int]:
+        """Publish without waiting for the decider: (partition, offset) in ledger.commands.
+
+        ``want_state=False`` tells the decider to leave the state out of the outcome.
+        """
         key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
         value = serde.encode_command(self.codec, cmd)
-        return await self._publisher.send_and_wait(self.topics.commands, key, value)
+        headers = () if want_state else _SUBMIT_HEADERS
+        return await self._publisher.send_and_wait(self.topics.commands, key, value, headers)
+
+    async def submit(self, cmd: Command) -> tuple[int, int]:
+        """Publish ``cmd`` durably, without awaiting its outcome, and track it for
+        :meth:`status`: (partition, offset) in ledger.commands.
+
+        Raises PublishError when Kafka does not acknowledge: then it is not tracked.
+        """
+        # Tracked before publishing: the outcome may come back before the ack does.
+        entry = self._track(cmd)
+        try:
+            return await self.publish(cmd, want_state=False)
+        except BaseException:
+            if self._submitted.get(cmd.command_id) is entry:
+                del self._submitted[cmd.command_id]
+            raise
+
+    def _track(self, cmd: Command) -> Submitted:
+        entry = Submitted(
+            cmd.command_id, cmd.account, cmd.aggregate_type, cmd.aggregate_id, cmd.name
+        )
+        self._submitted.pop(cmd.command_id, None)  # a resubmission moves to the end
+        self._submitted[cmd.command_id] = entry
+        if len(self._submitted) > self.max_tracked:
+            del self._submitted[next(iter(self._submitted))]
+        return entry
+
+    def status(self, command_id: str) -> Submitted | None:
+        """A submitted command this node still remembers (its ``outcome`` None while
+        the decider has not decided it), or None."""
+        entry = self._submitted.get(command_id)
+        if entry is not None and entry.raw is not None:
+            raw, entry.raw = entry.raw, None
+            try:
+                entry.outcome = replace(serde.decode_outcome(self.codec, raw), state_json=None)
+            except DecodeError:
+                log.warning("undecodable outcome of command %s", command_id)
+        return entry
 
     async def execute(self, cmd: Command, timeout: float) -> serde.Outcome | None:
         """Publish ``cmd`` (durably) and await its outcome; None if none came in time.
 
         The command's ``reply_to`` must be this bus's ``node_id``. Raises PublishError
-        when Kafka does not acknowledge the command: then nothing was accepted.
+        when Kafka does not acknowledge the command: then nothing was accepted. A
+        command that got no outcome in time is tracked from then on, as if submitted.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[serde.Outcome | None] = loop.create_future()
@@ -88,7 +176,10 @@ class CommandBus:
             await self.publish(cmd)
             # A timer that answers None, rather than asyncio.wait_for: no task per command.
             timer = loop.call_later(timeout, _no_outcome, future)
-            return await future
+            outcome = await future
+            if outcome is None:
+                self._track(cmd)
+            return outcome
         finally:
             if timer is not None:
                 timer.cancel()
@@ -111,16 +202,33 @@ class CommandBus:
                 continue
             for messages in batch.values():
                 for msg in messages:
-                    if not self._waiting or not _for_me(msg.headers, self._reply):
-                        continue
-                    try:
-                        outcome = serde.decode_outcome(self.codec, msg.value)
-                    except DecodeError:
-                        log.warning("undecodable outcome at offset %d", msg.offset)
-                        continue
-                    future = self._waiting.get(outcome.command_id)
-                    if future is not None and not future.done():
-                        future.set_result(outcome)
+                    if self._waiting or self._submitted:
+                        self._receive(msg)
+
+    def _receive(self, msg: Any) -> None:
+        """Hand an outcome to whoever waits for it, or keep it for :meth:`status`."""
+        reply, command_id = _routing(msg.headers)
+        if reply != self._reply:
+            return
+        if command_id is not None:  # skip, undecoded, what nobody here asked for
+            future = self._waiting.get(command_id)
+            submitted = self._submitted.get(command_id)
+            if future is None and submitted is None:
+                return
+            if future is None and submitted is not None:
+                submitted.raw = msg.value  # decoded when asked for, if ever
+                return
+        try:
+            outcome = serde.decode_outcome(self.codec, msg.value)
+        except DecodeError:
+            log.warning("undecodable outcome at offset %d", msg.offset)
+            return
+        future = self._waiting.get(outcome.command_id)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+        submitted = self._submitted.get(outcome.command_id)
+        if submitted is not None:
+            submitted.outcome = replace(outcome, state_json=None)
 
 
 def _no_outcome(future: asyncio.Future[serde.Outcome | None]) -> None:
@@ -128,8 +236,13 @@ def _no_outcome(future: asyncio.Future[serde.Outcome | None]) -> None:
         future.set_result(None)
 
 
-def _for_me(headers: object, reply: bytes) -> bool:
+def _routing(headers: object) -> tuple[bytes | None, str | None]:
+    """(reply_to, command_id) of an outcome's headers; command_id is None from a
+    decider that does not send it."""
+    reply = command_id = None
     for key, value in headers or ():  # type: ignore[attr-defined]
-        if key == "reply_to":
-            return bool(value == reply)
-    return False
+        if key == REPLY_TO:
+            reply = value
+        elif key == COMMAND_ID:
+            command_id = value.decode()
+    return reply, command_id

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from api.context import context
 from api.errors import ApiError
-from api.gateway import Accepted, derived_id, idempotency_key, run_command
+from api.gateway import Accepted, CommandPending, derived_id, idempotency_key, run_command
 from api.representations import process_json
 from api.requests import json_body
 
@@ -58,7 +58,10 @@ def _command(
         if step:
             fields["step_id"] = request.path_params["step_id"]
         process_id = request.path_params["process_id"]
-        accepted = await run_command(ctx.deps, request, ctx.principal, name, process_id, fields)
+        try:
+            accepted = await run_command(ctx.deps, request, ctx.principal, name, process_id, fields)
+        except CommandPending as pending:  # answered here: the exception handlers cost
+            return pending.response()
         return _respond(accepted)
 
     handler.__name__ = name.replace(".", "_")
@@ -75,7 +78,12 @@ async def delete_process(request: Request) -> Response:
 P = "/process/{process_id}"
 S = P + "/steps/{step_id}"
 
+# Starlette tries routes in order: the reports workers send most often come first.
 routes = [
+    Route(P + "/progress", _command("process.progress"), methods=["POST"]),
+    Route(P + "/log", _command("process.log"), methods=["POST"]),
+    Route(S + "/start", _command("process.step_start", step=True), methods=["POST"]),
+    Route(S + "/complete", _command("process.step_complete", step=True), methods=["POST"]),
     Route("/process", create_process, methods=["POST"]),
     Route(P, delete_process, methods=["DELETE"]),
     Route(P + "/start", _command("process.start", with_body=False), methods=["POST"]),
@@ -83,12 +91,8 @@ routes = [
     Route(P + "/retry", _command("process.retry", with_body=False), methods=["POST"]),
     Route(P + "/approve", _command("process.approve", with_body=False), methods=["POST"]),
     Route(P + "/review", _command("process.waiting_review"), methods=["POST"]),
-    Route(P + "/progress", _command("process.progress"), methods=["POST"]),
-    Route(P + "/log", _command("process.log"), methods=["POST"]),
     Route(P + "/complete", _command("process.complete"), methods=["POST"]),
     Route(P + "/fail", _command("process.fail"), methods=["POST"]),
-    Route(S + "/start", _command("process.step_start", step=True), methods=["POST"]),
-    Route(S + "/complete", _command("process.step_complete", step=True), methods=["POST"]),
     Route(S + "/fail", _command("process.step_fail", step=True), methods=["POST"]),
     Route(
         S + "/restart", _command("process.restart", with_body=False, step=True), methods=["POST"]

@@ -128,7 +128,17 @@ def test_with_the_decider_down_a_command_is_accepted_and_decided_later(
         elapsed = time.monotonic() - started
         assert r.status_code == 202, r.text
         body = r.json()
-        assert set(body) == {"command_id", "status", "message"}
+        assert set(body) == {
+            "command_id",
+            "status",
+            "message",
+            "aggregate_type",
+            "aggregate_id",
+            "status_url",
+        }
+        assert body["aggregate_id"] == pid
+        assert r.headers["Location"] == body["status_url"] == f"/command/{body['command_id']}"
+        assert "Preference-Applied" not in r.headers  # the client did not ask for 202
         assert body["status"] == "accepted" and body["message"]
         assert r.headers["Ledger-Command-Id"] == body["command_id"]
         assert COMMAND_TIMEOUT_S - 0.5 <= elapsed < COMMAND_TIMEOUT_S + 5

@@ -1,0 +1,74 @@
+"""``GET /command/{command_id}``: what came of a command answered ``202``.
+
+A command sent with ``Prefer: respond-async`` (or one whose outcome did not come in
+time) answers ``202`` with ``Location: /command/{id}``. This node remembers the
+commands it accepted that way, and their outcomes once the decider has sent them, so
+the caller can learn whether the command was accepted, and where its events landed,
+or rejected, and why (the status and error a waiting request would have answered).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from api.context import context
+from api.errors import REJECTION_STATUS, ApiError
+from api.gateway import tracker_of
+from streams.bus import Submitted
+
+
+def command_json(entry: Submitted) -> dict[str, Any]:
+    """The status document of a tracked command; ``http_status`` is, for a rejection,
+    what a request that waited for the decision would have answered."""
+    outcome = entry.outcome
+    body: dict[str, Any] = {
+        "command_id": entry.command_id,
+        "command": entry.command,
+        "aggregate_type": entry.aggregate_type,
+        "aggregate_id": entry.aggregate_id,
+        "status": "pending",
+        "duplicate": False,
+        "position": None,
+        "http_status": None,
+        "error": None,
+    }
+    if outcome is None:
+        return body
+    body["duplicate"] = outcome.duplicate
+    if outcome.accepted:
+        body["status"] = "accepted"
+        position = outcome.position
+        if position is not None:
+            body["position"] = f"{position[0]}:{position[1]}"
+        return body
+    code = outcome.reason_code or "rejected"
+    body["status"] = "rejected"
+    body["http_status"] = REJECTION_STATUS.get(code, 409)
+    body["error"] = {"code": code, "message": outcome.reason or "", "field": outcome.field}
+    return body
+
+
+async def get_command(request: Request) -> Response:
+    ctx = context(request)
+    command_id = request.path_params["command_id"]
+    tracker = tracker_of(ctx.deps)
+    entry = tracker.status(command_id) if tracker is not None else None
+    if entry is None or entry.account != ctx.principal.account:
+        raise ApiError(
+            404,
+            "not_found",
+            f"this node has no record of command {command_id}: it remembers the newest "
+            "commands it answered with 202, until it restarts",
+        )
+    body = command_json(entry)
+    headers = {"Ledger-Command-Id": entry.command_id}
+    if body["position"] is not None:
+        headers["Ledger-Position"] = body["position"]
+    return JSONResponse(body, headers=headers)
+
+
+routes = [Route("/command/{command_id}", get_command, methods=["GET"])]
