@@ -146,7 +146,7 @@ def run_up(settings: Settings) -> int:
         StackFile(
             api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid()
         ).write(data_dir)
-        print(f"runledger: API on {api_url}", flush=True)
+        print(f"runledger: API on {api_url}; dashboard on {api_url}/ui", flush=True)
         print(f"runledger: token for account 'default': {token}", flush=True)
         print(
             f"runledger: stack file {data_dir / 'stack.json'}; Ctrl-C stops everything", flush=True

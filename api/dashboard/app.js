@@ -1,0 +1,242 @@
+// The dashboard's entry point: sign-in with an API token (kept in this tab's
+// sessionStorage), the first load through the list endpoints, then the live stream.
+
+import { Api, ApiError, KINDS } from "./api.js";
+import { Detail } from "./detail.js";
+import { follow } from "./live.js";
+import { renderFeed, renderList, renderTabs, renderTiles, tick } from "./overview.js";
+import { Store, KEEP } from "./store.js";
+
+const TOKEN_KEY = "runledger.token";
+const OPEN_WAIT_MS = 3000;
+const $ = (id) => document.getElementById(id);
+
+let session = null;
+
+function show(view) {
+  $("signin").hidden = view !== "signin";
+  $("dashboard").hidden = view !== "dashboard";
+  $("signout").hidden = view !== "dashboard";
+  $("live").hidden = view !== "dashboard";
+}
+
+function signinError(text) {
+  const el = $("signin-error");
+  el.textContent = text ?? "";
+  el.hidden = !text;
+}
+
+function setLive(state) {
+  const words = { live: "live", reconnecting: "reconnecting…", down: "offline", loading: "connecting…" };
+  $("live").dataset.state = state;
+  $("live-text").textContent = words[state] ?? state;
+}
+
+function parseHash() {
+  const m = /^#\/(process|flowrun|caserun)\/([A-Za-z0-9._:-]{1,128})$/.exec(location.hash);
+  return m ? { kind: m[1], id: m[2] } : null;
+}
+
+/** One signed-in session: the store, the stream and the views that follow them. */
+class Session {
+  constructor(api) {
+    this.api = api;
+    this.store = new Store();
+    this.detail = new Detail($("detail"), api, this.store);
+    this.tab = "process";
+    this.filter = null;
+    this.selected = null;
+    this.buffer = null; // stream messages that arrive while the lists load
+    this.countsTimer = null;
+    this.retryMs = 1000;
+    this.stream = null;
+    this.stopped = false;
+    this.ticker = setInterval(() => tick($("dashboard")), 1000);
+    this.unsubscribe = this.store.subscribe(() => this.render());
+  }
+
+  async start() {
+    setLive("loading");
+    this.onHash();
+    await this.sync();
+  }
+
+  /** Open the stream first, then read the lists: nothing between the two is missed. */
+  async sync() {
+    this.buffer = [];
+    const opened = new Promise((resolve) => {
+      this.stream?.stop();
+      this.stream = follow(this.api.token, {
+        onEvent: (type, data) => this.onEvent(type, data),
+        onStatus: (state) => {
+          if (state === "live") {
+            this.retryMs = 1000;
+            resolve();
+          }
+          setLive(state);
+        },
+        onBroken: () => this.onBroken(),
+      });
+      setTimeout(resolve, OPEN_WAIT_MS);
+    });
+    await opened;
+    let pages;
+    let counts;
+    try {
+      pages = await Promise.all(KINDS.map((kind) => this.api.latest(`/${kind}`, KEEP)));
+      counts = await this.api.processCounts();
+    } catch (err) {
+      this.buffer = null;
+      if (!this.stopped && !this.failed(err)) this.retry();
+      return;
+    }
+    if (this.stopped) return;
+    KINDS.forEach((kind, i) => this.store.load(kind, pages[i].count, pages[i].results));
+    this.store.processCounts = counts;
+    const waiting = this.buffer;
+    this.buffer = null;
+    for (const [type, data] of waiting) this.apply(type, data);
+    this.store.changed();
+    this.detail.render();
+  }
+
+  onEvent(type, data) {
+    if (!data?.state?.id) return;
+    if (this.buffer) this.buffer.push([type, data]);
+    else this.apply(type, data);
+  }
+
+  apply(type, { state, event }) {
+    const kind = type.split(".")[0];
+    if (!KINDS.includes(kind)) return;
+    this.store.apply(kind, type, state, event);
+    this.detail.onEvent(kind, type, state, event);
+    const sel = this.selected;
+    if (sel && sel.kind === kind && sel.id === state.id) this.detail.render();
+    if (kind === "process" && type !== "process.progress" && type !== "process.log") this.refreshCounts();
+  }
+
+  /** At most one count refresh a second, however busy the stream is. */
+  refreshCounts() {
+    if (this.countsTimer) return;
+    this.countsTimer = setTimeout(async () => {
+      try {
+        const counts = await this.api.processCounts();
+        if (this.stopped) return;
+        this.store.processCounts = counts;
+        this.store.changed();
+      } catch (err) {
+        this.failed(err);
+      } finally {
+        this.countsTimer = null;
+      }
+    }, 300);
+  }
+
+  async onBroken() {
+    try {
+      await this.api.json("/process?limit=1");
+    } catch (err) {
+      if (this.failed(err)) return;
+    }
+    if (this.stopped) return;
+    this.retry();
+  }
+
+  retry() {
+    const wait = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, 30000);
+    setTimeout(() => !this.stopped && this.sync(), wait);
+  }
+
+  /** A 401 ends the session; anything else is shown and retried. True if it ended. */
+  failed(err) {
+    if (err instanceof ApiError && err.status === 401) {
+      signOut(`Signed out: ${err.message}.`);
+      return true;
+    }
+    setLive("down");
+    return false;
+  }
+
+  onHash() {
+    this.selected = parseHash();
+    if (this.selected) this.tab = this.selected.kind;
+    this.detail.select(this.selected);
+    this.render();
+  }
+
+  render() {
+    const store = this.store;
+    renderTiles($("tiles"), store.processCounts, this.filter, (f) => {
+      this.filter = f;
+      this.tab = "process";
+      this.render();
+    });
+    renderTabs($("tabs"), store, this.tab, (t) => {
+      this.tab = t;
+      this.render();
+    });
+    renderList($("list"), store, this.tab, this.filter, this.selected);
+    renderFeed($("feed"), store.feed);
+  }
+
+  stop() {
+    this.stopped = true;
+    this.stream?.stop();
+    clearInterval(this.ticker);
+    clearTimeout(this.countsTimer);
+    this.unsubscribe();
+    this.detail.close();
+  }
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  session?.stop();
+  session = null;
+  $("token").value = "";
+  signinError(message ?? null);
+  show("signin");
+  $("token").focus();
+}
+
+async function signIn(token) {
+  const api = new Api(token);
+  await api.json("/process?limit=1"); // 401 for an unknown or revoked token
+  sessionStorage.setItem(TOKEN_KEY, token);
+  signinError(null);
+  show("dashboard");
+  session = new Session(api);
+  await session.start();
+}
+
+function describe(err) {
+  if (err instanceof ApiError && err.status === 401) return `That token was not accepted: ${err.message}.`;
+  return err instanceof ApiError ? err.message : "Something went wrong while signing in.";
+}
+
+$("signin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const token = $("token").value.trim();
+  if (!token) return;
+  const button = $("signin-button");
+  button.disabled = true;
+  try {
+    await signIn(token);
+  } catch (err) {
+    signOut(describe(err));
+  } finally {
+    button.disabled = false;
+  }
+});
+
+$("signout").addEventListener("click", () => signOut(null));
+window.addEventListener("hashchange", () => session?.onHash());
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) {
+  signIn(saved).catch((err) => signOut(describe(err)));
+} else {
+  show("signin");
+}

@@ -1,0 +1,111 @@
+// A FlowRun's nodes as a left-to-right graph: a node's column is the longest path to
+// it from a node without parents, so every edge points right.
+
+import { s, tone, label } from "./dom.js";
+import { duration, seconds } from "./format.js";
+
+const W = 176;
+const H = 58;
+const GAP_X = 64;
+const GAP_Y = 18;
+const PAD = 14;
+
+function columns(nodes, edges) {
+  const ids = nodes.map((n) => String(n.id));
+  const parents = new Map(ids.map((id) => [id, []]));
+  for (const e of edges) {
+    const target = parents.get(String(e.target));
+    if (target && parents.has(String(e.source))) target.push(String(e.source));
+  }
+  const depth = new Map();
+  const visiting = new Set();
+  const depthOf = (id) => {
+    if (depth.has(id)) return depth.get(id);
+    if (visiting.has(id)) return 0; // a cycle cannot be created, but never loop
+    visiting.add(id);
+    const d = parents.get(id).reduce((m, p) => Math.max(m, depthOf(p) + 1), 0);
+    visiting.delete(id);
+    depth.set(id, d);
+    return d;
+  };
+  const cols = [];
+  for (const id of ids) {
+    const d = depthOf(id);
+    (cols[d] ??= []).push(id);
+  }
+  return cols.map((c) => c ?? []);
+}
+
+function clip(text, max) {
+  const t = String(text ?? "");
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+/** An <svg> of ``nodes`` (FlowRun nodes with run state in data) and ``edges``. */
+export function flowGraph(nodes, edges) {
+  const byId = new Map(nodes.map((n) => [String(n.id), n]));
+  const cols = columns(nodes, edges);
+  const tallest = Math.max(1, ...cols.map((c) => c.length));
+  const width = PAD * 2 + cols.length * W + (cols.length - 1) * GAP_X;
+  const height = PAD * 2 + tallest * H + (tallest - 1) * GAP_Y;
+  const at = new Map();
+  cols.forEach((col, ci) => {
+    const offset = ((tallest - col.length) * (H + GAP_Y)) / 2;
+    col.forEach((id, ri) => at.set(id, { x: PAD + ci * (W + GAP_X), y: PAD + offset + ri * (H + GAP_Y) }));
+  });
+
+  const svg = s("svg", {
+    class: "graph",
+    viewBox: `0 0 ${width} ${height}`,
+    role: "img",
+    "aria-label": "Flow graph",
+  });
+  // Shrink to the pane, never grow, and scroll rather than shrink past legibility.
+  svg.style.maxWidth = `${width}px`;
+  svg.style.minWidth = `${Math.round(width * 0.7)}px`;
+  svg.append(
+    s(
+      "defs",
+      {},
+      s(
+        "marker",
+        { id: "arrow", viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+        s("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow" }),
+      ),
+    ),
+  );
+  for (const e of edges) {
+    const a = at.get(String(e.source));
+    const b = at.get(String(e.target));
+    if (!a || !b) continue;
+    const x1 = a.x + W;
+    const y1 = a.y + H / 2;
+    const x2 = b.x;
+    const y2 = b.y + H / 2;
+    const target = byId.get(String(e.target));
+    const status = target?.data?.status;
+    svg.append(
+      s("path", {
+        class: `edge tone-${tone(status)}`,
+        d: `M ${x1} ${y1} C ${x1 + GAP_X / 2} ${y1}, ${x2 - GAP_X / 2} ${y2}, ${x2 - 2} ${y2}`,
+        "marker-end": "url(#arrow)",
+      }),
+    );
+  }
+  for (const [id, { x, y }] of at) {
+    const data = byId.get(id)?.data ?? {};
+    const took = data.time_started ? duration(seconds(data.time_started, data.time_completed)) : label(data.status);
+    svg.append(
+      s(
+        "g",
+        { class: `gnode tone-${tone(data.status)}`, transform: `translate(${x} ${y})`, "data-node": id },
+        s("title", {}, `${id}: ${label(data.status)}${data.exception ? ` — ${data.exception}` : ""}`),
+        s("rect", { class: "gnode-box", width: W, height: H, rx: 10 }),
+        s("rect", { class: "gnode-stripe", width: 5, height: H - 16, x: 8, y: 8, rx: 2.5 }),
+        s("text", { class: "gnode-title", x: 22, y: 24 }, clip(data.task_type ?? "node", 18)),
+        s("text", { class: "gnode-sub", x: 22, y: 43 }, clip(`${id} · ${took}`, 24)),
+      ),
+    );
+  }
+  return svg;
+}
