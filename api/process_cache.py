@@ -74,6 +74,12 @@ class ProcessCache:
         if entry is not None and entry.state is state:
             entry.rendered = body
 
+    def clear(self) -> None:
+        """Drop every state (the node moved to another read model); reads in flight are
+        not remembered either."""
+        self._entries.clear()
+        self._version += 1
+
     def forget(self, events: Iterable[Event]) -> None:
         """Drop every Process that ``events`` (just committed by the projector) touch."""
         for event in events:

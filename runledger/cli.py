@@ -234,17 +234,39 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_swap(args: argparse.Namespace) -> int:
+    from runledger.control import NoNode
     from runledger.node import DB_FILE
-    from runledger.replay import ToolError, run_swap
+    from runledger.swap import SwapError, ask_node, swap_offline
 
     settings = _settings(args, need_kafka=False)
-    try:
-        backup = run_swap(_topics(settings), settings.data_dir, Path(args.source))
-    except ToolError as exc:
-        raise CliError(str(exc)) from exc
+    source = Path(args.source).resolve()
     live = settings.data_dir / DB_FILE
-    print(f"{live} is now the rebuilt file" + (f"; the old one is {backup}" if backup else ""))
-    print("start the node: it resumes from the rebuilt file's positions", file=sys.stderr)
+    try:
+        try:
+            result = ask_node(
+                settings.data_dir,
+                source,
+                args.timeout,
+                on_progress=lambda text: print(f"swap: {text}", file=sys.stderr),
+            )
+            running = True
+        except NoNode:
+            result = swap_offline(live, source, _topics(settings).events)
+            running = False
+    except SwapError as exc:
+        raise CliError(str(exc)) from exc
+    old = f"; the old one is {result.backup}" if result.backup else ""
+    print(f"{result.live} is now the rebuilt file{old}")
+    if running:
+        print(
+            f"the running node serves from it since positions {result.positions} "
+            f"({result.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "no node was running: start it; it resumes from the file's positions", file=sys.stderr
+        )
     return 0
 
 
@@ -448,10 +470,12 @@ def _add_log_tools(sub: Any) -> None:
 
     swap = sub.add_parser(
         "swap",
-        help="replace the node's read model with a rebuilt file (node stopped)",
-        description="With the node stopped: keep DATA_DIR/node.duckdb as a timestamped "
-        "backup and rename NEW.duckdb onto it atomically. Then start the node; it resumes "
-        "from the new file's positions. See docs/operations.md for blue/green with two nodes.",
+        help="move the node to a rebuilt read model; readers see no downtime",
+        description="With a node running on DATA_DIR: it opens NEW.duckdb, catches it up "
+        "from its stored positions while the old file serves, switches every reader to it "
+        "in one step, then keeps the old file as DATA_DIR/node.duckdb.<time>.bak and "
+        "renames NEW to node.duckdb. With no node running: the same checks and renames. "
+        "Exit 2, with the node untouched, when NEW is not a read model of this ledger.",
     )
     swap.add_argument(
         "--from",
@@ -459,6 +483,13 @@ def _add_log_tools(sub: Any) -> None:
         required=True,
         metavar="NEW.duckdb",
         help="the rebuilt file (from runledger replay), on the same filesystem",
+    )
+    swap.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="how long the node may take to catch the new file up (default 600)",
     )
     _data_dir(swap)
     swap.set_defaults(func=cmd_swap)

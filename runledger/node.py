@@ -3,6 +3,9 @@
 DuckDB allows one read-write process per file, so the API reads through cursors of
 the projector's own database. Read capacity grows by adding nodes, each with its own
 file and its own projector over every partition.
+
+What the API reads goes through runledger.serving, so ``runledger swap`` can move every
+reader to another file in one step while the node runs (runledger.swap).
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from api import ApiDeps, create_app
 from api.broadcaster import Broadcaster
 from api.process_cache import ProcessCache
 from projections.projector import Projector
-from projections.queries import Queries
 from projections.store import Store
+from runledger import control, swap
 from runledger.services import stop_on_signals
+from runledger.serving import Projection, Serving
 from runledger.settings import Settings
 from runners.artifacts import ArtifactStore
 from runners.errors import ArtifactInvalid, ArtifactNotFound
@@ -46,22 +50,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-class NodePositions:
-    """Read-your-writes over the projector's watermark."""
-
-    def __init__(self, projector: Projector) -> None:
-        self._projector = projector
-
-    async def wait_for(self, partition: int, offset: int, timeout: float) -> bool:
-        return await self._projector.wait_for(partition, offset, timeout)
-
-    async def wait_for_end(self, timeout: float) -> bool:
-        return await self._projector.catch_up(timeout)
-
-    def applied(self) -> dict[int, int]:
-        return self._projector.applied
-
-
 def _metrics(projector: Projector) -> dict[str, float]:
     # last_batch_at is None until the first batch: leave it out rather than fail.
     stats = asdict(projector.stats)
@@ -79,13 +67,16 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.data_dir / DB_FILE).open()
-    projector = Projector(store, bootstrap=settings.kafka_bootstrap, topics=topics, codec=codec)
+    swap.tidy(settings.data_dir, DB_FILE)
+
+    def new_projector(on: Store, client_id: str = "runledger-projector") -> Projector:
+        return Projector(
+            on, bootstrap=settings.kafka_bootstrap, topics=topics, codec=codec, client_id=client_id
+        )
+
     bus = CommandBus(settings.kafka_bootstrap, topics, codec)
     await bus.start()
-    cache = ProcessCache()
-    projector.listeners.append(cache.forget)  # on the loop, right after each commit
-    broadcaster = Broadcaster()
-    projector.batch_listeners.append(broadcaster.publish_batch)
+    serving = Serving(Projection.start(store, new_projector(store)), ProcessCache(), Broadcaster())
     artifact_store = ArtifactStore(settings.data_dir / "artifacts")
 
     def artifact(digest: str) -> tuple[bytes, str] | None:
@@ -96,15 +87,15 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
 
     deps = ApiDeps(
         artifacts=artifact,
-        reads=Queries(store),
+        reads=serving.reads,
         commands=bus,
-        positions=NodePositions(projector),
+        positions=serving.positions,
         max_body_bytes=settings.max_body_bytes,
         command_timeout_s=settings.command_timeout_s,
         wait_timeout_s=settings.wait_timeout_s,
-        metrics=lambda: _metrics(projector),
-        process_cache=cache,
-        broadcaster=broadcaster,
+        metrics=lambda: _metrics(serving.projection.projector),
+        process_cache=serving.cache,
+        broadcaster=serving.broadcaster,
         sse_window_s=settings.sse_window_s,
         sse_heartbeat_s=settings.sse_heartbeat_s,
     )
@@ -117,24 +108,32 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         access_log=False,
     )
     server = _Server(config)
-    projecting = asyncio.create_task(projector.run(), name="projector")
-    serving = asyncio.create_task(server.serve(), name="api")
+    swapper = swap.LiveSwap(
+        serving, lambda on: new_projector(on, "runledger-projector-swap"), topics.events
+    )
+    controls = control.ControlServer(
+        settings.data_dir / control.SOCKET_NAME, {"swap": swapper.handle}
+    )
+    await controls.start()
+    projecting = asyncio.create_task(serving.watch(), name="projection")
+    serving_api = asyncio.create_task(server.serve(), name="api")
     log.info("node serving on http://%s:%d from %s", settings.host, settings.port, store.path)
     stopped = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait(
-            {projecting, serving, stopped}, return_when=asyncio.FIRST_COMPLETED
+            {projecting, serving_api, stopped}, return_when=asyncio.FIRST_COMPLETED
         )
         for task in done:
             if task is not stopped and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         server.should_exit = True
-        await projector.stop()
-        for task in (serving, projecting):
+        await controls.close()  # a swap in progress undoes itself first
+        await serving.projection.projector.stop()
+        for task in (serving_api, serving.projection.task, projecting):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
         stopped.cancel()
         await bus.stop()
-        store.close()
+        serving.projection.store.close()
         log.info("node stopped")
