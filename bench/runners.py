@@ -1,26 +1,28 @@
 """Scans per minute of the runner's scan against a bare Playwright loop, same run.
 
-    python bench/runners.py [--seconds 20]
+    python bench/runners.py [--seconds 15]
 
-The local test site (``tests/site/server.py``, the one the runner tests use) serves its
-pages on 127.0.0.1. For 1, 2 and 4 concurrent pages, two loops run for ``--seconds``
-each over the same pages (``/``, ``/about.html``, ``/form.html``, ``/console.html``,
-``/changeable``), in one Debian Chromium (``CHROMIUM_ARGS``):
+The local test site (``tests/site/server.py``, the one the runner tests use) is started
+as a child process (``python tests/site/server.py``: no test code is imported, and the
+site's threads do not compete with the measuring process's interpreter). For 1, 2 and 4
+concurrent pages, two loops load the same pages (``/``, ``/about.html``,
+``/form.html``, ``/console.html``, ``/changeable``) in one Debian Chromium each, with
+the same flags (``CHROMIUM_ARGS``) and viewport:
 
 (a) runner: ``runners.scan.scan`` through ``runners.browser.Browser`` (``max_pages``
     = the concurrency, a fresh context per page), the guard with private targets
-    allowed, artifacts written to a temporary store: status, HTML, console, timings,
-    network totals and a full-page screenshot, as a ``scan`` job records them;
+    allowed, artifacts written to a temporary store: status, HTML, console, timings
+    with LCP, network totals and a full-page screenshot, as a ``scan`` job records them;
 (b) bare: Playwright's ``browser.new_context()``, ``new_page()``, ``goto(url)``
     (``load``), close — loading the same pages and recording nothing.
 
-The scan does more than the bare loop (HTML, screenshot, CDP listeners, artifact
-writes), so the ratio is the cost of that work per page. Kafka is not involved (the
-job plumbing is measured by the orchestration bench). The last line is
-``ratio: <runner scans/min / bare loads/min at 4 pages>``.
-
-The benches otherwise do not import ``tests/``; the test site is the one exception, so
-that both sides load exactly the pages the runner tests scan.
+Each side is measured for ``--seconds`` per concurrency, split A/2, B, A/2 (runner,
+bare, runner) so that a change of the machine's load during the measure weighs on both
+sides alike. Besides pages per minute it prints the CPU time per page of the bench
+process and its Chromium and Playwright driver processes (``/proc``), which depends
+less on what else runs on the machine. Kafka is not involved (the job plumbing is
+measured by the orchestration bench). The last line is ``ratio: <the least of runner
+scans/min / bare loads/min over 1, 2 and 4 pages>``.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,18 +50,102 @@ from runners.artifacts import ArtifactStore  # noqa: E402
 from runners.browser import CHROMIUM, CHROMIUM_ARGS, Browser, BrowserConfig  # noqa: E402
 from runners.guard import TargetGuard  # noqa: E402
 from runners.scan import scan  # noqa: E402
-from tests.site.server import serve_site  # noqa: E402
 
 PATHS = ("/", "/about.html", "/form.html", "/console.html", "/changeable")
 CONCURRENCY = (1, 2, 4)
+VIEWPORT = {"width": BrowserConfig.viewport_width, "height": BrowserConfig.viewport_height}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Measure:
+    pages: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+
+    def add(self, other: Measure) -> None:
+        self.pages += other.pages
+        self.seconds += other.seconds
+        self.cpu += other.cpu
+
+    @property
+    def per_minute(self) -> float:
+        return self.pages * 60 / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_page(self) -> float:
+        return self.cpu * 1000 / self.pages if self.pages else float("nan")
+
+
+@contextmanager
+def site_process(max_seconds: float) -> Iterator[tuple[str, int]]:
+    """The test site in a child process: (base URL, pid). It stops when its stdin
+    closes, which happens when this block ends or this process dies."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "site" / "server.py"),
+            "--max-seconds",
+            str(max_seconds),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError(f"the test site did not start: {base_url!r}")
+        yield base_url, proc.pid
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _cpu_of(pid: int) -> tuple[int, float]:
+    """(parent pid, CPU seconds of ``pid`` and its reaped children)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # after the name: state ppid ... utime(12) stime(13) cutime(14) cstime(15)
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return int(fields[1]), ticks / TICKS
+
+
+def tree_cpu(exclude: int) -> float:
+    """CPU seconds of this process and its descendants, without ``exclude``'s subtree."""
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            parents[int(entry)], cpu[int(entry)] = _cpu_of(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    me = os.getpid()
+    total = 0.0
+    for pid, seconds in cpu.items():
+        node = pid
+        while node not in (me, exclude, 0, 1) and node in parents:
+            node = parents[node]
+        if node == me:
+            total += seconds
+    return total
 
 
 async def _loop(
-    workers: int, seconds: float, one: Callable[[str], Awaitable[None]], urls: list[str]
-) -> int:
-    """Run ``one(url)`` on ``workers`` tasks for ``seconds``; pages completed."""
+    workers: int, seconds: float, one: Callable[[str], Awaitable[None]], urls: list[str], site: int
+) -> Measure:
+    """Run ``one(url)`` on ``workers`` tasks for ``seconds``."""
     done = 0
-    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+    cpu_before = tree_cpu(site)
+    deadline = started + seconds
     cycle = itertools.cycle(urls)
 
     async def worker() -> None:
@@ -65,10 +155,12 @@ async def _loop(
             done += 1
 
     await asyncio.gather(*(worker() for _ in range(workers)))
-    return done
+    return Measure(done, time.monotonic() - started, tree_cpu(site) - cpu_before)
 
 
-async def runner_rate(urls: list[str], workers: int, seconds: float, store_dir: Path) -> float:
+async def runner_measure(
+    urls: list[str], workers: int, seconds: float, store_dir: Path, site: int
+) -> Measure:
     browser = Browser(BrowserConfig(max_pages=workers))
     await browser.start()
     guard = TargetGuard(allow_private=True)
@@ -80,20 +172,18 @@ async def runner_rate(urls: list[str], workers: int, seconds: float, store_dir: 
             result = await scan(browser, guard, store, url, timeout=30)
             assert result.status == 200, (url, result.status)
 
-        started = time.monotonic()
-        pages = await _loop(workers, seconds, one, urls)
-        return pages * 60 / (time.monotonic() - started)
+        return await _loop(workers, seconds, one, urls, site)
     finally:
         await browser.close()
 
 
-async def bare_rate(urls: list[str], workers: int, seconds: float) -> float:
+async def bare_measure(urls: list[str], workers: int, seconds: float, site: int) -> Measure:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         try:
 
             async def one(url: str) -> None:
-                context = await browser.new_context(viewport={"width": 1280, "height": 800})
+                context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
                 try:
                     page = await context.new_page()
                     answer = await page.goto(url, wait_until="load", timeout=30_000)
@@ -102,29 +192,43 @@ async def bare_rate(urls: list[str], workers: int, seconds: float) -> float:
                     await context.close()
 
             await one(urls[0])  # warm up
-            started = time.monotonic()
-            pages = await _loop(workers, seconds, one, urls)
-            return pages * 60 / (time.monotonic() - started)
+            return await _loop(workers, seconds, one, urls, site)
         finally:
             await browser.close()
 
 
 async def main(seconds: float) -> None:
-    with serve_site() as site, tempfile.TemporaryDirectory(prefix="bench-runners-") as tmp:
-        urls = [site.url(p) for p in PATHS]
-        print(f"local test site {site.base_url}, {len(urls)} pages, {seconds:g}s per measure")
-        print("| pages at once | runner scans/min | bare loads/min | ratio |")
-        print("| ---: | ---: | ---: | ---: |")
-        ratio = float("nan")
+    print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
+    budget = seconds * len(CONCURRENCY) * 2 + 120
+    with (
+        site_process(budget) as (base_url, site_pid),
+        tempfile.TemporaryDirectory(prefix="bench-runners-") as tmp,
+    ):
+        urls = [base_url + p for p in PATHS]
+        print(f"local test site {base_url}, {len(urls)} pages, {seconds:g}s per side and measure")
+        print(
+            "| pages at once | runner scans/min | bare loads/min | ratio "
+            "| runner CPU ms/page | bare CPU ms/page |"
+        )
+        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        ratios = []
         for workers in CONCURRENCY:
-            ours = await runner_rate(urls, workers, seconds, Path(tmp))
-            bare = await bare_rate(urls, workers, seconds)
-            ratio = ours / bare
-            print(f"| {workers} | {ours:,.0f} | {bare:,.0f} | {ratio:.2f} |", flush=True)
-        print(f"ratio: {ratio:.2f}")
+            ours, bare = Measure(), Measure()
+            ours.add(await runner_measure(urls, workers, seconds / 2, Path(tmp), site_pid))
+            bare.add(await bare_measure(urls, workers, seconds, site_pid))
+            ours.add(await runner_measure(urls, workers, seconds / 2, Path(tmp), site_pid))
+            ratio = ours.per_minute / bare.per_minute
+            ratios.append(ratio)
+            print(
+                f"| {workers} | {ours.per_minute:,.0f} | {bare.per_minute:,.0f} | {ratio:.2f} "
+                f"| {ours.cpu_ms_per_page:.0f} | {bare.cpu_ms_per_page:.0f} |",
+                flush=True,
+            )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"ratio: {min(ratios):.2f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
     asyncio.run(main(parser.parse_args().seconds))

@@ -9,6 +9,8 @@ and network totals, and turns Playwright errors into ``runners.errors`` exceptio
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -16,9 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from playwright.async_api import Browser as PlaywrightBrowser
+from playwright.async_api import CDPSession, Page, Playwright, async_playwright
 from playwright.async_api import ConsoleMessage as PlaywrightConsoleMessage
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page, Playwright, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from runners.errors import BrowserUnavailable, PageFailed, PageTimeout
@@ -82,21 +84,29 @@ class Tab:
 
     def __init__(self, page: Page) -> None:
         self._page = page
+        self._session: CDPSession | None = None
+        self._main_frame = ""
         self._console: list[ConsoleEntry] = []
         self._requests = 0
         self._bytes = 0
         self._blocked: list[str] = []
         self._refusals: list[Exception] = []
+        self._paints: list[tuple[str, float]] = []  # (frame id, LCP epoch seconds)
+        self._painted = asyncio.Event()
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self._console.append(ConsoleEntry("error", str(error))))
 
     def _on_console(self, message: PlaywrightConsoleMessage) -> None:
         self._console.append(ConsoleEntry(message.type, message.text))
 
-    async def _watch_network(self) -> None:
-        # Chromium's own accounting: one CDP event per request and the encoded (wire)
-        # length when it finishes, without a round trip per request.
+    async def _attach(self, request_filter: RequestFilter | None) -> None:
+        """One CDP session for the page's own accounting, sent its enables at once (one
+        round trip): Chromium's ``Network`` events (one per request, the encoded length
+        when it finishes, no round trip per request), ``PerformanceTimeline`` (largest
+        contentful paint entries pushed as they happen, instead of waiting in the page
+        for an observer) and, with a filter, the ``Fetch`` domain."""
         session = await self._page.context.new_cdp_session(self._page)
+        self._session = session
 
         def sent(params: dict[str, Any]) -> None:
             if params.get("redirectResponse") is None:
@@ -105,15 +115,45 @@ class Tab:
         def finished(params: dict[str, Any]) -> None:
             self._bytes += int(params.get("encodedDataLength", 0))
 
+        def timeline(params: dict[str, Any]) -> None:
+            event = params.get("event") or {}
+            details = event.get("lcpDetails") or {}
+            # As the page's PerformanceEntry.startTime: renderTime, else loadTime (an
+            # image without Timing-Allow-Origin has no render time).
+            at = details.get("renderTime") or details.get("loadTime")
+            if isinstance(at, int | float) and at > 0:
+                self._paints.append((str(event.get("frameId", "")), float(at)))
+                self._painted.set()
+
         session.on("Network.requestWillBeSent", sent)
         session.on("Network.loadingFinished", finished)
-        await session.send("Network.enable")
+        session.on("PerformanceTimeline.timelineEventAdded", timeline)
+        if request_filter is not None:
+            self._filter_with(session, request_filter)
+        enables = [
+            session.send("Network.enable"),
+            session.send("Page.getFrameTree"),
+            self._timeline_enable(session),
+        ]
+        if request_filter is not None:
+            enables.append(session.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}))
+        answers = await asyncio.gather(*enables)
+        tree = answers[1] or {}
+        self._main_frame = str(tree.get("frameTree", {}).get("frame", {}).get("id", ""))
 
-    async def _install_filter(self, request_filter: RequestFilter) -> None:
+    @staticmethod
+    async def _timeline_enable(session: CDPSession) -> None:
+        try:
+            await session.send(
+                "PerformanceTimeline.enable", {"eventTypes": ["largest-contentful-paint"]}
+            )
+        except PlaywrightError as exc:  # an older Chromium: no LCP, the rest works
+            log.warning("no PerformanceTimeline in this Chromium: %s", exc)
+
+    def _filter_with(self, session: CDPSession, request_filter: RequestFilter) -> None:
         # Chromium's Fetch domain rather than page.route: Playwright's route sees only
         # the first request of a navigation's redirect chain, the Fetch domain pauses
         # every hop, and the browser still does its own networking (timings stay real).
-        session = await self._page.context.new_cdp_session(self._page)
         pending: set[asyncio.Task[None]] = set()
 
         async def decide(params: dict[str, Any]) -> None:
@@ -142,7 +182,6 @@ class Tab:
             task.add_done_callback(pending.discard)
 
         session.on("Fetch.requestPaused", paused)
-        await session.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
 
     @property
     def console(self) -> tuple[ConsoleEntry, ...]:
@@ -190,6 +229,44 @@ class Tab:
             )
         except PlaywrightError as exc:
             raise _wrap(exc, "taking a screenshot") from exc
+
+    async def capture(self, width: int, height: int, timeout: float = 30.0) -> bytes:
+        """A PNG of the page's top-left ``width`` x ``height`` CSS pixels (beyond the
+        viewport when larger), in one CDP call: no page preparation round trips as in
+        :meth:`screenshot` (the caller stops animations itself), and zlib tuned for
+        speed (``optimizeForSpeed``: larger files, the same pixels). Falls back to
+        :meth:`screenshot` when Chromium has no frame to capture yet."""
+        session = self._session
+        if session is None:
+            return await self.screenshot(full_page=True, timeout=timeout)
+        viewport = self._page.viewport_size or {"width": width, "height": height}
+        fits = width <= viewport["width"] and height <= viewport["height"]
+        params = {
+            "format": "png",
+            "optimizeForSpeed": True,
+            "captureBeyondViewport": not fits,
+            "clip": {"x": 0, "y": 0, "width": width, "height": height, "scale": 1},
+        }
+        try:
+            async with asyncio.timeout(timeout):
+                answer = await session.send("Page.captureScreenshot", params)
+        except TimeoutError as exc:
+            raise PageTimeout(f"taking a screenshot: no answer within {timeout:g}s") from exc
+        except PlaywrightError as exc:
+            log.info("fast screenshot failed (%s); taking it the long way", exc)
+            return await self.screenshot(full_page=True, timeout=timeout)
+        return base64.b64decode(answer["data"])
+
+    async def largest_contentful_paint(self, wait: float) -> float | None:
+        """Epoch seconds of the main frame's latest largest-contentful-paint candidate,
+        waiting up to ``wait`` seconds for a first one; None when Chromium reported none
+        (a page that painted no content)."""
+        if not self._painted.is_set() and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._painted.wait()
+        times = [at for frame, at in self._paints if frame == self._main_frame]
+        return times[-1] if times else None
 
     async def click(self, selector: str, timeout: float) -> None:
         try:
@@ -306,9 +383,7 @@ class Browser:
                 raise BrowserUnavailable(f"cannot open a browser context: {exc}") from exc
             try:
                 tab = Tab(await context.new_page())
-                await tab._watch_network()
-                if request_filter is not None:
-                    await tab._install_filter(request_filter)
+                await tab._attach(request_filter)
                 yield tab
             finally:
                 try:

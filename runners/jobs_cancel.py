@@ -2,9 +2,12 @@
 
 The watch reads every partition from its end (no consumer group, ``read_committed``)
 and looks only at the message headers and key: a ``flowrun.cancelled``,
-``flowrun.deleted``, ``caserun.cancelled`` or ``caserun.deleted`` event calls
-``on_cancel(run_id, event_time)``. Nothing is decoded, so following the ledger costs
-little; the poll interval (200 ms) bounds the delay a watch adds to a cancel.
+``flowrun.deleted``, ``caserun.cancelled``, ``caserun.deleted``, ``process.cancelled``
+or ``process.deleted`` event calls ``on_cancel(run_id, event_time)``. The Process
+events stop the ``generate`` job of a ``case.generate`` Process (its ``run_id`` is the
+Process id); a cancel of any other Process matches no job and costs nothing. Nothing
+is decoded, so following the ledger costs little; the poll interval (200 ms) bounds the
+delay a watch adds to a cancel.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from streams.topics import Topics, partitions_of
 log = logging.getLogger(__name__)
 
 CANCELS = frozenset(
-    {"flowrun.cancelled", "flowrun.deleted", "caserun.cancelled", "caserun.deleted"}
+    {
+        "flowrun.cancelled",
+        "flowrun.deleted",
+        "caserun.cancelled",
+        "caserun.deleted",
+        "process.cancelled",
+        "process.deleted",
+    }
 )
 
 OnCancel = Callable[[str, float], None]

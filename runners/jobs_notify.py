@@ -5,17 +5,37 @@ Node fields as in the FlowRun reference: ``uri``, ``request_type``, ``headers`` 
 ``message`` for Slack; ``email``, ``subject`` and ``message`` for an email (sent
 through the runner's SMTP server). A wait node waits its ``min_wait_time`` (capped by
 ``max_wait_time``).
+
+Every delivery carries ``delivery_key(job)``, derived from the run, the node and the
+node's attempt: a job re-run after its runner died sends the same key (``Idempotency-Key``
+header, or the email's ``Message-ID``), so a receiver that dedupes sees the notification
+once; a retry of the FlowRun starts a new attempt, a new notification with a new key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from runners.errors import NotifyFailed, TargetInvalid
 from runners.jobs_context import JobContext, NodeConfig, json_object, require, text_field
 from runners.jobs_report import JobReporter, NodeOutcome
-from runners.notify import send_email, send_slack, send_webhook, webhook_from_node
+from runners.notify import (
+    send_email,
+    send_slack,
+    send_webhook,
+    webhook_from_node,
+    with_idempotency_key,
+)
 from streams.jobs import Dispatch
+from streams.orchestration import Job
+
+DELIVERY_NAMESPACE = uuid.UUID("5b0f6c0e-2f7a-4d1b-9c3e-8a4d2e61f0b7")
+
+
+def delivery_key(job: Job) -> str:
+    """The dedupe key of a notification: the same for every run of one node attempt."""
+    return str(uuid.uuid5(DELIVERY_NAMESPACE, f"{job.run_id}/{job.node_id}/{job.attempt}"))
 
 
 async def run_webhook(ctx: JobContext, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
@@ -27,6 +47,7 @@ async def run_webhook(ctx: JobContext, dispatch: Dispatch, report: JobReporter) 
         text_field(data, "headers"),
         text_field(data, "payload"),
     )
+    request = with_idempotency_key(request, delivery_key(dispatch.job))
     await report.log(f"{request.method} {request.url}")
     answer = await send_webhook(ctx.guard, request, timeout=config.max_wait_time)
     summary = {"url": request.url, "method": request.method, "status_code": answer.status_code}
@@ -41,7 +62,12 @@ async def run_slack(ctx: JobContext, dispatch: Dispatch, report: JobReporter) ->
     url = require(text_field(data, "uri"), "Slack webhook uri")
     text = text_field(data, "message") or f"flowrun {dispatch.job.run_id}"
     answer = await send_slack(
-        ctx.guard, url, text, {"run": dispatch.job.run_id}, timeout=config.max_wait_time
+        ctx.guard,
+        url,
+        text,
+        {"run": dispatch.job.run_id},
+        timeout=config.max_wait_time,
+        idempotency_key=delivery_key(dispatch.job),
     )
     summary = {"status_code": answer.status_code}
     if answer.ok:
@@ -57,7 +83,13 @@ async def run_email(ctx: JobContext, dispatch: Dispatch, report: JobReporter) ->
     to = require(text_field(data, "email"), "email address")
     subject = text_field(data, "subject") or f"flowrun {dispatch.job.run_id}"
     await send_email(
-        ctx.guard, ctx.smtp, to, subject, text_field(data, "message"), timeout=config.max_wait_time
+        ctx.guard,
+        ctx.smtp,
+        to,
+        subject,
+        text_field(data, "message"),
+        timeout=config.max_wait_time,
+        idempotency_key=delivery_key(dispatch.job),
     )
     return NodeOutcome(True, {"to": to, "subject": subject})
 

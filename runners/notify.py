@@ -1,7 +1,14 @@
 """Notifications a Flow node sends: a webhook, a Slack message, an email.
 
 Each target goes through the guard first. Builders (``webhook_from_node``,
-``slack_message``, ``email_message``) are pure; ``send_*`` do the I/O.
+``slack_message``, ``email_message``, ``with_idempotency_key``) are pure; ``send_*`` do
+the I/O.
+
+Delivery is at least once: a runner killed after sending and before its job was
+committed sends again when the job is re-run. Each delivery therefore carries a key
+that is the same for every re-run of the same node attempt (the caller derives it), so
+a receiver can drop the repeat: the ``Idempotency-Key`` header on webhook and Slack
+requests, the ``Message-ID`` header on emails.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import json
 import smtplib
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,6 +29,7 @@ from runners.errors import NotifyFailed, TargetInvalid
 from runners.guard import TargetGuard
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 _EXCERPT = 2000
 
 
@@ -70,6 +78,16 @@ def webhook_from_node(uri: str, request_type: str, headers: str, payload: str) -
     return WebhookRequest(uri, method, header_pairs, body)
 
 
+def with_idempotency_key(request: WebhookRequest, key: str | None) -> WebhookRequest:
+    """``request`` with an ``Idempotency-Key: <key>`` header, unless ``key`` is None or
+    the node's own headers already set one (the node's choice wins)."""
+    if key is None or any(name.lower() == "idempotency-key" for name, _ in request.headers):
+        return request
+    if "\r" in key or "\n" in key:
+        raise TargetInvalid("an idempotency key must not contain line breaks")
+    return replace(request, headers=(*request.headers, (IDEMPOTENCY_HEADER, key)))
+
+
 async def send_webhook(
     guard: TargetGuard, request: WebhookRequest, *, timeout: float = 30.0
 ) -> WebhookResult:
@@ -114,14 +132,18 @@ async def send_slack(
     fields: Mapping[str, str] | None = None,
     *,
     timeout: float = 30.0,
+    idempotency_key: str | None = None,
 ) -> WebhookResult:
-    """POST a ``slack_message`` to a Slack incoming-webhook URL; errors as ``send_webhook``."""
+    """POST a ``slack_message`` to a Slack incoming-webhook URL, with an
+    ``Idempotency-Key`` header when ``idempotency_key`` is given; errors as
+    ``send_webhook``."""
     request = WebhookRequest(
         webhook_url,
         "POST",
         (("Content-Type", "application/json"),),
         slack_message(text, fields),
     )
+    request = with_idempotency_key(request, idempotency_key)
     return await send_webhook(guard, request, timeout=timeout)
 
 
@@ -137,8 +159,24 @@ class SmtpServer:
     sender: str = "runledger@localhost"
 
 
-def email_message(sender: str, to: str, subject: str, body: str) -> EmailMessage:
-    """A plain-text message; raises ``TargetInvalid`` for a recipient without ``@`` or
+def message_id(key: str, sender: str) -> str:
+    """A ``Message-ID`` made of ``key`` (letters, digits, ``-`` and ``.`` kept) at the
+    sender's domain (``runledger.invalid`` when the sender has none), as RFC 5322 asks:
+    ``<key@domain>``."""
+    local = "".join(ch for ch in key if ch.isascii() and (ch.isalnum() or ch in "-.")).strip(".")
+    if not local:
+        raise TargetInvalid(f"not usable in a Message-ID: {key!r}")
+    domain = sender.rpartition("@")[2].strip().strip(">") if "@" in sender else ""
+    if not domain or any(not (ch.isascii() and (ch.isalnum() or ch in "-.")) for ch in domain):
+        domain = "runledger.invalid"
+    return f"<{local}@{domain}>"
+
+
+def email_message(
+    sender: str, to: str, subject: str, body: str, *, idempotency_key: str | None = None
+) -> EmailMessage:
+    """A plain-text message, with ``Message-ID: message_id(idempotency_key, sender)``
+    when a key is given; raises ``TargetInvalid`` for a recipient without ``@`` or
     header injection attempts (line breaks)."""
     for value in (sender, to, subject):
         if "\r" in value or "\n" in value:
@@ -149,6 +187,8 @@ def email_message(sender: str, to: str, subject: str, body: str) -> EmailMessage
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
+    if idempotency_key is not None:
+        message["Message-ID"] = message_id(idempotency_key, sender)
     message.set_content(body)
     return message
 
@@ -172,14 +212,16 @@ async def send_email(
     body: str,
     *,
     timeout: float = 30.0,
+    idempotency_key: str | None = None,
 ) -> None:
-    """Send a plain-text email through ``server`` (smtplib in a worker thread). Raises
+    """Send a plain-text email through ``server`` (smtplib in a worker thread), with a
+    ``Message-ID`` derived from ``idempotency_key`` when given. Raises
     ``TargetRefused``/``TargetInvalid`` from the guard or the message builder, and
     ``NotifyFailed`` for connection, TLS, login or delivery errors."""
     if not server.host or urlsplit(f"//{server.host}").hostname is None:
         raise TargetInvalid(f"not an SMTP host: {server.host!r}")
     await guard.check_host(server.host, server.port, target=f"smtp://{server.host}:{server.port}")
-    message = email_message(server.sender, to, subject, body)
+    message = email_message(server.sender, to, subject, body, idempotency_key=idempotency_key)
     try:
         await asyncio.to_thread(_deliver, server, message, timeout)
     except (smtplib.SMTPException, OSError) as exc:

@@ -16,37 +16,41 @@ from runners.browser import Browser, ConsoleEntry, RequestFilter
 from runners.errors import PageTimeout
 from runners.guard import TargetGuard
 
-# Navigation Timing for TTFB, DCL and load; the largest-contentful-paint entries are
-# buffered, so an observer registered now still gets them (in a later task, hence the
-# short wait). Chromium reports LCP only for pages that painted some content.
-_TIMINGS_JS = """
-() => new Promise((resolve) => {
+# One round trip after the load: Navigation Timing for TTFB, DCL and load, the time
+# origin (to place the largest contentful paint, which Chromium pushes to the tab as a
+# PerformanceTimeline event), the HTML as ``page.content()`` gives it, and the size of
+# the whole page for the screenshot. It also finishes finite animations and cancels
+# infinite ones, as Playwright's ``animations: "disabled"`` does, so two scans of an
+# unchanged page capture the same pixels.
+_PAGE_JS = """
+() => {
+  for (const animation of document.getAnimations()) {
+    const timing = animation.effect ? animation.effect.getComputedTiming() : null;
+    if (timing && Number.isFinite(timing.endTime)) animation.finish();
+    else animation.cancel();
+  }
   const nav = performance.getEntriesByType("navigation")[0];
-  const out = {
+  const root = document.documentElement;
+  const body = document.body || root;
+  const doctype = document.doctype ? new XMLSerializer().serializeToString(document.doctype) : "";
+  return {
     ttfb: nav ? nav.responseStart : null,
     dcl: nav && nav.domContentLoadedEventEnd > 0 ? nav.domContentLoadedEventEnd : null,
     load: nav && nav.loadEventEnd > 0 ? nav.loadEventEnd : null,
-    lcp: null,
+    origin: performance.timeOrigin,
+    html: root ? doctype + root.outerHTML : "",
+    width: Math.max(root.scrollWidth, body.scrollWidth, root.clientWidth),
+    height: Math.max(root.scrollHeight, body.scrollHeight, root.clientHeight),
   };
-  let observer = null;
-  const finish = () => {
-    if (observer) {
-      for (const entry of observer.takeRecords()) out.lcp = entry.startTime;
-      observer.disconnect();
-    }
-    resolve(out);
-  };
-  try {
-    observer = new PerformanceObserver((list) => {
-      for (const entry of list.getEntries()) out.lcp = entry.startTime;
-    });
-    observer.observe({ type: "largest-contentful-paint", buffered: true });
-  } catch (error) {
-    observer = null;
-  }
-  setTimeout(finish, 50);
-})
+}
 """
+
+# A screenshot larger than this (CSS pixels per side) is cut: a very long page would
+# otherwise cost seconds and megabytes for pixels no one compares.
+MAX_SHOT_SIDE = 16_384
+# How long a scan waits after the screenshot for a first largest-contentful-paint entry
+# when none has arrived yet (the screenshot's frame usually brings it).
+LCP_WAIT_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,11 @@ async def scan(
     settle: float = 0.0,
 ) -> ScanResult:
     """Load ``url`` and record status, HTML, console, timings, network totals and a
-    full-page screenshot. ``settle`` seconds are waited after the load event (a node's
-    ``min_wait_time``). Raises ``TargetRefused``/``TargetInvalid`` before any request
-    when the guard refuses ``url``, ``PageTimeout`` past ``timeout`` seconds,
-    ``PageFailed`` when the page cannot be loaded."""
+    full-page screenshot (PNG, at most ``MAX_SHOT_SIDE`` pixels a side). ``settle``
+    seconds are waited after the load event (a node's ``min_wait_time``). Raises
+    ``TargetRefused``/``TargetInvalid`` before any request when the guard refuses
+    ``url``, ``PageTimeout`` past ``timeout`` seconds, ``PageFailed`` when the page
+    cannot be loaded."""
     await guard.check_url(url)
     request_filter = None if guard.allow_private else guard.request_refusal
     try:
@@ -124,21 +129,38 @@ async def _scan(
         status = await tab.goto(url, timeout=timeout)
         if settle > 0:
             await tab.pause(settle)
-        values = await tab.evaluate(_TIMINGS_JS)
-        html = await tab.content()
-        screenshot = await tab.screenshot(full_page=True, timeout=timeout)
-        html_hash = await asyncio.to_thread(store.put, html.encode(), HTML)
-        screenshot_hash = await asyncio.to_thread(store.put, screenshot, PNG)
-        network = tab.network
-        return ScanResult(
-            requested_url=url,
-            final_url=tab.url,
-            status=status,
-            html_hash=html_hash,
-            screenshot_hash=screenshot_hash,
-            console=tab.console,
-            timings=timings_from(values if isinstance(values, dict) else {}),
-            requests=network.requests,
-            bytes=network.bytes,
-            blocked_requests=network.blocked,
-        )
+        values = await tab.evaluate(_PAGE_JS)
+        values = values if isinstance(values, dict) else {}
+        width = _side(values.get("width"), browser.config.viewport_width)
+        height = _side(values.get("height"), browser.config.viewport_height)
+        screenshot = await tab.capture(width, height, timeout=timeout)
+        lcp_at = await tab.largest_contentful_paint(LCP_WAIT_S)
+        final_url, console, network = tab.url, tab.console, tab.network
+    # The tab is closed (its slot free for the next job) before the disk is touched.
+    html = str(values.get("html") or "").encode()
+    html_hash, screenshot_hash = await asyncio.to_thread(_store, store, html, screenshot)
+    origin = values.get("origin")
+    if lcp_at is not None and isinstance(origin, int | float):
+        values = {**values, "lcp": lcp_at * 1000 - origin}
+    return ScanResult(
+        requested_url=url,
+        final_url=final_url,
+        status=status,
+        html_hash=html_hash,
+        screenshot_hash=screenshot_hash,
+        console=console,
+        timings=timings_from(values),
+        requests=network.requests,
+        bytes=network.bytes,
+        blocked_requests=network.blocked,
+    )
+
+
+def _side(value: Any, least: int) -> int:
+    """A screenshot side: the page's size, at least the viewport's, at most the cap."""
+    size = int(value) if isinstance(value, int | float) and value > 0 else least
+    return max(least, min(size, MAX_SHOT_SIDE))
+
+
+def _store(store: ArtifactStore, html: bytes, screenshot: bytes) -> tuple[str, str]:
+    return store.put(html, HTML), store.put(screenshot, PNG)

@@ -107,12 +107,19 @@ class Orchestrator:
         *,
         clock: Callable[[], int] = now_micros,
         max_batch: int = 2000,
+        consumer_factory: Callable[..., AIOKafkaConsumer] = AIOKafkaConsumer,
+        publisher_factory: Callable[..., Publisher] = Publisher,
     ) -> None:
+        """``consumer_factory`` and ``publisher_factory`` make the Kafka clients (called
+        with aiokafka's and ``Publisher``'s keyword arguments); a unit test passes
+        in-memory fakes of both."""
         self.bootstrap = bootstrap
         self.topics = topics
         self.codec = codec
         self.clock = clock
         self.max_batch = max_batch
+        self._consumer_factory = consumer_factory
+        self._publisher_factory = publisher_factory
         self.group_id = f"{topics.prefix}runledger-orchestrator"
         self.states: dict[str, Any] = {}  # stream key -> FlowRunState | SiteState | CaseState
         self.generating: dict[str, GenerateProcess] = {}  # case.generate Processes by id
@@ -133,13 +140,13 @@ class Orchestrator:
 
     async def _start(self) -> None:
         self.ready.clear()
-        self._publisher = Publisher(
+        self._publisher = self._publisher_factory(
             self.bootstrap,
             transactional_id=f"{self.topics.prefix}runledger-orchestrator",
             client_id="runledger-orchestrator",
         )
         await self._publisher.start()
-        consumer = AIOKafkaConsumer(
+        consumer = self._consumer_factory(
             bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             client_id="runledger-orchestrator",
@@ -180,7 +187,7 @@ class Orchestrator:
         remaining = {tp for tp, end in upto.items() if end > 0}
         if not remaining:
             return
-        consumer = AIOKafkaConsumer(
+        consumer = self._consumer_factory(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -148,3 +148,45 @@ def test_generate_writes_a_case_that_passes_on_the_site(gen_stack: Stack, site: 
     kinds = [s["action"]["type"] for s in steps]
     assert kinds[0] == "navigate" and "click" in kinds and "change" in kinds, steps
     assert asyncio.run(_run(site_url, steps)) is Status.PASSED
+
+
+def test_cancel_stops_a_running_generate_job_within_two_seconds(
+    gen_stack: Stack, site: TestSite
+) -> None:
+    # The Site's start page answers after 20 s: the job is busy in Chromium (exploring)
+    # when the Process is cancelled, and would otherwise go on to record a Case.
+    client = authenticated(gen_stack)
+    site_id = _site_id(client, site.url("/slow?s=20"))
+    answer = client.post("/case/generate", json={"site_id": site_id, "max_layers": 3})
+    assert answer.status_code == 201, answer.text
+    process_id = answer.json()["id"]
+    deadline = time.monotonic() + 60
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = client.get(f"/process/{process_id}").json()
+        if body.get("status") == "running" and "/slow" in site.hits:
+            break
+        time.sleep(0.1)
+    assert body.get("status") == "running", (body, gen_stack.log_tail("runner"))
+
+    cancelled = client.post(f"/process/{process_id}/cancel")
+    assert cancelled.status_code in (200, 202), cancelled.text
+    deadline = time.monotonic() + 10
+    line = ""
+    while time.monotonic() < deadline and not line:
+        log = gen_stack.log_tail("runner", 400)
+        line = next((x for x in log.splitlines() if "after its run was cancelled" in x), "")
+        time.sleep(0.2)
+    assert line, gen_stack.log_tail("runner")
+    latency = float(line.split(" stopped ")[1].split(" s ")[0])
+    print(f"generate cancel latency {latency:.3f}s")
+    assert latency < 2.0
+
+    done = _finished(client, process_id, 10)
+    assert done.get("status") == "cancelled", done
+    assert done["object_id"] is None
+    time.sleep(1.0)  # a job still running would now record its Case and report on
+    cases = client.get("/case", params={"site_id": site_id})
+    assert cases.status_code == 200, cases.text
+    assert cases.json()["count"] == 0, cases.json()
+    assert client.get(f"/process/{process_id}").json()["status"] == "cancelled"

@@ -1,17 +1,28 @@
-"""Webhook, Slack and email delivery to local servers started by the tests."""
+"""Webhook, Slack and email delivery to local servers started by the tests, and the
+dedupe key a re-run delivery carries."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from email import message_from_bytes
+from pathlib import Path
 
 import pytest
 
+from runners.artifacts import ArtifactStore
+from runners.browser import Browser
 from runners.errors import NotifyFailed, TargetRefused
 from runners.guard import TargetGuard
+from runners.jobs_context import JobContext
+from runners.jobs_executor import perform
+from runners.jobs_notify import delivery_key
 from runners.notify import SmtpServer, send_email, send_slack, send_webhook, webhook_from_node
+from streams.domain.commands import Command
+from streams.jobs import Dispatch
+from streams.orchestration import Job
 from tests.site.server import TestSite, serve_site
 from tests.site.smtp import MailBox, serve_smtp
 
@@ -102,3 +113,41 @@ def test_email_to_a_private_smtp_host_is_refused_and_a_dead_one_fails(mailbox: M
     dead = SmtpServer(host="127.0.0.1", port=1)
     with pytest.raises(NotifyFailed):
         asyncio.run(send_email(ALLOW, dead, "ops@example.com", "s", "b", timeout=2))
+
+
+def _dispatch(kind: str, data: dict[str, str], attempt: int = 1) -> Dispatch:
+    job = Job(f"job-{kind}-{attempt}", kind, "run-9", "acme", "site-1", "notify", attempt, "{}", "")
+    return Dispatch(replace(job, data_json=json.dumps(data)), "http://127.0.0.1/")
+
+
+async def _deliver(ctx: JobContext, dispatch: Dispatch) -> None:
+    reports: list[Command] = []
+
+    async def publish(command: Command) -> None:
+        reports.append(command)
+
+    outcome = await perform(ctx, dispatch, publish)
+    assert outcome.passed, outcome
+
+
+def test_a_retried_delivery_carries_the_same_dedupe_key(
+    site: TestSite, mailbox: MailBox, tmp_path: Path
+) -> None:
+    # A runner killed after sending and before committing runs the job again: the same
+    # Dispatch goes through ``perform`` twice, as on the re-run.
+    smtp = SmtpServer(host=mailbox.host, port=mailbox.port, sender="runs@example.com")
+    ctx = JobContext(Browser(), ALLOW, ArtifactStore(tmp_path / "a"), tmp_path / "b", smtp)
+    webhook = _dispatch("webhook", {"uri": site.url("/hook"), "payload": '{"n": 1}'})
+    slack = _dispatch("slack", {"uri": site.url("/hook"), "message": "run done"})
+    email = _dispatch("email", {"email": "ops@example.com", "subject": "run done"})
+    for dispatch in (webhook, webhook, slack, slack, email, email):
+        asyncio.run(_deliver(ctx, dispatch))
+
+    keys = [h.headers.get("Idempotency-Key") for h in site.hooks]
+    assert keys == [delivery_key(webhook.job)] * 2 + [delivery_key(slack.job)] * 2, keys
+    ids = [message_from_bytes(m.data)["Message-ID"] for m in mailbox.messages]
+    assert ids == [f"<{delivery_key(email.job)}@example.com>"] * 2, ids
+
+    # A retry of the FlowRun is a new attempt of the node: a new notification.
+    asyncio.run(_deliver(ctx, _dispatch("webhook", {"uri": site.url("/hook")}, attempt=2)))
+    assert site.hooks[-1].headers["Idempotency-Key"] not in keys

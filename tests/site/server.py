@@ -17,6 +17,7 @@ the server stops when the block ends.
 from __future__ import annotations
 
 import html
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -128,11 +129,20 @@ def _handler(site: TestSite) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A browser that closes its context drops requests still in flight (a favicon,
+        # a slow page): not an error of the site.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @contextmanager
 def serve_site(host: str = "127.0.0.1") -> Iterator[TestSite]:
     """Serve the test site on a free port of ``host`` until the block ends."""
     site = TestSite(host=host, port=0)
-    server = ThreadingHTTPServer((host, 0), _handler(site))
+    server = _Server((host, 0), _handler(site))
     server.daemon_threads = True
     site.port = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, name="test-site", daemon=True)
@@ -143,3 +153,29 @@ def serve_site(host: str = "127.0.0.1") -> Iterator[TestSite]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def main() -> None:
+    """``python tests/site/server.py``: serve the site in a process of its own (the
+    benches do, so they import no test code and the site's threads do not share the
+    measuring process's interpreter). Prints ``<base url>`` on one line, then serves
+    until stdin closes (the parent ended) or ``--max-seconds`` pass."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="serve the runner test site")
+    parser.add_argument("--max-seconds", type=float, default=3600.0)
+    args = parser.parse_args()
+    with serve_site() as site:
+        print(site.base_url, flush=True)
+        done = threading.Event()
+
+        def watch_stdin() -> None:
+            sys.stdin.read()  # returns at EOF: the parent closed the pipe or exited
+            done.set()
+
+        threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+        done.wait(args.max_seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from runners.errors import TargetInvalid
-from runners.notify import email_message, slack_message, webhook_from_node
+from runners.jobs_notify import delivery_key
+from runners.notify import (
+    email_message,
+    message_id,
+    slack_message,
+    webhook_from_node,
+    with_idempotency_key,
+)
+from streams.orchestration import Job
 
 
 def test_webhook_from_node_sends_the_payload_as_json() -> None:
@@ -54,3 +63,37 @@ def test_email_message_refuses_header_injection() -> None:
         email_message("a@example.com", "b@example.com\r\nBcc: c@example.com", "s", "b")
     with pytest.raises(TargetInvalid):
         email_message("a@example.com", "nobody", "s", "b")
+
+
+def _job(attempt: int = 1, node_id: str = "hook", run_id: str = "run-1") -> Job:
+    return Job(f"job-{attempt}", "webhook", run_id, "acme", "site-1", node_id, attempt, "{}", "{}")
+
+
+def test_delivery_key_is_the_same_for_a_rerun_and_new_for_a_new_attempt() -> None:
+    key = delivery_key(_job())
+    assert key == delivery_key(_job()) == delivery_key(replace(_job(), job_id="other"))
+    assert len({key, delivery_key(_job(2)), delivery_key(_job(node_id="b"))}) == 3
+    assert key != delivery_key(_job(run_id="run-2"))
+
+
+def test_idempotency_key_header_is_added_unless_the_node_sets_one() -> None:
+    request = webhook_from_node("https://hooks.example/x", "POST", '{"X-A": "1"}', "{}")
+    keyed = with_idempotency_key(request, "k-1")
+    assert dict(keyed.headers)["Idempotency-Key"] == "k-1"
+    assert dict(keyed.headers)["X-A"] == "1"
+    assert with_idempotency_key(request, None) == request
+    own = webhook_from_node("https://hooks.example/x", "POST", '{"idempotency-key": "mine"}', "{}")
+    assert with_idempotency_key(own, "k-1") == own
+    with pytest.raises(TargetInvalid):
+        with_idempotency_key(request, "k\r\nX-Evil: 1")
+
+
+def test_email_message_id_is_derived_from_the_key_and_the_senders_domain() -> None:
+    key = delivery_key(_job())
+    first = email_message("runs@example.com", "ops@example.com", "s", "b", idempotency_key=key)
+    again = email_message("runs@example.com", "ops@example.com", "s", "b", idempotency_key=key)
+    assert first["Message-ID"] == again["Message-ID"] == f"<{key}@example.com>"
+    assert message_id(key, "runledger") == f"<{key}@runledger.invalid>"
+    assert email_message("a@b.c", "ops@example.com", "s", "b")["Message-ID"] is None
+    with pytest.raises(TargetInvalid):
+        message_id("<>", "runs@example.com")

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka.structs import TopicPartition
 
+from runners.jobs_cancel import cancelled_run
 from runners.worker import JobLoop
 from streams.jobs import Dispatch, encode_dispatch
 from streams.orchestration import Job
@@ -171,6 +172,29 @@ def test_cancel_stops_the_running_job_and_commits_it() -> None:
         assert consumer.commits[-1] == {TP: 2}
         assert loop.stats.cancelled == 1
         assert loop.stats.cancel_latencies == [0.5]
+
+    asyncio.run(main())
+
+
+def test_a_process_cancel_event_stops_its_generate_job() -> None:
+    # The CancelWatch's filter names the Process of a cancelled case.generate, and the
+    # loop of the generate kind stops the job whose run_id is that Process.
+    key = b"process:proc-1"
+    for kind in (b"process.cancelled", b"process.deleted"):
+        assert cancelled_run(key, [("type", kind)]) == "proc-1"
+    assert cancelled_run(key, [("type", b"process.progress")]) is None
+    assert cancelled_run(b"flowrun:run-1", [("type", b"flowrun.cancelled")]) == "run-1"
+
+    async def main() -> None:
+        consumer = FakeConsumer([{TP: [job(0, kind="generate", run="proc-1")]}])
+        gate = Gate()
+        loop = JobLoop(consumer, "generate", gate, poll_ms=0, clock=lambda: 100.25)
+        await turns(loop)
+        assert gate.started == ["job-0"]
+        assert loop.cancel_run("proc-1", 100.0) == 1
+        await turns(loop)
+        assert consumer.commits[-1] == {TP: 1}
+        assert loop.stats.cancel_latencies == [0.25]
 
     asyncio.run(main())
 
