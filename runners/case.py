@@ -208,11 +208,15 @@ async def _check(tab: Tab, assertion: Assertion, limits: CaseLimits) -> None:
                 except re.error as exc:
                     raise PageFailed(f"bad regular expression {expected!r}: {exc}") from exc
             if not ok:
-                raise PageFailed(
-                    f"text {text!r} does not {assertion.match.value} {expected!r}"
-                    if assertion.match is not MatchMode.REGEX
-                    else f"text {text!r} does not match /{expected}/"
-                )
+                raise PageFailed(_mismatch(text, expected, assertion.match))
+
+
+def _mismatch(text: str, expected: str, mode: MatchMode) -> str:
+    """The sentence of a failed ``match``: "text 'X' does not equal 'Y'"."""
+    if mode is MatchMode.REGEX:
+        return f"text {text!r} does not match /{expected}/"
+    verb = "equal" if mode is MatchMode.EQUALS else "contain"
+    return f"text {text!r} does not {verb} {expected!r}"
 
 
 async def _timed(clock: Clock, work: Callable[[], Awaitable[None]]) -> PartResult:

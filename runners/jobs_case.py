@@ -1,9 +1,12 @@
-"""The ``case`` job: create a CaseRun for the node's Case and run its steps in a page,
-reporting every part (action, assertion) as CaseRun commands.
+"""The ``case`` job: run a CaseRun's steps in a page, reporting every part (action,
+assertion) as CaseRun commands.
 
-The CaseRun id derives from the job id, as every report's command id does: a job run
-again after a crash creates no second CaseRun and records each part once. Part times
-are the browser's, carried as the commands' ``issued_at``.
+Two sources, one way of running: a FlowRun's ``case`` node creates a CaseRun for its
+Case (its id derives from the job id) and runs it; a standalone CaseRun
+(``POST /caserun``, dispatched by the orchestrator with ``caserun_id`` set) exists
+already and is run with the steps copied into it. Every report's command id derives
+from the job id: a job run again after a crash creates no second CaseRun and records
+each part once. Part times are the browser's, carried as the commands' ``issued_at``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from runners.case import (
 )
 from runners.errors import TargetInvalid
 from runners.jobs_context import JobContext, NodeConfig
-from runners.jobs_report import JobReporter, NodeOutcome, caserun_id_for
+from runners.jobs_report import CaseProgress, JobReporter, NodeOutcome, caserun_id_for
 from streams.domain import caserun as cr
 from streams.jobs import Dispatch
 
@@ -72,25 +75,55 @@ def _micros(moment: datetime | None, fallback: int) -> int:
 
 
 async def run_case_job(ctx: JobContext, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+    """Run the job's CaseRun: a FlowRun node's job creates it first (under an id derived
+    from the job), a standalone CaseRun's job (``dispatch.caserun_id``) runs the one
+    ``POST /caserun`` made. Both then run the steps with :func:`run_caserun`.
+
+    Raises TargetInvalid when there are no steps (the node's Case is gone) or no Site URL,
+    TargetRefused for a private Site without the setting; ``perform`` then fails the
+    CaseRun's next part (``JobReporter.fail_caserun``) and the node, if any.
+    """
     job = dispatch.job
     if dispatch.case_steps_json is None:
         raise TargetInvalid(f"case {dispatch.case_id or '(none)'} of node {job.node_id} not found")
+    raw_steps = json.loads(dispatch.case_steps_json)
+    caserun_id = dispatch.caserun_id
+    if caserun_id is None:
+        if not dispatch.site_url:
+            raise TargetInvalid(f"site {job.site_id} has no URL (deleted or unknown)")
+        caserun_id = caserun_id_for(job.job_id)
+        create = cr.CreateCaseRun(
+            site_id=job.site_id,
+            case_id=dispatch.case_id or "",
+            steps_json=dispatch.case_steps_json,
+            title=f"flowrun {job.run_id} node {job.node_id}",
+            flowrun_id=job.run_id,
+            node_id=job.node_id,
+        )
+        await report.send(cr.AGGREGATE, caserun_id, "caserun/create", create)
+        await report.log(f"case {dispatch.case_id} running as caserun {caserun_id}")
+    return await run_caserun(ctx, dispatch, report, caserun_id, raw_steps)
+
+
+async def run_caserun(
+    ctx: JobContext, dispatch: Dispatch, report: JobReporter, caserun_id: str, raw_steps: Any
+) -> NodeOutcome:
+    """Run ``raw_steps`` (the steps copied into CaseRun ``caserun_id``) on the Site and
+    report each part as it ends: ``caserun.step_start`` then ``step_pass``/``step_fail``
+    (with the failure screenshot), the browser's times as ``issued_at``, under ids
+    derived from the job. The decider completes the CaseRun from those reports; the
+    outcome returned sums it up for a node (``object_id`` is the CaseRun).
+
+    Registers the run's parts with ``report`` first, so that an error raised from here
+    (TargetInvalid without a Site URL, TargetRefused, PageFailed opening the Site, the
+    job's timeout) lets ``perform`` fail the part that was next.
+    """
+    job = dispatch.job
+    steps = tuple(to_step(s) for s in raw_steps if isinstance(s, dict))
+    report.caserun = CaseProgress(caserun_id, case_parts(raw_steps))
     if not dispatch.site_url:
         raise TargetInvalid(f"site {job.site_id} has no URL (deleted or unknown)")
-    raw_steps = json.loads(dispatch.case_steps_json)
-    steps = tuple(to_step(s) for s in raw_steps if isinstance(s, dict))
     config = NodeConfig.from_json(job.configs_json)
-    caserun_id = caserun_id_for(job.job_id)
-    create = cr.CreateCaseRun(
-        site_id=job.site_id,
-        case_id=dispatch.case_id or "",
-        steps_json=dispatch.case_steps_json,
-        title=f"flowrun {job.run_id} node {job.node_id}",
-        flowrun_id=job.run_id,
-        node_id=job.node_id,
-    )
-    await report.send(cr.AGGREGATE, caserun_id, "caserun/create", create)
-    await report.log(f"case {dispatch.case_id} running as caserun {caserun_id}")
 
     async def on_step(step: StepResult) -> None:
         now = report.clock()
@@ -128,6 +161,19 @@ async def run_case_job(ctx: JobContext, dispatch: Dispatch, report: JobReporter)
     summary["screenshot"] = failed.screenshot_hash
     reason = failed.action.exception or failed.assertion.exception or "failed"
     return NodeOutcome(False, summary, f"step {failed.index} failed: {reason}", caserun_id)
+
+
+def case_parts(raw_steps: Any) -> tuple[tuple[int, str], ...]:
+    """The CaseRun's parts in the order they run: each step's action, then its
+    assertion when it has one (as ``streams.domain.caserun.read_steps``)."""
+    if not isinstance(raw_steps, list):
+        return ()
+    parts: list[tuple[int, str]] = []
+    for index in range(len(raw_steps)):
+        parts.append((index, cr.ACTION))
+        if to_has_assertion(raw_steps, index):
+            parts.append((index, cr.ASSERTION))
+    return tuple(parts)
 
 
 def to_has_assertion(raw_steps: Any, index: int) -> bool:

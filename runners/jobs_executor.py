@@ -2,7 +2,10 @@
 node's pass or fail reported.
 
 An executor returns a :class:`NodeOutcome`; a ``RunnerError`` (a refused target, a page
-that failed, a delivery error) or the timeout fails the node with its sentence.
+that failed, a delivery error) or the timeout fails the node with its sentence. A job
+that was running a CaseRun and failed outside a step fails that CaseRun's next part
+with the same sentence first. A standalone CaseRun's job (``POST /caserun``) has no
+node: its outcome is the CaseRun's own, which its part reports already completed.
 ``PublishError`` (Kafka did not take a report) and ``BrowserUnavailable`` propagate: the
 job is not done, the worker runs it again.
 """
@@ -50,7 +53,8 @@ async def perform(
     executors: dict[str, Executor] | None = None,
     clock: Callable[[], int] = now_micros,
 ) -> NodeOutcome:
-    """Run ``dispatch`` and report its node's outcome; the outcome reported."""
+    """Run ``dispatch`` and report its outcome (a node's, a Process's, or for a
+    standalone CaseRun only its failed part); the outcome."""
     job = dispatch.job
     report = JobReporter(dispatch, publish, clock)
     executor = (executors or EXECUTORS).get(job.kind)
@@ -70,8 +74,10 @@ async def perform(
         except Exception as exc:  # a bug must fail the node, not stall the run
             log.exception("job %s (%s) crashed", job.job_id, job.kind)
             outcome = NodeOutcome(False, {}, f"runner error: {type(exc).__name__}: {exc}")
+    if not outcome.passed:
+        await report.fail_caserun(outcome.exception or "failed")
     if job.kind in PROCESS_KINDS:
         await report.process_outcome(outcome)
-    else:
+    elif dispatch.caserun_id is None:
         await report.outcome(outcome)
     return outcome

@@ -5,6 +5,11 @@ second time (its runner was killed before committing it) sends the same ids and 
 decider records each fact once. A node's pass and fail share one id: whichever the
 first run reported stands, a re-run that ends differently is answered as a duplicate.
 Each ``send`` returns once Kafka acknowledged the command (acks=all).
+
+A job that runs a CaseRun keeps its :class:`CaseProgress` here, so that a failure outside
+any step (the Site refused or unreachable, the job's timeout, a crash of the executor)
+fails the part that was next, and the CaseRun ends ``failed`` with that sentence
+instead of staying ``working``.
 """
 
 from __future__ import annotations
@@ -52,11 +57,29 @@ class NodeOutcome:
 
 
 @dataclass
+class CaseProgress:
+    """The parts (step index, ``action``/``assertion``) of the CaseRun a job runs, in
+    the order they run, and how many of them this job reported; ``ended`` once a part
+    failed or the last one was reported."""
+
+    caserun_id: str
+    parts: tuple[tuple[int, str], ...]
+    reported: int = 0
+    ended: bool = False
+
+    def next_part(self) -> tuple[int, str] | None:
+        if self.ended or self.reported >= len(self.parts):
+            return None
+        return self.parts[self.reported]
+
+
+@dataclass
 class JobReporter:
     dispatch: Dispatch
     publish: Publish
     clock: Callable[[], int] = now_micros
     _logs: int = 0
+    caserun: CaseProgress | None = None  # set by a job once it runs a CaseRun
 
     @property
     def job_id(self) -> str:
@@ -135,3 +158,20 @@ class JobReporter:
             else cr.CaseStepFail(index, part, exception[:2000], screenshot)
         )
         await self.send(cr.AGGREGATE, caserun_id, f"{where}/end", end, completed)
+        progress = self.caserun
+        if progress is not None and progress.caserun_id == caserun_id:
+            if (index, part) in progress.parts:
+                progress.reported = progress.parts.index((index, part)) + 1
+            progress.ended = exception is not None or progress.reported >= len(progress.parts)
+
+    async def fail_caserun(self, exception: str) -> None:
+        """Fail the next part of the job's CaseRun with ``exception`` (start and end at
+        now, no screenshot): the job failed outside a step. Nothing when the job runs no
+        CaseRun or its CaseRun already ended."""
+        progress = self.caserun
+        upcoming = progress.next_part() if progress is not None else None
+        if progress is None or upcoming is None:
+            return
+        now = self.clock()
+        index, part = upcoming
+        await self.case_part(progress.caserun_id, index, part, now, now, exception or "failed")

@@ -17,7 +17,8 @@ nothing, so after the rebalance another runner runs the job again, under the sam
 report ids (``runners.jobs_report``).
 
 Cancel: :meth:`JobLoop.cancel_run` cancels the tasks of a run (the runner's
-``CancelWatch`` calls it when a run's, or a ``case.generate`` Process's, ``cancelled``
+``CancelWatch`` calls it when a run's (a standalone CaseRun's too: its job's ``run_id``
+is the CaseRun), or a ``case.generate`` Process's, ``cancelled``
 or ``deleted`` event appears); a cancelled job reports nothing more (the cancel already
 stopped its node or its Process) and is committed.
 """
@@ -229,9 +230,9 @@ class JobLoop:
 
     def cancel_run(self, run_id: str, event_time: float | None = None) -> int:
         """Cancel the running and queued jobs of ``run_id`` (a FlowRun, the CaseRun a job
-        created, or the Process of a ``generate`` job); returns how many tasks were
-        cancelled. ``event_time`` (epoch seconds of the cancel event) is kept to measure
-        the cancel latency."""
+        created, a standalone CaseRun, or the Process of a ``generate`` job); returns how
+        many tasks were cancelled. ``event_time`` (epoch seconds of the cancel event) is
+        kept to measure the cancel latency."""
         at = event_time if event_time is not None else self.clock()
         self._cancelled_runs[run_id] = at
         while len(self._cancelled_runs) > RECENT_CANCELS:

@@ -3,11 +3,13 @@
 A :class:`Dispatch` is a :class:`streams.orchestration.Job` plus what a runner needs and
 cannot look up itself (runners read no projection): the Site's URL and, for a ``case``
 node, the Case's steps. The orchestrator fills them in from the Site and Case events it
-folds alongside the FlowRuns.
+folds alongside the FlowRuns. A ``case`` job of a standalone CaseRun (``POST /caserun``)
+also names that CaseRun (``caserun_id``), whose steps it carries from its created event.
 
 The encoding is JSON, not Avro: jobs are a work queue with a week's retention, never
 replayed as history, read only by this project's runners; a ``v`` field versions the
-shape. The message key is the run id, so one run's jobs stay in order on one partition.
+shape; a field added later is optional (``caserun_id``), so jobs written before it still
+read. The message key is the run id, so one run's jobs stay in order on one partition.
 """
 
 from __future__ import annotations
@@ -29,12 +31,15 @@ class InvalidJob(ValueError):
 @dataclass(frozen=True, slots=True)
 class Dispatch:
     """A job with its context. ``case_steps_json`` is the Case's steps as canonical JSON
-    (None unless ``job.kind`` is ``case`` and the Case was found)."""
+    (None unless ``job.kind`` is ``case`` and the Case was found). ``caserun_id`` is set
+    for the job of a standalone CaseRun, which exists already and is run as it is; None
+    for a FlowRun's case node, whose job creates its CaseRun."""
 
     job: Job
     site_url: str = ""
     case_id: str | None = None
     case_steps_json: str | None = None
+    caserun_id: str | None = None
 
 
 def encode_dispatch(dispatch: Dispatch) -> bytes:
@@ -54,6 +59,7 @@ def encode_dispatch(dispatch: Dispatch) -> bytes:
         "site_url": dispatch.site_url,
         "case_id": dispatch.case_id,
         "case_steps_json": dispatch.case_steps_json,
+        "caserun_id": dispatch.caserun_id,
     }
     return json.dumps(record, separators=(",", ":"), sort_keys=True).encode()
 
@@ -107,6 +113,7 @@ def decode_dispatch(data: bytes | None) -> Dispatch:
         site_url=_str(record, "site_url"),
         case_id=_opt_str(record, "case_id"),
         case_steps_json=_opt_str(record, "case_steps_json"),
+        caserun_id=_opt_str(record, "caserun_id"),
     )
 
 

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from streams.domain import flowrun as f
+from streams.domain.caserun_messages import CaseRunCreated
 from streams.domain.commands import Body
 
 # Fixed namespaces: job ids and orchestrator command ids are uuid5 of stable names.
@@ -211,4 +212,39 @@ def generate_job(
         attempt=attempt,
         configs_json=json.dumps(GENERATE_CONFIGS, sort_keys=True, separators=(",", ":")),
         data_json=info_json,
+    )
+
+
+# -- CaseRuns started by POST /caserun ------------------------------------------------
+
+CASE_KIND = "case"
+# A standalone CaseRun's bounds (seconds), as a case node's configs: the whole run, and
+# each action or assertion.
+CASERUN_CONFIGS = {"timeout": 300, "max_wait_time": 30, "min_wait_time": 0}
+
+
+def caserun_job_id(caserun_id: str, attempt: int) -> str:
+    return str(uuid.uuid5(JOB_NAMESPACE, f"caserun:{caserun_id}/{attempt}"))
+
+
+def caserun_job(
+    caserun_id: str, account: str, created: CaseRunCreated, attempt: int = 1
+) -> Job | None:
+    """The ``case`` job that runs a standalone CaseRun (``POST /caserun``), from its
+    ``caserun.created`` event; None for a CaseRun a FlowRun's ``case`` node created (that
+    node's job runs it already). The same job and id every time it is built: a
+    redelivered event sends the runners nothing new. ``run_id`` is the CaseRun id (so a
+    ``caserun.cancelled`` stops it), ``node_id`` is empty: there is no node."""
+    if created.flowrun_id:
+        return None
+    return Job(
+        job_id=caserun_job_id(caserun_id, attempt),
+        kind=CASE_KIND,
+        run_id=caserun_id,
+        account=account,
+        site_id=created.site_id,
+        node_id="",
+        attempt=attempt,
+        configs_json=json.dumps(CASERUN_CONFIGS, sort_keys=True, separators=(",", ":")),
+        data_json=json.dumps({"case_id": created.case_id}, separators=(",", ":")),
     )

@@ -22,6 +22,13 @@ their ``process.created`` (and ``process.retried``) a ``generate`` job, keyed by
 Process id, with a job id derived from the Process and its attempt
 (``streams.orchestration.generate_job``). Only those Processes are remembered (their
 account, Site and info); other Processes are not decoded past their type header.
+
+And it dispatches standalone CaseRuns (``POST /caserun``): on a ``caserun.created``
+without a ``flowrun_id``, a ``case`` job keyed by the CaseRun id, with the steps copied
+into the run and a job id derived from the CaseRun (``streams.orchestration.caserun_job``).
+A CaseRun a FlowRun's ``case`` node created gets no job (that node's job runs it), and
+one cancelled or deleted later in the same batch gets none either. CaseRuns are not
+folded: nothing past the created event is decoded, the cancel is read from the headers.
 """
 
 from __future__ import annotations
@@ -41,12 +48,14 @@ from schemas import Codec, DecodeError
 from streams import serde
 from streams.domain import aggregates
 from streams.domain import flowrun as f
+from streams.domain.caserun_messages import CaseRunCreated
 from streams.domain.commands import Command
 from streams.domain.events import Event, ProcessCreated, ProcessRetried
 from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
 from streams.orchestration import (
     GENERATE_PROCESS,
     body_for,
+    caserun_job,
     command_id_for,
     generate_job,
     job_for,
@@ -63,7 +72,10 @@ ACTOR = "orchestrator"
 FOLDED = ("flowrun.", "site.", "case.")
 # Process events that dispatch a generate job (of case.generate Processes only).
 PROCESS_EVENTS = (ProcessCreated.TYPE, ProcessRetried.TYPE)
-DECODED = (*FOLDED, *PROCESS_EVENTS)
+# A standalone CaseRun's created event dispatches its job; these events stop one whose
+# job is not yet published (read from the type header, never decoded).
+CASERUN_STOPS = frozenset({"caserun.cancelled", "caserun.deleted"})
+DECODED = (*FOLDED, *PROCESS_EVENTS, CaseRunCreated.TYPE)
 
 
 @dataclass(frozen=True)
@@ -232,6 +244,8 @@ class Orchestrator:
         if event.type in PROCESS_EVENTS:
             self._remember(event)
             return
+        if event.type == CaseRunCreated.TYPE:
+            return  # dispatched from the batch, nothing to keep
         key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
         state = self.states.get(key)
         if state is not None and event.seq <= state.seq:
@@ -262,6 +276,28 @@ class Orchestrator:
         site_url = getattr(site, "site_url", "") if site is not None else ""
         return Dispatch(job, site_url=site_url or _json_field(process.info_json, "site_url") or "")
 
+    def caserun_dispatch(self, event: Event) -> Dispatch | None:
+        """The ``case`` job of the CaseRun ``event`` created, when it is a standalone one
+        (None for a FlowRun node's CaseRun). The Site URL is the folded Site's ("" when
+        it is deleted or unknown: the runner then fails the run's first part)."""
+        data = event.data
+        if not isinstance(data, CaseRunCreated):
+            return None
+        job = caserun_job(event.aggregate_id, event.account, data)
+        if job is None:
+            return None
+        site = self.states.get(aggregates.stream_key("site", data.site_id))
+        site_url = ""
+        if site is not None and not getattr(site, "deleted", False):
+            site_url = getattr(site, "site_url", "") or ""
+        return Dispatch(
+            job,
+            site_url=site_url,
+            case_id=data.case_id,
+            case_steps_json=data.steps_json,
+            caserun_id=event.aggregate_id,
+        )
+
     def run_state(self, run_id: str) -> f.FlowRunState | None:
         state = self.states.get(aggregates.stream_key(f.AGGREGATE, run_id))
         return state if isinstance(state, f.FlowRunState) else None
@@ -282,14 +318,23 @@ class Orchestrator:
         changed: dict[str, Event] = {}  # run id -> the last event that changed it
         started: list[tuple[str, str, int]] = []  # (run id, node id, attempt)
         generate: list[tuple[str, int]] = []  # (process id, attempt)
+        caseruns: dict[str, Dispatch] = {}  # standalone CaseRuns created in the batch
         for tp, messages in batch.items():
             for msg in messages:
                 offsets[tp] = msg.offset + 1
+                if caseruns and _event_type(msg.headers) in CASERUN_STOPS:
+                    caseruns.pop(_aggregate_id(msg.key), None)  # stopped before its job
+                    continue
                 event = self._decode(msg)
                 if event is None:
                     continue
                 self.stats.events += 1
                 self._fold(event)
+                if event.type == CaseRunCreated.TYPE:
+                    dispatch = self.caserun_dispatch(event)
+                    if dispatch is not None:
+                        caseruns[event.aggregate_id] = dispatch
+                    continue
                 if event.type in PROCESS_EVENTS:
                     attempt = event.data.attempt if isinstance(event.data, ProcessRetried) else 1
                     if event.aggregate_id in self.generating:
@@ -306,6 +351,8 @@ class Orchestrator:
                 await self._publish_job(run_id, node_id, attempt)
             for process_id, attempt in generate:
                 await self._publish_generate(process_id, attempt)
+            for dispatch in caseruns.values():
+                await self._send_job(dispatch)
             for run_id, cause in changed.items():
                 run = self.run_state(run_id)
                 if run is None:
@@ -360,15 +407,24 @@ class Orchestrator:
         self.stats.jobs += 1
 
     async def _publish_generate(self, process_id: str, attempt: int) -> None:
-        assert self._publisher is not None
         dispatch = self.generate_dispatch(process_id, attempt)
-        if dispatch is None:
-            return
+        if dispatch is not None:
+            await self._send_job(dispatch)
+
+    async def _send_job(self, dispatch: Dispatch) -> None:
+        """Send a job keyed by its run id (a Process, a CaseRun), inside the batch's
+        transaction."""
+        assert self._publisher is not None
         headers = [(KIND_HEADER, dispatch.job.kind.encode())]
         await self._publisher.send(
-            self.topics.jobs, process_id.encode(), encode_dispatch(dispatch), headers
+            self.topics.jobs, dispatch.job.run_id.encode(), encode_dispatch(dispatch), headers
         )
         self.stats.jobs += 1
+
+
+def _aggregate_id(key: bytes | None) -> str:
+    """The aggregate id of an event's key (``<type>:<id>``)."""
+    return (key or b"").decode(errors="replace").partition(":")[2]
 
 
 def _json_field(text: str, key: str) -> str | None:

@@ -156,7 +156,7 @@ def test_a_case_stops_at_the_first_failing_step_with_a_screenshot(
     assert failed.action.status is Status.PASSED
     assert failed.assertion.status is Status.FAILED
     assert failed.assertion.exception is not None
-    assert "Thanks, Eve!" in failed.assertion.exception
+    assert failed.assertion.exception == "text 'Thanks, Eve!' does not equal 'Thanks, Mallory!'"
     assert failed.screenshot_hash is not None
     png, media_type = store.get(failed.screenshot_hash)
     assert media_type == PNG and png.startswith(b"\x89PNG")

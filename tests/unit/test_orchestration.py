@@ -9,12 +9,14 @@ decider, as the orchestrator and the runners would.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams import orchestration as o
+from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import events as e
 from streams.domain import flowrun as f
@@ -320,3 +322,35 @@ def test_a_node_starts_only_when_its_condition_holds(flow: Any, data: st.DataObj
         if working:
             d.report(data.draw(st.sampled_from(working)), data.draw(st.booleans()))
     assert d.s.status in f.RUN_TERMINAL
+
+
+# -- standalone CaseRuns --------------------------------------------------------------
+
+
+def created(flowrun_id: str | None = None) -> cr.CaseRunCreated:
+    steps = '[{"action":{"type":"click","element":{"selector":"#a"}},"assertion":null}]'
+    node_id = "n1" if flowrun_id else None
+    return cr.CaseRunCreated("site-1", "case-1", steps, "t", flowrun_id, node_id)
+
+
+def test_a_standalone_caserun_gets_a_case_job_with_a_derived_id() -> None:
+    job = o.caserun_job("cr-1", "acme", created())
+    assert job is not None
+    assert (job.kind, job.run_id, job.account, job.site_id, job.node_id, job.attempt) == (
+        "case",
+        "cr-1",
+        "acme",
+        "site-1",
+        "",
+        1,
+    )
+    assert job == o.caserun_job("cr-1", "acme", created()), "the same job every time"
+    assert job.job_id == o.caserun_job_id("cr-1", 1)
+    assert job.job_id != o.caserun_job_id("cr-2", 1) != o.caserun_job_id("cr-1", 2)
+    assert job.job_id not in {o.job_id_for("cr-1", "", 1), o.process_job_id("cr-1", 1)}
+    assert json.loads(job.data_json) == {"case_id": "case-1"}
+    assert json.loads(job.configs_json)["timeout"] == o.CASERUN_CONFIGS["timeout"]
+
+
+def test_a_caserun_of_a_flowrun_node_gets_no_job_of_its_own() -> None:
+    assert o.caserun_job("cr-1", "acme", created(flowrun_id="run-1")) is None

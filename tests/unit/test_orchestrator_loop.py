@@ -32,8 +32,9 @@ import pytest
 from aiokafka.structs import TopicPartition
 
 from schemas import default_codec
-from streams import serde, supervision
-from streams.domain import aggregates
+from streams import orchestration, serde, supervision
+from streams.domain import aggregates, site
+from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import flowrun as f
 from streams.domain.rejection import Rejected
@@ -396,3 +397,74 @@ def test_a_failure_mid_batch_aborts_and_the_retry_commits_the_same_output_once(
         before.update(earlier.offsets)
     assert orch.stats.rebuilt_events == sum(before.values())
     assert broker.loose_sends == 0
+
+
+# -- standalone CaseRuns --------------------------------------------------------------
+
+STEPS = '[{"action":{"type":"click","element":{"selector":"#a"}},"assertion":null}]'
+
+
+def append_decided(broker: Broker, partition: int, decide: Any, state: Any, cmd: c.Command) -> Any:
+    """Decide ``cmd`` on ``state`` with the pure ``decide``, append its events; the state."""
+    key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
+    for event in decide(state, cmd):
+        state = aggregates.evolve(state, event)
+        broker.append(partition, key, serde.encode_event(CODEC, event), event.type)
+    return state
+
+
+def ledger_cmd(aggregate: str, aggregate_id: str, body: c.Body) -> c.Command:
+    return c.Command(
+        f"{aggregate}/{aggregate_id}/{body.NAME}", aggregate, aggregate_id, T0, "acme", "api",
+        "corr", "cause", body,
+    )  # fmt: skip
+
+
+def caseruns_orchestrated(fail: Callable[[str, bytes], bool] | None = None) -> Broker:
+    """A Site, then in one batch: a standalone CaseRun, one of a FlowRun node, and a
+    standalone one cancelled right after its creation."""
+    broker = Broker(fail=fail)
+    append_decided(
+        broker, 0, site.decide, None, ledger_cmd("site", "site-1", site.CreateSite("https://x.io/"))
+    )
+    for caserun_id, partition, flowrun_id in (("solo", 0, None), ("node", 1, "run-1")):
+        body = cr.CreateCaseRun("site-1", "case-1", STEPS, "t", flowrun_id, flowrun_id and "n1")
+        append_decided(broker, partition, cr.decide, None, ledger_cmd("caserun", caserun_id, body))
+    body = cr.CreateCaseRun("site-1", "case-1", STEPS, "t")
+    gone = append_decided(broker, 1, cr.decide, None, ledger_cmd("caserun", "gone", body))
+    append_decided(broker, 1, cr.decide, gone, ledger_cmd("caserun", "gone", cr.CancelCaseRun()))
+    orch = orchestrator(broker)
+
+    async def main() -> None:
+        task = asyncio.create_task(orch.run())
+        ends = {p: len(log) for p, log in broker.events.items()}
+        deadline = time.monotonic() + 10
+        while {tp.partition: o for tp, o in broker.group_offsets.items()} != ends:
+            assert time.monotonic() < deadline, broker.transactions
+            await asyncio.sleep(0.002)
+        orch.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    return broker
+
+
+def test_only_a_standalone_caserun_gets_a_job_and_it_carries_the_run() -> None:
+    broker = caseruns_orchestrated()
+    jobs = [decode_dispatch(value) for topic, value in broker.committed if topic == TOPICS.jobs]
+    assert [d.caserun_id for d in jobs] == ["solo"], "no job for the node's or the cancelled run"
+    (dispatch,) = jobs
+    assert dispatch.job.job_id == orchestration.caserun_job_id("solo", 1)
+    assert (dispatch.job.kind, dispatch.job.run_id) == ("case", "solo")
+    assert (dispatch.site_url, dispatch.case_id) == ("https://x.io/", "case-1")
+    assert dispatch.case_steps_json == STEPS
+    assert [t for t, _ in broker.committed] == [TOPICS.jobs], "no command for a CaseRun"
+
+
+def test_a_failed_caserun_job_send_is_retried_and_committed_once() -> None:
+    broker = caseruns_orchestrated(fail=lambda what, value: what == TOPICS.jobs)
+    assert broker.failures == 1
+    aborted = [txn for txn in broker.transactions if not txn.committed]
+    assert len(aborted) == 1 and aborted[0].sends == []
+    jobs = [decode_dispatch(value) for topic, value in broker.committed if topic == TOPICS.jobs]
+    assert [d.job.job_id for d in jobs] == [orchestration.caserun_job_id("solo", 1)]
