@@ -34,7 +34,6 @@ folded: nothing past the created event is decoded, the cancel is read from the h
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -50,17 +49,14 @@ from streams.domain import aggregates
 from streams.domain import flowrun as f
 from streams.domain.caserun_messages import CaseRunCreated
 from streams.domain.commands import Command
-from streams.domain.events import Event, ProcessCreated, ProcessRetried
+from streams.domain.events import Event, ProcessRetried
 from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
 from streams.orchestration import (
-    GENERATE_PROCESS,
     body_for,
-    caserun_job,
     command_id_for,
-    generate_job,
-    job_for,
     next_steps,
 )
+from streams.orchestrator_memory import PROCESS_EVENTS, Memory
 from streams.publisher import Publisher
 from streams.supervision import supervise
 from streams.topics import Topics, partitions_of
@@ -70,21 +66,10 @@ log = logging.getLogger(__name__)
 ACTOR = "orchestrator"
 # Only these aggregates matter here: runs, and the Sites and Cases their jobs point at.
 FOLDED = ("flowrun.", "site.", "case.")
-# Process events that dispatch a generate job (of case.generate Processes only).
-PROCESS_EVENTS = (ProcessCreated.TYPE, ProcessRetried.TYPE)
 # A standalone CaseRun's created event dispatches its job; these events stop one whose
 # job is not yet published (read from the type header, never decoded).
 CASERUN_STOPS = frozenset({"caserun.cancelled", "caserun.deleted"})
 DECODED = (*FOLDED, *PROCESS_EVENTS, CaseRunCreated.TYPE)
-
-
-@dataclass(frozen=True)
-class GenerateProcess:
-    """What the orchestrator keeps of a case.generate Process to dispatch its jobs."""
-
-    account: str
-    site_id: str
-    info_json: str
 
 
 def now_micros() -> int:
@@ -133,8 +118,7 @@ class Orchestrator:
         self._consumer_factory = consumer_factory
         self._publisher_factory = publisher_factory
         self.group_id = f"{topics.prefix}runledger-orchestrator"
-        self.states: dict[str, Any] = {}  # stream key -> FlowRunState | SiteState | CaseState
-        self.generating: dict[str, GenerateProcess] = {}  # case.generate Processes by id
+        self.memory = Memory()
         self.stats = OrchestratorStats()
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -179,7 +163,7 @@ class Orchestrator:
         self.ready.set()
         log.info(
             "orchestrator ready: %d states rebuilt from %d events",
-            len(self.states),
+            len(self.memory.states),
             self.stats.rebuilt_events,
         )
 
@@ -192,9 +176,8 @@ class Orchestrator:
             self._publisher = None
 
     async def _rebuild(self, upto: dict[TopicPartition, int]) -> None:
-        """Fold the events before the committed positions ``upto`` into ``self.states``."""
-        self.states = {}
-        self.generating = {}
+        """Fold the events before the committed positions ``upto`` into a new memory."""
+        self.memory = Memory()
         self.stats.rebuilt_events = 0
         remaining = {tp for tp, end in upto.items() if end > 0}
         if not remaining:
@@ -216,7 +199,7 @@ class Orchestrator:
                         if msg.offset < upto[tp]:
                             event = self._decode(msg)
                             if event is not None:
-                                self._fold(event)
+                                self.memory.fold(event)
                                 self.stats.rebuilt_events += 1
                 for tp in list(remaining):
                     if await consumer.position(tp) >= upto[tp]:
@@ -239,68 +222,6 @@ class Orchestrator:
         if not event.type.startswith(DECODED):
             return None
         return event
-
-    def _fold(self, event: Event) -> None:
-        if event.type in PROCESS_EVENTS:
-            self._remember(event)
-            return
-        if event.type == CaseRunCreated.TYPE:
-            return  # dispatched from the batch, nothing to keep
-        key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
-        state = self.states.get(key)
-        if state is not None and event.seq <= state.seq:
-            return  # a duplicate: already folded
-        try:
-            self.states[key] = aggregates.evolve(state, event)
-        except ValueError as exc:
-            log.warning("event %s of %s not folded: %s", event.type, key, exc)
-
-    def _remember(self, event: Event) -> None:
-        data = event.data
-        if isinstance(data, ProcessCreated) and data.process_type == GENERATE_PROCESS:
-            self.generating[event.aggregate_id] = GenerateProcess(
-                event.account, data.site or "", data.info_json
-            )
-
-    def generate_dispatch(self, process_id: str, attempt: int) -> Dispatch | None:
-        """The ``generate`` job of ``attempt`` of a case.generate Process (None if the
-        Process is not one). The Site's URL is the folded Site's, else the one the API
-        put in the Process info when it checked the Site."""
-        process = self.generating.get(process_id)
-        if process is None:
-            return None
-        job = generate_job(process_id, process.account, process.site_id, process.info_json, attempt)
-        site = self.states.get(aggregates.stream_key("site", process.site_id))
-        if site is not None and getattr(site, "deleted", False):
-            return Dispatch(job, site_url="")  # the runner fails the Process: no Site
-        site_url = getattr(site, "site_url", "") if site is not None else ""
-        return Dispatch(job, site_url=site_url or _json_field(process.info_json, "site_url") or "")
-
-    def caserun_dispatch(self, event: Event) -> Dispatch | None:
-        """The ``case`` job of the CaseRun ``event`` created, when it is a standalone one
-        (None for a FlowRun node's CaseRun). The Site URL is the folded Site's ("" when
-        it is deleted or unknown: the runner then fails the run's first part)."""
-        data = event.data
-        if not isinstance(data, CaseRunCreated):
-            return None
-        job = caserun_job(event.aggregate_id, event.account, data)
-        if job is None:
-            return None
-        site = self.states.get(aggregates.stream_key("site", data.site_id))
-        site_url = ""
-        if site is not None and not getattr(site, "deleted", False):
-            site_url = getattr(site, "site_url", "") or ""
-        return Dispatch(
-            job,
-            site_url=site_url,
-            case_id=data.case_id,
-            case_steps_json=data.steps_json,
-            caserun_id=event.aggregate_id,
-        )
-
-    def run_state(self, run_id: str) -> f.FlowRunState | None:
-        state = self.states.get(aggregates.stream_key(f.AGGREGATE, run_id))
-        return state if isinstance(state, f.FlowRunState) else None
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -329,15 +250,15 @@ class Orchestrator:
                 if event is None:
                     continue
                 self.stats.events += 1
-                self._fold(event)
+                self.memory.fold(event)
                 if event.type == CaseRunCreated.TYPE:
-                    dispatch = self.caserun_dispatch(event)
+                    dispatch = self.memory.caserun_dispatch(event)
                     if dispatch is not None:
                         caseruns[event.aggregate_id] = dispatch
                     continue
                 if event.type in PROCESS_EVENTS:
                     attempt = event.data.attempt if isinstance(event.data, ProcessRetried) else 1
-                    if event.aggregate_id in self.generating:
+                    if event.aggregate_id in self.memory.generating:
                         generate.append((event.aggregate_id, attempt))
                     continue
                 if event.aggregate_type != f.AGGREGATE:
@@ -354,7 +275,7 @@ class Orchestrator:
             for dispatch in caseruns.values():
                 await self._send_job(dispatch)
             for run_id, cause in changed.items():
-                run = self.run_state(run_id)
+                run = self.memory.run_state(run_id)
                 if run is None:
                     continue
                 for action in next_steps(run):
@@ -379,27 +300,13 @@ class Orchestrator:
         await self._publisher.send(self.topics.commands, key, serde.encode_command(self.codec, cmd))
         self.stats.commands += 1
 
-    def dispatch_for(self, run: f.FlowRunState, node_id: str, attempt: int) -> Dispatch:
-        """The job of ``attempt`` of ``node_id`` with its Site URL and Case steps."""
-        job = job_for(run, node_id, attempt)
-        site = self.states.get(aggregates.stream_key("site", run.site_id))
-        site_url = getattr(site, "site_url", "") if site is not None else ""
-        case_id: str | None = None
-        steps: str | None = None
-        if job.kind == "case":
-            case_id = _case_id(job.data_json)
-            case = self.states.get(aggregates.stream_key("case", case_id)) if case_id else None
-            if case is not None and not getattr(case, "deleted", False):
-                steps = getattr(case, "steps_json", None)
-        return Dispatch(job, site_url=site_url, case_id=case_id, case_steps_json=steps)
-
     async def _publish_job(self, run_id: str, node_id: str, attempt: int) -> None:
         assert self._publisher is not None
-        run = self.run_state(run_id)
+        run = self.memory.run_state(run_id)
         node = run.node(node_id) if run is not None else None
         if run is None or node is None or node.status != f.WORKING or node.attempt != attempt:
             return  # cancelled (or otherwise moved on) later in the same batch
-        dispatch = self.dispatch_for(run, node_id, attempt)
+        dispatch = self.memory.dispatch_for(run, node_id, attempt)
         headers = [(KIND_HEADER, dispatch.job.kind.encode())]
         await self._publisher.send(
             self.topics.jobs, run_id.encode(), encode_dispatch(dispatch), headers
@@ -407,7 +314,7 @@ class Orchestrator:
         self.stats.jobs += 1
 
     async def _publish_generate(self, process_id: str, attempt: int) -> None:
-        dispatch = self.generate_dispatch(process_id, attempt)
+        dispatch = self.memory.generate_dispatch(process_id, attempt)
         if dispatch is not None:
             await self._send_job(dispatch)
 
@@ -425,21 +332,3 @@ class Orchestrator:
 def _aggregate_id(key: bytes | None) -> str:
     """The aggregate id of an event's key (``<type>:<id>``)."""
     return (key or b"").decode(errors="replace").partition(":")[2]
-
-
-def _json_field(text: str, key: str) -> str | None:
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    value = data.get(key) if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-def _case_id(data_json: str) -> str | None:
-    try:
-        data = json.loads(data_json)
-    except ValueError:
-        return None
-    value = data.get("case_id") if isinstance(data, dict) else None
-    return value if isinstance(value, str) and value else None

@@ -1,0 +1,131 @@
+"""What the orchestrator knows from ``ledger.events``: the states it folds, and the jobs
+they make.
+
+FlowRuns, Sites and Cases are folded with the aggregates' own ``evolve``; of Processes
+only the ``case.generate`` ones are remembered (account, Site, info). From these it
+builds a job's :class:`~streams.jobs.Dispatch` (the job plus the Site's URL and a Case's
+steps). Pure: no Kafka here, so the orchestrator's loop and a rebuild share it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from streams.domain import aggregates
+from streams.domain import flowrun as f
+from streams.domain.caserun_messages import CaseRunCreated
+from streams.domain.events import Event, ProcessCreated, ProcessRetried
+from streams.jobs import Dispatch
+from streams.orchestration import GENERATE_PROCESS, caserun_job, generate_job, job_for
+
+log = logging.getLogger(__name__)
+
+# Process events that dispatch a generate job (of case.generate Processes only).
+PROCESS_EVENTS = (ProcessCreated.TYPE, ProcessRetried.TYPE)
+
+
+@dataclass(frozen=True)
+class GenerateProcess:
+    """What the orchestrator keeps of a case.generate Process to dispatch its jobs."""
+
+    account: str
+    site_id: str
+    info_json: str
+
+
+class Memory:
+    """The folded states (by stream key) and the case.generate Processes (by id)."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, Any] = {}  # stream key -> FlowRunState | SiteState | CaseState
+        self.generating: dict[str, GenerateProcess] = {}
+
+    def fold(self, event: Event) -> None:
+        """Take ``event`` into account (a duplicate or older seq is ignored)."""
+        if event.type in PROCESS_EVENTS:
+            self._remember(event)
+            return
+        if event.type == CaseRunCreated.TYPE:
+            return  # dispatched from the batch, nothing to keep
+        key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
+        state = self.states.get(key)
+        if state is not None and event.seq <= state.seq:
+            return  # a duplicate: already folded
+        try:
+            self.states[key] = aggregates.evolve(state, event)
+        except ValueError as exc:
+            log.warning("event %s of %s not folded: %s", event.type, key, exc)
+
+    def _remember(self, event: Event) -> None:
+        data = event.data
+        if isinstance(data, ProcessCreated) and data.process_type == GENERATE_PROCESS:
+            self.generating[event.aggregate_id] = GenerateProcess(
+                event.account, data.site or "", data.info_json
+            )
+
+    def generate_dispatch(self, process_id: str, attempt: int) -> Dispatch | None:
+        """The ``generate`` job of ``attempt`` of a case.generate Process (None if the
+        Process is not one). The Site's URL is the folded Site's, else the one the API
+        put in the Process info when it checked the Site."""
+        process = self.generating.get(process_id)
+        if process is None:
+            return None
+        job = generate_job(process_id, process.account, process.site_id, process.info_json, attempt)
+        site = self.states.get(aggregates.stream_key("site", process.site_id))
+        if site is not None and getattr(site, "deleted", False):
+            return Dispatch(job, site_url="")  # the runner fails the Process: no Site
+        site_url = getattr(site, "site_url", "") if site is not None else ""
+        return Dispatch(job, site_url=site_url or _json_str(process.info_json, "site_url") or "")
+
+    def caserun_dispatch(self, event: Event) -> Dispatch | None:
+        """The ``case`` job of the CaseRun ``event`` created, when it is a standalone one
+        (None for a FlowRun node's CaseRun). The Site URL is the folded Site's ("" when
+        it is deleted or unknown: the runner then fails the run's first part)."""
+        data = event.data
+        if not isinstance(data, CaseRunCreated):
+            return None
+        job = caserun_job(event.aggregate_id, event.account, data)
+        if job is None:
+            return None
+        site = self.states.get(aggregates.stream_key("site", data.site_id))
+        site_url = ""
+        if site is not None and not getattr(site, "deleted", False):
+            site_url = getattr(site, "site_url", "") or ""
+        return Dispatch(
+            job,
+            site_url=site_url,
+            case_id=data.case_id,
+            case_steps_json=data.steps_json,
+            caserun_id=event.aggregate_id,
+        )
+
+    def run_state(self, run_id: str) -> f.FlowRunState | None:
+        state = self.states.get(aggregates.stream_key(f.AGGREGATE, run_id))
+        return state if isinstance(state, f.FlowRunState) else None
+
+    def dispatch_for(self, run: f.FlowRunState, node_id: str, attempt: int) -> Dispatch:
+        """The job of ``attempt`` of ``node_id`` with its Site URL and Case steps."""
+        job = job_for(run, node_id, attempt)
+        site = self.states.get(aggregates.stream_key("site", run.site_id))
+        site_url = getattr(site, "site_url", "") if site is not None else ""
+        case_id: str | None = None
+        steps: str | None = None
+        if job.kind == "case":
+            case_id = _json_str(job.data_json, "case_id")
+            case = self.states.get(aggregates.stream_key("case", case_id)) if case_id else None
+            if case is not None and not getattr(case, "deleted", False):
+                steps = getattr(case, "steps_json", None)
+        return Dispatch(job, site_url=site_url, case_id=case_id, case_steps_json=steps)
+
+
+def _json_str(text: str, key: str) -> str | None:
+    """The non-empty string at ``key`` of a JSON object's text, else None."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
