@@ -35,7 +35,10 @@ from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+if __package__ in (None, ""):  # run as a script: the project before bench/ (bench/runners.py)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from aiokafka.partitioner import murmur2
 from fastavro import schemaless_reader
 

@@ -94,6 +94,9 @@ class Batch:
     dead_letters: tuple[DeadLetter, ...] = ()
     duplicates: int = 0
     loaded: Mapping[StreamId, State] = field(default_factory=dict)
+    # ``data[i]`` is ``rows.payload_json(events[i].data)`` when the caller made it
+    # already; empty (what ``fold_batch`` gives): the row builder makes it.
+    data: tuple[str, ...] = ()
 
     @property
     def processes(self) -> list[ProcessState]:
@@ -227,7 +230,6 @@ def fold_batch(
             if state.steps is not old_steps:
                 steps.extend(_changed_steps(state, old_steps, replaced))
 
-    dead.sort(key=lambda d: (d.message.partition, d.message.offset))
     dead.sort(key=lambda d: (d.message.partition, d.message.offset))
     return Batch(
         topic=topic,

@@ -8,10 +8,13 @@ Readers take rows as the store returns them (timestamps as integer microseconds)
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from operator import attrgetter
 from typing import Any
+
+import orjson
 
 from projections import tables
 from streams.domain import snapshot
@@ -65,17 +68,54 @@ def _columns(table: tables.Table, rows: list[tuple[Any, ...]]) -> Columns:
 
 
 def payload_json(data: Payload) -> str:
-    """The payload's fields as a JSON object (step definitions as objects)."""
-    names = PAYLOAD_FIELDS[data.TYPE]
+    """The payload's fields as compact JSON (step definitions as objects, non-ASCII as is).
+
+    Byte for byte what ``json`` with ``separators=(",", ":"), ensure_ascii=False`` writes
+    (the events already stored were written so); orjson does it several times faster
+    and writes the same bytes except for floats below 1e-4 and NaN/infinity, which go
+    through ``json``. Built per payload type once (``_payload_encoder``).
+    """
+    cls = type(data)
+    encode = _ENCODERS.get(cls) or _payload_encoder(cls)
+    return encode(data)
+
+
+_ENCODERS: dict[type[Payload], Callable[[Payload], str]] = {}
+
+
+def _payload_encoder(cls: type[Payload]) -> Callable[[Payload], str]:
+    names = PAYLOAD_FIELDS[cls.TYPE]
+    floats = [f.name for f in fields(cls) if "float" in str(f.type)]
+    encode: Callable[[Payload], str]
     if not names:
-        return "{}"
-    doc: dict[str, Any] = {}
-    for name in names:
-        value = getattr(data, name)
-        if name == "steps":
-            value = [_step_definition(s) for s in value]
-        doc[name] = value
-    return _dumps(doc)
+        encode = lambda data: "{}"  # noqa: E731
+    else:
+        values_of: Callable[[Payload], Any] = attrgetter(*names)
+        single = len(names) == 1
+        floats_of: Callable[[Payload], Any] | None = attrgetter(*floats) if floats else None
+
+        def encode(data: Payload) -> str:
+            values = values_of(data)
+            doc = {names[0]: values} if single else dict(zip(names, values, strict=True))
+            if "steps" in doc:
+                doc["steps"] = [_step_definition(s) for s in doc["steps"]]
+            if floats_of is not None and not _plain_floats(floats_of(data)):
+                return _dumps(doc)
+            try:
+                return orjson.dumps(doc).decode()
+            except orjson.JSONEncodeError:  # beyond 64-bit integers, lone surrogates
+                return _dumps(doc)
+
+    _ENCODERS[cls] = encode
+    return encode
+
+
+def _plain_floats(values: Any) -> bool:
+    """True when orjson writes these floats as ``json`` does: 0 or finite and >= 1e-4."""
+    for v in values if isinstance(values, tuple) else (values,):
+        if isinstance(v, float) and v != 0.0 and not 1e-4 <= abs(v) < math.inf:
+            return False
+    return True
 
 
 def _step_definition(step: StepDefinition) -> dict[str, Any]:
@@ -146,16 +186,20 @@ def event_columns(
     partitions: Sequence[int],
     offsets: Sequence[int],
     statuses: Sequence[str | None] | None = None,
+    data: Sequence[str] | None = None,
 ) -> Columns:
     """Columns of ``events``; ``partitions[i]``/``offsets[i]`` say where ``events[i]`` was read.
 
+    ``data[i]``, when given, is ``payload_json(events[i].data)`` made already.
     Built column by column: for the batch's largest table this is several times faster
     than a tuple per row.
     """
     if not len(events) == len(partitions) == len(offsets):
         raise ValueError("events, partitions and offsets must have the same length")
+    if data is not None and len(data) != len(events):
+        raise ValueError("events and data must have the same length")
     columns: Columns = {name: list(map(attrgetter(name), events)) for name in EVENT_ENVELOPE}
-    columns["data"] = [payload_json(e.data) for e in events]
+    columns["data"] = list(data) if data is not None else [payload_json(e.data) for e in events]
     columns["partition"] = list(partitions)
     columns["offset"] = list(offsets)
     columns["status"] = list(statuses) if statuses is not None else [None] * len(events)

@@ -253,6 +253,32 @@ class Store:
                 raise StoreError(f"writing a batch to {self.path} failed: {exc}") from exc
         return True
 
+    def append(self, table: tables.Table, data: pa.Table) -> None:
+        """Insert the Arrow rows ``data`` (in ``table``'s column order) into ``table``, in
+        one transaction: a bulk replay's chunks, which no reader sees before the file is
+        complete. Raises StoreError after a rollback."""
+        if not data.num_rows:
+            return
+        with self._lock:
+            con = self._connection
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    con.register(_STAGED, data)
+                    try:
+                        names = table.column_list
+                        con.execute(
+                            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_STAGED}"
+                        )
+                    finally:
+                        con.unregister(_STAGED)
+                    con.execute("COMMIT")
+                except BaseException:
+                    _rollback(con)
+                    raise
+            except duckdb.Error as exc:
+                raise StoreError(f"appending to {table.name} in {self.path} failed: {exc}") from exc
+
     def _applied_before(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> bool:
         stored = dict(
             con.execute(
@@ -264,7 +290,11 @@ class Store:
     def _write_rows(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
         if batch.events:
             columns = rows.event_columns(
-                batch.events, batch.partitions, batch.offsets, batch.statuses
+                batch.events,
+                batch.partitions,
+                batch.offsets,
+                batch.statuses,
+                batch.data or None,
             )
             _insert(con, tables.EVENTS, columns)
         processes = batch.processes

@@ -6,7 +6,9 @@ The only place that knows both the domain types and the wire format.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from schemas import Codec, DecodeError
@@ -39,33 +41,49 @@ def event_to_record(event: e.Event) -> dict[str, Any]:
 
 
 def event_from_record(record: dict[str, Any]) -> e.Event:
-    """The Event of a decoded record; MalformedMessage for an unknown event type."""
+    """The Event of a decoded record; MalformedMessage for an unknown event type.
+
+    A missing field raises KeyError. The projector calls this once per event, so each
+    type's payload is built by a function made once (``_payload_builder``).
+    """
     kind = record["type"]
+    build = _BUILDERS.get(kind) or _payload_builder(kind)
+    return e.Event(*_ENVELOPE(record), build(record))  # type: ignore[call-arg]  # by position
+
+
+# The envelope's values in the order of Event's fields (``ENVELOPE_FIELDS`` is that order).
+_ENVELOPE: Callable[[dict[str, Any]], tuple[Any, ...]] = itemgetter(*e.ENVELOPE_FIELDS)
+_BUILDERS: dict[str, Callable[[dict[str, Any]], e.Payload]] = {}
+
+
+def _payload_builder(kind: str) -> Callable[[dict[str, Any]], e.Payload]:
+    """The function that makes ``kind``'s payload from a record; cached per type.
+
+    Unknown types are not cached, so a type registered later is found then.
+    """
     cls = e.PAYLOAD_TYPES.get(kind)
     if cls is None:
         raise MalformedMessage(f"unknown event type {kind!r}")
     names = e.PAYLOAD_FIELDS[kind]
-    if names:
-        values = {n: record[n] for n in names}
-        if "steps" in values:
+    build: Callable[[dict[str, Any]], e.Payload]
+    if not names:
+        empty = cls()  # frozen and field-less: one instance serves every event
+        build = lambda record: empty  # noqa: E731
+    elif "steps" in names:
+
+        def build(record: dict[str, Any]) -> e.Payload:
+            values = {n: record[n] for n in names}
             values["steps"] = tuple(e.StepDefinition(**s) for s in values["steps"])
-        data = cls(**values)
+            return cls(**values)
+
+    elif len(names) == 1:
+        (name,) = names
+        build = lambda record: cls(record[name])  # type: ignore[call-arg]  # noqa: E731
     else:
-        data = cls()
-    return e.Event(
-        record["event_id"],
-        record["aggregate_type"],
-        record["aggregate_id"],
-        record["seq"],
-        kind,
-        record["occurred_at"],
-        record["account"],
-        record["actor"],
-        record["command_id"],
-        record["correlation_id"],
-        record["causation_id"],
-        data,
-    )
+        values_of: Callable[[dict[str, Any]], tuple[Any, ...]] = itemgetter(*names)
+        build = lambda record: cls(*values_of(record))  # noqa: E731
+    _BUILDERS[kind] = build
+    return build
 
 
 def encode_event(codec: Codec, event: e.Event) -> bytes:
