@@ -4,14 +4,19 @@ Produces one Process with N events (created, then progress reports) among 20,000
 events of other Processes (the generator of ``bench/projector.py``) to a fresh topic
 prefix, replays them into a DuckDB file, then measures, each the median of several runs:
 
-(a) as-of, as ``runledger as-of`` does it minus interpreter start: read the aggregate's
-    partition of ``ledger.events`` and ``ledger.outcomes`` from the broker, keep its
-    key, decode, fold with ``evolve`` up to the time (``runledger.audit``);
-(b) the fold alone (events already decoded in memory);
-(c) a plain read of the current state from the read model (``Store.load_processes``,
-    what the API's ``GET /process/{id}`` reads).
+(a) the API's ``GET /process/{id}?as_of=`` minus HTTP (``api/as_of.py``): the
+    aggregate's rows of the read model's ``events`` table (``Queries.list_events``),
+    back to events (``event_of_row``), folded with ``evolve`` up to the time
+    (``state_as_of``);
+(b) ``runledger as-of`` minus interpreter start: read the aggregate's partition of
+    ``ledger.events`` and ``ledger.outcomes`` from the broker, keep its key, decode,
+    fold up to the time (``runledger.audit``);
+(c) the fold alone (events already decoded in memory);
+(d) a plain read of the current state from the read model (``Queries.get_process``,
+    what the API's ``GET /process/{id}`` reads without its cache).
 
-The last line is ``ratio: <as-of seconds / plain read seconds>``.
+The last line is ``ratio: <API as-of seconds / plain read seconds>``; the CLI's ratio
+is printed above it.
 
     .venv/bin/python bench/asof.py --bootstrap 127.0.0.1:19092 [--events N]
 """
@@ -31,13 +36,15 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from projector import produce  # bench/projector.py
 
+from projections.queries import Queries
 from projections.replay import Progress, replay
+from projections.rows import event_of_row
 from projections.store import Store
 from runledger.audit import load, state_as_of
 from schemas import default_codec
 from streams.consumer import read_to_end
 from streams.domain import commands as c
-from streams.domain import process
+from streams.domain import history, process
 from streams.domain.aggregates import stream_key
 from streams.serde import encode_event
 from streams.topics import Topics, ensure_topics
@@ -110,13 +117,32 @@ async def main_async(args: argparse.Namespace, bootstrap: str) -> int:
         print(f"history: {len(h.events):,} events of {pid}, {len(h.entries):,} entries")
         fold = median_s(lambda: state_as_of(h.events, middle), args.runs)
         with Store(path) as store:
-            current = store.load_processes([pid])[pid]
-            assert current.seq == args.events
-            plain = median_s(lambda: store.load_processes([pid]), 50)
-    print(f"as-of (read partition + decode + fold)  {as_of * 1000:9.1f} ms")
+            queries = Queries(store)
+
+            def api_as_of() -> object:  # what api/as_of.py does for ?as_of=
+                _, found = queries.list_events("acme", pid, limit=1 << 62, offset=0)
+                return history.state_as_of([event_of_row(r) for r in found], middle)
+
+            api_state = api_as_of()
+            assert getattr(api_state, "seq", None) == args.events // 2, api_state
+            assert api_state == state, "the API's as-of and the CLI's differ"
+            current = queries.get_process("acme", pid)
+            assert current is not None and current.seq == args.events
+            api = median_s(api_as_of, args.runs)
+            rows_only = median_s(
+                lambda: queries.list_events("acme", pid, limit=1 << 62, offset=0), args.runs
+            )
+            _, found = queries.list_events("acme", pid, limit=1 << 62, offset=0)
+            to_events = median_s(lambda: [event_of_row(r) for r in found], args.runs)
+            plain = median_s(lambda: queries.get_process("acme", pid), 50)
+    print(f"API as-of (events table + fold)          {api * 1000:9.1f} ms")
+    print(f"  of which reading the rows              {rows_only * 1000:9.1f} ms")
+    print(f"  of which rows back to events           {to_events * 1000:9.1f} ms")
+    print(f"CLI as-of (read partition + decode + fold){as_of * 1000:8.1f} ms")
     print(f"fold alone ({args.events // 2:,} events)            {fold * 1000:9.1f} ms")
     print(f"plain read of the current state          {plain * 1000:9.3f} ms")
-    print(f"ratio: {as_of / plain:.0f}")
+    print(f"cli ratio: {as_of / plain:.0f}")
+    print(f"ratio: {api / plain:.0f}")
     return 0
 
 

@@ -1,7 +1,8 @@
 """``runledger replay``, ``verify``, ``swap`` and ``export``: the read model from the log.
 
-- replay: the bulk path (``projections.replay``) from offset 0 into a new file, with a
-  progress line on stderr.
+- replay: the bulk path (``projections.replay.replay_parallel``: worker processes fold
+  disjoint partitions, this process appends their rows) from offset 0 into a new
+  file, with a progress line on stderr.
 - verify: replays into a scratch file up to exactly the positions the live model has
   applied, then compares table by table. The live file is opened read-only, which
   DuckDB refuses while a node holds it: stop the node, or pass ``--copy`` to compare a
@@ -29,11 +30,12 @@ from typing import TextIO
 
 from projections.errors import StoreError
 from projections.export import EventWriter, export_tables
-from projections.replay import Progress, ReplayResult, replay
+from projections.replay import Progress, ReplayResult
+from projections.replay_parallel import replay_parallel
 from projections.verify import TableCheck, compare, positions
 from runledger.node import DB_FILE, GC_THRESHOLD
 from schemas import default_codec
-from streams.consumer import Delivery, read_to_end
+from streams.consumer import ConsumerError, Delivery, read_to_end
 from streams.serde import decode_event
 from streams.topics import Topics
 
@@ -66,7 +68,7 @@ class ProgressLine:
         self._out.flush()
 
 
-async def rebuild(
+def rebuild(
     bootstrap: str,
     topics: Topics,
     target: Path,
@@ -74,28 +76,26 @@ async def rebuild(
     until: dict[int, int] | None = None,
     on_progress: Callable[[Progress, bool], None] | None = None,
 ) -> ReplayResult:
-    """Replay ``topics.events`` from offset 0 (to ``until``, else the current end)."""
+    """Replay ``topics.events`` from offset 0 (to ``until``, else the current end) in
+    worker processes. ToolError when the topic cannot be read or a worker fails."""
     progress = Progress()
-    batches = read_to_end(
-        bootstrap,
-        topics.events,
-        until=until,
-        on_ends=progress.set_range,
-        client_id="runledger-replay",
-    )
 
     def tick(p: Progress) -> None:
         if on_progress is not None:
             on_progress(p, False)
 
-    result = await replay(
-        target,
-        batches,
-        topic=topics.events,
-        progress=progress,
-        on_progress=tick,
-        ends=lambda: dict(progress.ends),
-    )
+    try:
+        result = replay_parallel(
+            target,
+            bootstrap,
+            topics.events,
+            until=until,
+            progress=progress,
+            on_progress=tick,
+            gc_threshold=GC_THRESHOLD,
+        )
+    except (ConsumerError, StoreError) as exc:
+        raise ToolError(f"replay failed: {exc}") from exc
     progress.reached = dict(progress.ends)  # the last offsets may be transaction markers
     if on_progress is not None:
         on_progress(progress, True)
@@ -109,7 +109,7 @@ def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> Rep
         target.unlink()
         Path(str(target) + ".wal").unlink(missing_ok=True)
     _fewer_collections()
-    return asyncio.run(rebuild(bootstrap, topics, target, on_progress=ProgressLine()))
+    return rebuild(bootstrap, topics, target, on_progress=ProgressLine())
 
 
 def _fewer_collections() -> None:
@@ -155,7 +155,7 @@ def run_verify(
             ) from exc
         fresh = scratch / "rebuilt.duckdb"
         _fewer_collections()
-        asyncio.run(rebuild(bootstrap, topics, fresh, until=applied, on_progress=ProgressLine()))
+        rebuild(bootstrap, topics, fresh, until=applied, on_progress=ProgressLine())
         checks = compare(source, fresh, limit=limit)
     return Verification(checks, live, applied)
 
@@ -261,7 +261,7 @@ def run_export(bootstrap: str, topics: Topics, out: Path, db: Path | None) -> di
         else:
             with tempfile.TemporaryDirectory(prefix="runledger-export-") as scratch:
                 fresh = Path(scratch) / "replayed.duckdb"
-                asyncio.run(rebuild(bootstrap, topics, fresh, on_progress=ProgressLine()))
+                rebuild(bootstrap, topics, fresh, on_progress=ProgressLine())
                 tables = export_tables(fresh, out)
     except StoreError as exc:
         raise ToolError(str(exc)) from exc

@@ -1,0 +1,152 @@
+"""The parallel bulk replay: worker processes fold disjoint partitions, this process writes.
+
+Each worker (:mod:`projections.replay_worker`) consumes its share of the partitions
+and folds them with a :class:`~projections.replay_fold.PartitionFold`; this process
+appends the chunks of rows they send (a :class:`~projections.replay.ChunkWriter`), in
+the order each worker sent them, and writes the positions last. An aggregate's events
+share a key, so they are in one partition and one worker: the folds never overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import queue
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from projections.errors import StoreError
+from projections.replay import ChunkWriter, Progress, ReplayResult, building
+from projections.replay_fold import Chunk
+from projections.replay_worker import Done, Failed, Range, WorkerSpec, run_worker
+from projections.store import Store
+from streams.consumer import LedgerConsumer
+
+
+class ReplayError(StoreError):
+    """A replay worker failed or died; the partial file was removed. Replay again."""
+
+
+def default_workers() -> int:
+    """One worker per core, at most 4 (the main process needs some CPU to write)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
+    """The current end offset of every partition of ``topic``; ConsumerError."""
+    async with LedgerConsumer(bootstrap, topic, client_id="runledger-replay") as consumer:
+        return await consumer.end_offsets()
+
+
+def replay_parallel(
+    path: str | Path,
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Mapping[int, int] | None = None,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    chunk_events: int = 25_000,
+    max_states: int = 20_000,
+    gc_threshold: int | None = None,
+) -> ReplayResult:
+    """Rebuild into ``path`` (which must not exist) from ``topic``, from each partition's
+    first offset up to ``until`` (default: the ends it has now), folding in ``workers``
+    processes (default :func:`default_workers`, at most one per partition).
+
+    FileExistsError when ``path`` exists; ConsumerError when the topic cannot be read;
+    ReplayError when a worker fails. The partial file is removed on any error.
+    """
+    progress = progress or Progress()
+    began = time.monotonic()
+    ends = asyncio.run(topic_ends(bootstrap, topic))
+    if until is not None:
+        ends = {p: until.get(p, 0) for p in ends}
+    count = max(1, min(workers or default_workers(), len(ends)))
+    shares = [tuple(sorted(ends)[i::count]) for i in range(count)]
+    with building(path) as partial:
+        scratch = partial.with_name(partial.name + ".spill")
+        scratch.mkdir(exist_ok=True)
+        try:
+            specs = [
+                WorkerSpec(
+                    index=i,
+                    bootstrap=bootstrap,
+                    topic=topic,
+                    partitions=share,
+                    until={p: ends[p] for p in share},
+                    spill_path=str(scratch / f"worker-{i}.sqlite"),
+                    max_states=max_states,
+                    chunk_events=chunk_events,
+                    gc_threshold=gc_threshold,
+                )
+                for i, share in enumerate(shares)
+            ]
+            with Store(partial) as store:
+                writer = ChunkWriter(store, topic)
+                done = _collect(specs, writer, progress, on_progress)
+                positions = writer.finish(ends)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return ReplayResult(
+        writer.events,
+        writer.states,
+        sum(d.duplicates for d in done),
+        sum(d.dead_letters for d in done),
+        positions,
+        time.monotonic() - began,
+        tuple(done),
+    )
+
+
+def _collect(
+    specs: Sequence[WorkerSpec],
+    writer: ChunkWriter,
+    progress: Progress,
+    on_progress: Callable[[Progress], None] | None,
+) -> list[Done]:
+    """Run the workers and write their chunks as they come; their Done reports."""
+    context = multiprocessing.get_context("spawn")  # the parent has threads: no fork
+    inbox = context.Queue(maxsize=2 * len(specs))
+    procs = [context.Process(target=run_worker, args=(s, inbox), daemon=True) for s in specs]
+    done: dict[int, Done] = {}
+    try:
+        for proc in procs:
+            proc.start()
+        progress.started = time.monotonic()
+        while len(done) < len(procs):
+            try:
+                message = inbox.get(timeout=0.5)
+            except queue.Empty:
+                for spec, proc in zip(specs, procs, strict=True):
+                    if spec.index not in done and proc.exitcode not in (None, 0):
+                        raise ReplayError(
+                            f"replay worker {spec.index} died (exit code {proc.exitcode})"
+                        ) from None
+                continue
+            if isinstance(message, Chunk):
+                writer.write(message)
+                progress.reach(message.positions)
+                progress.events = writer.events
+            elif isinstance(message, Range):
+                progress.add_range(message.origin, message.ends)
+            elif isinstance(message, Done):
+                done[message.index] = message
+            elif isinstance(message, Failed):
+                raise ReplayError(f"replay worker {message.index} failed: {message.error}")
+            if on_progress is not None:
+                on_progress(progress)
+        for proc in procs:
+            proc.join(timeout=10)
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        inbox.close()
+        inbox.cancel_join_thread()
+    return [done[i] for i in sorted(done)]
