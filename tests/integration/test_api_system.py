@@ -94,8 +94,9 @@ def test_openapi_lists_every_route_and_needs_no_token(stack: Any) -> None:
         (method.lower(), route.path)
         for route in app.routes
         for method in (getattr(route, "methods", None) or ())
-        if method != "HEAD"
+        if method != "HEAD" and getattr(route, "include_in_schema", True)
     }
     listed = {(method, path) for path, ops in served["paths"].items() for method in ops}
     assert listed == expected
+    assert not any(path.startswith("/ui") for _, path in listed)  # the dashboard is not API
     assert ("post", "/process/{process_id}/steps/{step_id}/restart") in listed
