@@ -99,12 +99,15 @@ class Tab:
     def _on_console(self, message: PlaywrightConsoleMessage) -> None:
         self._console.append(ConsoleEntry(message.type, message.text))
 
-    async def _attach(self, request_filter: RequestFilter | None) -> None:
+    async def _attach(
+        self, request_filter: RequestFilter | None, init_script: str | None = None
+    ) -> None:
         """One CDP session for the page's own accounting, sent its enables at once (one
         round trip): Chromium's ``Network`` events (one per request, the encoded length
         when it finishes, no round trip per request), ``PerformanceTimeline`` (largest
         contentful paint entries pushed as they happen, instead of waiting in the page
-        for an observer) and, with a filter, the ``Fetch`` domain."""
+        for an observer), with a filter the ``Fetch`` domain, and ``init_script`` to run
+        in every document before its own scripts."""
         session = await self._page.context.new_cdp_session(self._page)
         self._session = session
 
@@ -137,6 +140,10 @@ class Tab:
         ]
         if request_filter is not None:
             enables.append(session.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]}))
+        if init_script is not None:
+            enables.append(
+                session.send("Page.addScriptToEvaluateOnNewDocument", {"source": init_script})
+            )
         answers = await asyncio.gather(*enables)
         tree = answers[1] or {}
         self._main_frame = str(tree.get("frameTree", {}).get("frame", {}).get("id", ""))
@@ -364,10 +371,13 @@ class Browser:
         return self.config.max_pages - self._pages._value
 
     @asynccontextmanager
-    async def open_page(self, request_filter: RequestFilter | None = None) -> AsyncIterator[Tab]:
+    async def open_page(
+        self, request_filter: RequestFilter | None = None, init_script: str | None = None
+    ) -> AsyncIterator[Tab]:
         """A tab in a fresh context, closed on exit. With ``request_filter`` every request
         of the page (subresources and each redirect hop included) is checked first and
-        aborted if the filter gives a reason."""
+        aborted if the filter gives a reason. ``init_script`` (JavaScript source) runs in
+        every document of the tab before the document's own scripts."""
         async with self._pages:
             if self._browser is None:
                 raise BrowserUnavailable("the browser is not started")
@@ -383,7 +393,7 @@ class Browser:
                 raise BrowserUnavailable(f"cannot open a browser context: {exc}") from exc
             try:
                 tab = Tab(await context.new_page())
-                await tab._attach(request_filter)
+                await tab._attach(request_filter, init_script)
                 yield tab
             finally:
                 try:

@@ -16,33 +16,51 @@ from runners.browser import Browser, ConsoleEntry, RequestFilter
 from runners.errors import PageTimeout
 from runners.guard import TargetGuard
 
-# One round trip after the load: Navigation Timing for TTFB, DCL and load, the time
-# origin (to place the largest contentful paint, which Chromium pushes to the tab as a
-# PerformanceTimeline event), the HTML as ``page.content()`` gives it, and the size of
-# the whole page for the screenshot. It also finishes finite animations and cancels
-# infinite ones, as Playwright's ``animations: "disabled"`` does, so two scans of an
-# unchanged page capture the same pixels.
-_PAGE_JS = """
-() => {
+# Finishes finite animations and cancels infinite ones, as Playwright's ``animations:
+# "disabled"`` does, so two scans of an unchanged page capture the same pixels. Returns
+# how many it stopped (finished ones are left alone).
+_STOP_ANIMATIONS = """
+function stopAnimations() {
+  let stopped = 0;
   for (const animation of document.getAnimations()) {
+    if (animation.playState === "finished") continue;
     const timing = animation.effect ? animation.effect.getComputedTiming() : null;
     if (timing && Number.isFinite(timing.endTime)) animation.finish();
     else animation.cancel();
+    stopped += 1;
   }
+  return stopped;
+}
+"""
+
+# Runs in the scanned document before its own scripts: animations are stopped during
+# the load event (before ``goto`` returns), so the screenshot can be taken at once,
+# together with the page script below instead of after its round trip.
+_AT_LOAD_JS = f"addEventListener('load', {_STOP_ANIMATIONS.strip()});"
+
+# One round trip after the load: Navigation Timing for TTFB, DCL and load, the time
+# origin (to place the largest contentful paint, which Chromium pushes to the tab as a
+# PerformanceTimeline event), the HTML as ``page.content()`` gives it, and the size of
+# the whole page for the screenshot. It stops animations started since the load and
+# says how many (``restarted``): a screenshot taken meanwhile may show them moving.
+_PAGE_JS = f"""
+() => {{
+  const restarted = ({_STOP_ANIMATIONS.strip()})();
   const nav = performance.getEntriesByType("navigation")[0];
   const root = document.documentElement;
   const body = document.body || root;
   const doctype = document.doctype ? new XMLSerializer().serializeToString(document.doctype) : "";
-  return {
+  return {{
     ttfb: nav ? nav.responseStart : null,
     dcl: nav && nav.domContentLoadedEventEnd > 0 ? nav.domContentLoadedEventEnd : null,
     load: nav && nav.loadEventEnd > 0 ? nav.loadEventEnd : null,
     origin: performance.timeOrigin,
+    restarted,
     html: root ? doctype + root.outerHTML : "",
     width: Math.max(root.scrollWidth, body.scrollWidth, root.clientWidth),
     height: Math.max(root.scrollHeight, body.scrollHeight, root.clientHeight),
-  };
-}
+  }};
+}}
 """
 
 # A screenshot larger than this (CSS pixels per side) is cut: a very long page would
@@ -125,15 +143,25 @@ async def _scan(
     settle: float,
     request_filter: RequestFilter | None,
 ) -> ScanResult:
-    async with browser.open_page(request_filter) as tab:
+    viewport = (browser.config.viewport_width, browser.config.viewport_height)
+    async with browser.open_page(request_filter, _AT_LOAD_JS) as tab:
         status = await tab.goto(url, timeout=timeout)
+        screenshot: bytes | None = None
         if settle > 0:
+            # Animations may have started during the wait: stop them first.
             await tab.pause(settle)
-        values = await tab.evaluate(_PAGE_JS)
-        values = values if isinstance(values, dict) else {}
-        width = _side(values.get("width"), browser.config.viewport_width)
-        height = _side(values.get("height"), browser.config.viewport_height)
-        screenshot = await tab.capture(width, height, timeout=timeout)
+            answer = await tab.evaluate(_PAGE_JS)
+        else:
+            # The page script and a viewport screenshot at once (animations running at
+            # the load were stopped by _AT_LOAD_JS); the page is captured again below if
+            # it is larger than the viewport or started animations after its load.
+            answer, screenshot = await asyncio.gather(
+                tab.evaluate(_PAGE_JS), tab.capture(*viewport, timeout=timeout)
+            )
+        values: dict[str, Any] = answer if isinstance(answer, dict) else {}
+        size = (_side(values.get("width"), viewport[0]), _side(values.get("height"), viewport[1]))
+        if screenshot is None or size != viewport or values.get("restarted"):
+            screenshot = await tab.capture(*size, timeout=timeout)
         lcp_at = await tab.largest_contentful_paint(LCP_WAIT_S)
         final_url, console, network = tab.url, tab.console, tab.network
     # The tab is closed (its slot free for the next job) before the disk is touched.

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import struct
+import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from runners.artifacts import HTML, PNG, ArtifactStore
 from runners.browser import CHROMIUM, Browser, BrowserConfig
@@ -27,6 +33,60 @@ def site() -> Iterator[TestSite]:
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
     with serve_site() as served:
         yield served
+
+
+# Pages the shared test site does not have: one taller than the viewport, and one that
+# animates (an infinite animation, a long finite one, and one started after the load).
+_EXTRA_PAGES = {
+    "/long": b"""<!doctype html><html><body style="margin:0">
+<div style="height:2600px;background:linear-gradient(#fff,#036)">long</div></body></html>""",
+    "/animated": b"""<!doctype html><html><head><style>
+@keyframes spin { from { transform: rotate(0deg) } to { transform: rotate(360deg) } }
+@keyframes fade { from { opacity: 0 } to { opacity: 1 } }
+.spin { width: 200px; height: 60px; margin: 40px; background: #c00;
+        animation: spin 0.7s linear infinite; }
+.fade { width: 300px; height: 80px; margin: 40px; background: #06c; animation: fade 30s; }
+</style></head><body><div class="spin"></div><div class="fade"></div><div id="late"></div>
+<script>
+addEventListener("load", () => setTimeout(() => {
+  document.getElementById("late").animate(
+    [{ width: "0px", height: "50px", background: "#0a0" },
+     { width: "900px", height: "50px", background: "#0a0" }],
+    { duration: 20000 });
+}, 0));
+</script></body></html>""",
+}
+
+
+@pytest.fixture
+def extra_site() -> Iterator[str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = _EXTRA_PAGES.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    return width, height
 
 
 def run_scans(
@@ -108,6 +168,40 @@ def test_vrt_passes_an_unchanged_page_and_detects_a_changed_one(
     assert diff.diff_share > 0.05
     diff_hash = store.put(diff.diff_png, PNG)
     assert store.get(diff_hash)[0].startswith(b"\x89PNG")
+
+
+def test_a_page_taller_than_the_viewport_is_captured_whole(
+    extra_site: str, site: TestSite, tmp_path: Path
+) -> None:
+    store = ArtifactStore(tmp_path)
+    long, short = run_scans([extra_site + "/long", site.url("/about.html")], store)
+    assert png_size(store.get(long.screenshot_hash)[0]) == (1280, 2600)
+    assert png_size(store.get(short.screenshot_hash)[0]) == (1280, 800)
+
+
+def test_animations_are_stopped_so_unchanged_pages_capture_the_same_pixels(
+    extra_site: str, tmp_path: Path
+) -> None:
+    store = ArtifactStore(tmp_path)
+    url = extra_site + "/animated"
+
+    async def go() -> list[ScanResult]:
+        async with Browser() as browser:
+            results = [await scan(browser, ALLOW, store, url, timeout=30) for _ in range(3)]
+            results.append(await scan(browser, ALLOW, store, url, timeout=30, settle=0.3))
+            return results
+
+    results = asyncio.run(go())
+    assert len({result.screenshot_hash for result in results}) == 1
+    # Finite animations ran to their end (no fill: the boxes show their own style, the
+    # late bar is gone), the infinite one is cancelled (the red box is not rotated).
+    with Image.open(io.BytesIO(store.get(results[0].screenshot_hash)[0])) as image:
+        colours = Counter(
+            {colour: count for count, colour in image.convert("RGB").getcolors(1 << 24) or ()}
+        )
+    assert colours[(0x00, 0x66, 0xCC)] == 300 * 80
+    assert colours[(0xCC, 0x00, 0x00)] == 200 * 60
+    assert colours[(0x00, 0xAA, 0x00)] == 0
 
 
 @pytest.mark.parametrize(
