@@ -1,4 +1,4 @@
-"""``runledger replay``, ``verify``, ``swap`` and ``export``: the read model from the log.
+"""``runledger replay``, ``verify`` and ``export``: the read model from the log.
 
 - replay: the bulk path (``projections.replay.replay_parallel``: worker processes fold
   disjoint partitions, this process appends their rows) from offset 0 into a new
@@ -7,8 +7,6 @@
   applied, then compares table by table. The live file is opened read-only, which
   DuckDB refuses while a node holds it: stop the node, or pass ``--copy`` to compare a
   copy of the file (see docs/operations.md for what a copy of a live file can show).
-- swap: with the node stopped, puts a rebuilt file in place of ``node.duckdb`` in one
-  rename, keeping the old file as a hard-linked backup.
 - export: events from the log and every table (of a fresh replay, or of ``--db``) as
   Parquet.
 """
@@ -17,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -182,48 +178,6 @@ def render_verification(v: Verification, out: TextIO | None = None) -> None:
         for row in c.only_right:
             out.write(f"  rebuilt only: {row}\n")
     out.write("verify: " + ("the read model equals the log\n" if v.ok else "DIFFERENCES\n"))
-
-
-# -- swap -----------------------------------------------------------------------------------
-
-
-def run_swap(topics: Topics, data_dir: Path, new: Path) -> Path | None:
-    """Put ``new`` in place of DATA_DIR/node.duckdb; returns the backup of the old file.
-
-    The node must be stopped: the live file is opened read-only first, which DuckDB
-    refuses while a node holds it.
-    """
-    live = data_dir / DB_FILE
-    if not new.exists():
-        raise ToolError(f"{new} does not exist")
-    if Path(str(new) + ".wal").exists():
-        raise ToolError(f"{new} has a write-ahead log: it was not closed cleanly; replay again")
-    try:
-        positions(new, topics.events)
-    except StoreError as exc:
-        raise ToolError(f"{new} is not a usable read model: {exc}") from exc
-    backup: Path | None = None
-    if live.exists():
-        try:
-            positions(live, topics.events)
-        except StoreError as exc:
-            raise ToolError(f"{exc}\nstop the node that holds {live} before a swap") from exc
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup = live.with_name(f"{live.name}.{stamp}.bak")
-        try:
-            os.link(live, backup)  # the old file stays reachable under the backup name
-        except OSError:
-            shutil.copy2(live, backup)
-        wal = Path(str(live) + ".wal")
-        if wal.exists():  # never let the old log be replayed onto the new file
-            os.replace(wal, Path(str(backup) + ".wal"))
-    try:
-        os.replace(new, live)  # atomic: the name points at the old file or the new one
-    except OSError as exc:
-        raise ToolError(
-            f"cannot move {new} to {live}: {exc} (put the new file in {data_dir} first)"
-        ) from exc
-    return backup
 
 
 # -- export ---------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from runledger.cli import main
 from runledger.settings import Settings
 from runledger.tokens import issue_token
 from streams.topics import Topics, ensure_topics
@@ -122,6 +123,17 @@ class Stack:
             timeout=30,
         )
 
+    def authenticated(self, account: str) -> httpx.Client:
+        """:meth:`client` once the node knows the account's token: a token is issued
+        through the ledger and the node learns it from its projection a moment later;
+        until then it answers 401."""
+        client = self.client(account)
+        deadline = time.monotonic() + 15
+        while client.get("/process", params={"limit": 1}).status_code == 401:
+            assert time.monotonic() < deadline, "the node did not learn the new token"
+            time.sleep(0.05)
+        return client
+
 
 def start_stack(bootstrap: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
     """A decider and a node on a fresh prefix; ``extra_env`` adds RUNLEDGER_* settings."""
@@ -142,3 +154,25 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield running
     finally:
         running.stop()
+
+
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Cli]:
+    """``runledger`` run in-process against the module's ``stack``: (exit code, stdout,
+    stderr) of ``cli("verify", ...)``."""
+    for name, value in stack.env().items():
+        if name.startswith("RUNLEDGER_"):
+            monkeypatch.setenv(name, value)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield run

@@ -36,19 +36,9 @@ ASYNC = {"Prefer": "respond-async"}
 POSITION = re.compile(r"^(\d+):(\d+)$")
 
 
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node has learnt the token from the ledger."""
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, f"a-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"a-{uuid.uuid4().hex[:8]}")
 
 
 def create(client: httpx.Client) -> str:
@@ -174,7 +164,7 @@ def test_a_command_status_is_private_to_its_account(stack: Any, client: httpx.Cl
     pid = create(client)
     r = client.post(f"/process/{pid}/log", json={"message": "hi"}, headers=ASYNC)
     command_id = assert_accepted_async(r, pid)
-    other = authenticated(stack, f"o-{uuid.uuid4().hex[:8]}")
+    other = stack.authenticated(f"o-{uuid.uuid4().hex[:8]}")
     assert other.get(f"/command/{command_id}").status_code == 404
     assert client.get(f"/command/{uuid.uuid4()}").json()["error"]["code"] == "not_found"
     assert decided(client, command_id)["status"] == "accepted"
@@ -192,7 +182,7 @@ def test_respond_async_does_not_wait_for_the_decider(kafka_bootstrap: str, tmp_p
     # A long command timeout: a command that waited for the decider would hang 60 s.
     own = start_stack(kafka_bootstrap, tmp_path / "s", {"RUNLEDGER_COMMAND_TIMEOUT_S": "60"})
     try:
-        client = authenticated(own, "solo")
+        client = own.authenticated("solo")
         pid = create(client)
         own.kill("decider")
         started = time.monotonic()

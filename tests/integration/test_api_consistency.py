@@ -28,23 +28,9 @@ pytestmark = pytest.mark.integration
 POSITION = re.compile(r"^(\d+):(\d+)$")
 
 
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token.
-
-    A token is issued through the ledger; the node learns it from its projection a
-    moment later, and until then the token answers 401.
-    """
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, f"c-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"c-{uuid.uuid4().hex[:8]}")
 
 
 def create(client: httpx.Client, **fields: Any) -> str:
@@ -99,7 +85,7 @@ def ledger_types(stack: Any, aggregate_id: str) -> list[str]:
 
 
 def test_a_repeated_create_with_the_same_key_is_one_process(stack: Any) -> None:
-    owner = authenticated(stack, f"idem-a-{uuid.uuid4().hex[:8]}")
+    owner = stack.authenticated(f"idem-a-{uuid.uuid4().hex[:8]}")
     key = f"create-{uuid.uuid4()}"
     body = {"type": "scan", "info": {"n": 1}}
 
@@ -126,7 +112,7 @@ def test_a_repeated_create_with_the_same_key_is_one_process(stack: Any) -> None:
     assert ledger_types(stack, pid).count("process.created") == 1
 
     # the same key from another account is another account's request
-    other = authenticated(stack, f"idem-b-{uuid.uuid4().hex[:8]}")
+    other = stack.authenticated(f"idem-b-{uuid.uuid4().hex[:8]}")
     theirs = other.post(
         "/process", json=body, headers={"Idempotency-Key": key}, params={"wait": "true"}
     )

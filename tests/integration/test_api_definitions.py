@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -39,23 +38,14 @@ STEPS = [
 ]
 
 
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/site", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, f"defs-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"defs-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
 def other(stack: Any) -> httpx.Client:
-    return authenticated(stack, f"other-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"other-{uuid.uuid4().hex[:8]}")
 
 
 def _created(r: httpx.Response) -> dict[str, Any]:

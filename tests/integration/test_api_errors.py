@@ -19,29 +19,15 @@ from runledger.tokens import revoke_token
 pytestmark = pytest.mark.integration
 
 
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token.
-
-    A token is issued through the ledger; the node learns it from its projection a
-    moment later, and until then the token answers 401.
-    """
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture(scope="module")
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, "acme")
+    return stack.authenticated("acme")
 
 
 @pytest.fixture
 def fresh(stack: Any) -> httpx.Client:
     """A client of an account that owns nothing yet."""
-    return authenticated(stack, f"err-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"err-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
@@ -106,7 +92,7 @@ def test_an_unknown_token_is_401(anonymous: httpx.Client, header: str) -> None:
 
 
 def test_a_token_works_with_and_without_bearer(stack: Any, anonymous: httpx.Client) -> None:
-    authenticated(stack, "acme")
+    stack.authenticated("acme")
     token = stack.token("acme")
     for header in (token, f"Bearer {token}", f"bearer {token}"):
         r = anonymous.get("/process", headers={"Authorization": header})
@@ -115,7 +101,7 @@ def test_a_token_works_with_and_without_bearer(stack: Any, anonymous: httpx.Clie
 
 def test_a_revoked_token_is_401(stack: Any, anonymous: httpx.Client) -> None:
     account = f"revoke-{uuid.uuid4().hex[:8]}"
-    authenticated(stack, account)
+    stack.authenticated(account)
     token = stack.token(account)
     asyncio.run(revoke_token(stack.settings, account, token))
     # a node remembers a token for up to two seconds; then it learns of the revocation
@@ -393,8 +379,8 @@ def test_an_unusable_report_field_is_422(
 
 
 def test_another_account_cannot_see_or_touch_a_process(stack: Any) -> None:
-    owner = authenticated(stack, f"a-{uuid.uuid4().hex[:8]}")
-    other = authenticated(stack, f"b-{uuid.uuid4().hex[:8]}")
+    owner = stack.authenticated(f"a-{uuid.uuid4().hex[:8]}")
+    other = stack.authenticated(f"b-{uuid.uuid4().hex[:8]}")
     mine = create(owner, steps=[{"id": "fetch"}])
     pid = mine["id"]
     theirs = create(other)

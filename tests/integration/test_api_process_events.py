@@ -7,27 +7,12 @@ status after the event and ``message`` the event's message, exception or reason.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
 import pytest
 
 pytestmark = pytest.mark.integration
-
-
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token.
-
-    A token is issued through the ledger; the node learns it from its projection a
-    moment later, and until then the token answers 401.
-    """
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
 
 
 EVENT_FIELDS = {
@@ -47,7 +32,7 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
 @pytest.fixture(scope="module")
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, "acme")
+    return stack.authenticated("acme")
 
 
 def send(client: httpx.Client, path: str, body: Any = None) -> httpx.Response:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -24,20 +23,6 @@ from streams.domain.events import Event
 from streams.topics import Topics, partitions_of
 
 pytestmark = pytest.mark.integration
-
-
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token.
-
-    A token is issued through the ledger; the node learns it from its projection a
-    moment later, and until then the token answers 401.
-    """
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
 
 
 PROCESS_FIELDS = {
@@ -71,7 +56,7 @@ THREE_STEPS = [
 
 @pytest.fixture(scope="module")
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, "acme")
+    return stack.authenticated("acme")
 
 
 def create(client: httpx.Client, **fields: Any) -> dict[str, Any]:

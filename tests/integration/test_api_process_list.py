@@ -6,7 +6,6 @@ filters. Each test lists the Processes of an account of its own.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -16,24 +15,10 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token.
-
-    A token is issued through the ledger; the node learns it from its projection a
-    moment later, and until then the token answers 401.
-    """
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture
 def client(stack: Any) -> httpx.Client:
     """A client of a fresh account: its list holds only what the test creates."""
-    return authenticated(stack, f"list-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"list-{uuid.uuid4().hex[:8]}")
 
 
 def create(client: httpx.Client, **fields: Any) -> str:

@@ -35,20 +35,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         running.stop()
 
 
-def authenticated(stack: Stack, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token (it learns it from its
-    projection a moment after the ledger accepted it)."""
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 @pytest.fixture
 def client(stack: Stack) -> httpx.Client:
-    return authenticated(stack, f"r-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"r-{uuid.uuid4().hex[:8]}")
 
 
 def send(client: httpx.Client, path: str, body: Any = None, expect: int = 200) -> httpx.Response:

@@ -28,7 +28,6 @@ from streams.domain.commands import Body
 from streams.topics import Topics
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.flow_helpers import CASE_STEPS, command, edge, node
-from tests.integration.test_api_process_events import authenticated
 from tests.integration.test_api_streams import Message, read_stream
 
 pytestmark = pytest.mark.integration
@@ -49,7 +48,7 @@ def run_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def client(run_stack: Stack) -> httpx.Client:
-    return authenticated(run_stack, "acme")
+    return run_stack.authenticated("acme")
 
 
 # -- driving a run as a runner would --------------------------------------------------
@@ -276,6 +275,6 @@ def test_a_cancelled_caserun_ends_its_stream_with_done(
     assert [m.id for m in got[:-1]] == positions
     check_messages(client, "caserun", run_id, got)
     assert json.loads(got[-1].data)["status"] == "cancelled"
-    other = authenticated(run_stack, "globex")
+    other = run_stack.authenticated("globex")
     assert other.get(f"/caserun/{run_id}/stream").status_code == 404
     assert client.get(f"/flowrun/{run_id}/stream").status_code == 404  # not a flowrun

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_api_definitions import EDGES, NODES, STEPS, authenticated
+from tests.integration.test_api_definitions import EDGES, NODES, STEPS
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +30,12 @@ WAIT = {"wait": "true"}
 
 @pytest.fixture
 def client(stack: Any) -> httpx.Client:
-    return authenticated(stack, f"runs-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"runs-{uuid.uuid4().hex[:8]}")
 
 
 @pytest.fixture
 def other(stack: Any) -> httpx.Client:
-    return authenticated(stack, f"other-{uuid.uuid4().hex[:8]}")
+    return stack.authenticated(f"other-{uuid.uuid4().hex[:8]}")
 
 
 def _ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:

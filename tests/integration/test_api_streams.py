@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Stack, start_stack
-from tests.integration.test_api_process_events import all_events, authenticated, send
+from tests.integration.test_api_process_events import all_events, send
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def sse_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def client(sse_stack: Stack) -> httpx.Client:
-    return authenticated(sse_stack, "acme")
+    return sse_stack.authenticated("acme")
 
 
 @dataclass
@@ -173,7 +173,7 @@ def test_the_account_stream_resumes_from_its_cursor(sse_stack: Stack, client: ht
     pids = [new_process(client) for _ in range(2)]
     for pid in pids:
         drive(client, pid, 2, 0)
-    other = authenticated(sse_stack, "globex")
+    other = sse_stack.authenticated("globex")
     new_process(other)
     if cursor is None:
         r = read_stream(client, "/stream?type=process", last_id="0:-1,1:-1")

@@ -4,7 +4,6 @@ the projector's counters) and ``/openapi.json`` (every route of the app)."""
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 import httpx
@@ -17,17 +16,6 @@ pytestmark = pytest.mark.integration
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$")
 TYPE = re.compile(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$")
-
-
-def authenticated(stack: Any, account: str) -> httpx.Client:
-    """``stack.client(account)`` once the node knows its token (it learns it from its
-    projection a moment after the ledger accepted it)."""
-    client = stack.client(account)
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
 
 
 def scrape(stack: Any) -> dict[str, float]:
@@ -60,7 +48,7 @@ def test_health_needs_no_token(stack: Any) -> None:
 
 
 def test_metrics_count_what_the_projector_applies(stack: Any) -> None:
-    client = authenticated(stack, "metrics")
+    client = stack.authenticated("metrics")
     # the token's event may be readable a moment before it is counted: catch up first
     assert client.get("/process", params={"wait": "true"}).status_code == 200
     before = scrape(stack)

@@ -50,15 +50,6 @@ def gen_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         stack.stop()
 
 
-def authenticated(stack: Stack) -> httpx.Client:
-    client = stack.client(f"gen-{uuid.uuid4().hex[:8]}")
-    deadline = time.monotonic() + 15
-    while client.get("/site", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
-
-
 def _site_id(client: httpx.Client, url: str) -> str:
     created = client.post("/site", json={"site_url": url})
     assert created.status_code == 201, created.text
@@ -91,7 +82,7 @@ async def _run(site_url: str, steps: list[dict[str, Any]]) -> Status:
 
 
 def test_generate_validates_its_fields(gen_stack: Stack) -> None:
-    client = authenticated(gen_stack)
+    client = gen_stack.authenticated(f"gen-{uuid.uuid4().hex[:8]}")
     site_id = _site_id(client, "http://127.0.0.1:9/")
     for body, field in (
         ({"max_layers": 3}, "site_id"),
@@ -109,7 +100,7 @@ def test_generate_validates_its_fields(gen_stack: Stack) -> None:
 
 
 def test_generate_writes_a_case_that_passes_on_the_site(gen_stack: Stack, site: TestSite) -> None:
-    client = authenticated(gen_stack)
+    client = gen_stack.authenticated(f"gen-{uuid.uuid4().hex[:8]}")
     site_url = site.base_url + "/"
     site_id = _site_id(client, site_url)
     prompt = "Create a Case that tests my site's contact form."
@@ -155,7 +146,7 @@ def test_cancel_stops_a_running_generate_job_within_two_seconds(
 ) -> None:
     # The Site's start page answers after 20 s: the job is busy in Chromium (exploring)
     # when the Process is cancelled, and would otherwise go on to record a Case.
-    client = authenticated(gen_stack)
+    client = gen_stack.authenticated(f"gen-{uuid.uuid4().hex[:8]}")
     site_id = _site_id(client, site.url("/slow?s=20"))
     answer = client.post("/case/generate", json={"site_id": site_id, "max_layers": 3})
     assert answer.status_code == 201, answer.text

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 from api import ApiDeps, create_app
 from api.routes.dashboard import ASSETS, FOLDER
 from tests.integration.conftest import Stack, start_stack
-from tests.integration.test_api_process_events import authenticated, send
+from tests.integration.test_api_process_events import send
 
 CHROMIUM = "/usr/bin/chromium"
 WINDOW_S = 2.0  # short SSE windows: the page must follow across reconnects
@@ -170,7 +170,7 @@ def test_chromium_signs_in_and_follows_a_new_process_live(ui_stack: Stack) -> No
         pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
     from playwright.sync_api import expect, sync_playwright
 
-    client = authenticated(ui_stack, "acme")
+    client = ui_stack.authenticated("acme")
     before = _new_process(client, "dashboard.before")
     send(client, f"/process/{before}/progress", {"progress": 30, "message": "warming up"})
     problems: list[str] = []

@@ -13,7 +13,7 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +21,12 @@ import duckdb
 import httpx
 import pytest
 
-from runledger.cli import main
 from runledger.control import SOCKET_NAME
 from runledger.node import DB_FILE
-from tests.integration.conftest import Stack, start_stack
+from tests.integration.conftest import Cli, Stack, start_stack
 
 pytestmark = pytest.mark.integration
 
-Cli = Callable[..., tuple[int, str, str]]
 MARK = "swap.rebuilt-mark"
 STATE: dict[str, Any] = {}
 
@@ -45,31 +43,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         running.stop()
 
 
-@pytest.fixture
-def cli(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Cli]:
-    for name, value in stack.env().items():
-        if name.startswith("RUNLEDGER_"):
-            monkeypatch.setenv(name, value)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
-
-
 @pytest.fixture(scope="module")
 def client(stack: Stack) -> httpx.Client:
-    client = stack.client("acme")
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
+    return stack.authenticated("acme")
 
 
 def post(client: httpx.Client, path: str, body: Any = None, expect: int = 200) -> Any:

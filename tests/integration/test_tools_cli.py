@@ -12,7 +12,6 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,41 +22,18 @@ import pytest
 
 from projections.projector import Projector
 from projections.store import Store
-from runledger.cli import main
 from runledger.node import DB_FILE
 from streams.topics import Topics
+from tests.integration.conftest import Cli
 
 pytestmark = pytest.mark.integration
 
-Cli = Callable[..., tuple[int, str, str]]
 STATE: dict[str, Any] = {}
-
-
-@pytest.fixture
-def cli(
-    stack: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Iterator[Cli]:
-    for name, value in stack.env().items():
-        if name.startswith("RUNLEDGER_"):
-            monkeypatch.setenv(name, value)
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    yield run
 
 
 @pytest.fixture(scope="module")
 def client(stack: Any) -> httpx.Client:
-    client = stack.client("acme")
-    deadline = time.monotonic() + 15
-    while client.get("/process", params={"limit": 1}).status_code == 401:
-        assert time.monotonic() < deadline, "the node did not learn the new token"
-        time.sleep(0.05)
-    return client
+    return stack.authenticated("acme")
 
 
 def post(client: httpx.Client, path: str, body: Any = None, expect: int = 200) -> Any:
