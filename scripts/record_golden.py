@@ -17,9 +17,6 @@ Review the diff of the ``.expected.json`` files before committing a rewrite.
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime as dt
-import decimal
 import json
 import sys
 import tempfile
@@ -31,7 +28,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import duckdb  # noqa: E402
 
 from projections.fold import RawMessage, fold_batch  # noqa: E402
 from projections.store import Store  # noqa: E402
@@ -43,6 +39,7 @@ from streams.domain import flowrun as fr  # noqa: E402
 from streams.domain.aggregates import decide, evolve, stream_key  # noqa: E402
 from streams.domain.events import Event, StepDefinition  # noqa: E402
 from streams.serde import event_to_record  # noqa: E402
+from tests.golden_tables import dump_tables  # noqa: E402
 
 GOLDEN = ROOT / "tests" / "golden"
 TOPIC = "golden.ledger.events"
@@ -197,44 +194,6 @@ def placed(events: list[Event]) -> list[dict[str, Any]]:
         lines.append({"partition": p, "offset": next_offset[p], "record": event_to_record(ev)})
         next_offset[p] += 1
     return lines
-
-
-def encode_value(value: Any) -> Any:
-    """A DuckDB value as JSON (tagged when JSON has no such type)."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else {"float": repr(value)}
-    if isinstance(value, bytes | bytearray | memoryview):
-        return {"bytes": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, list | tuple):
-        return [encode_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): encode_value(v) for k, v in value.items()}
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return {type(value).__name__: value.isoformat()}
-    if isinstance(value, decimal.Decimal | uuid.UUID):
-        return {type(value).__name__: str(value)}
-    raise TypeError(f"no JSON form for {type(value).__name__}: {value!r}")
-
-
-def dump_tables(path: Path) -> dict[str, Any]:
-    """Every table of the DuckDB file: columns and JSON-encoded rows, sorted."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = sorted(
-            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        )
-        out: dict[str, Any] = {}
-        for n in names:
-            cur = con.execute(f'SELECT * FROM "{n}"')
-            columns = [d[0] for d in cur.description]
-            rows = [encode_value(list(r)) for r in cur.fetchall()]
-            rows.sort(key=lambda r: json.dumps(r, sort_keys=True))
-            out[n] = {"columns": columns, "rows": rows}
-        return out
-    finally:
-        con.close()
 
 
 def project(lines: list[dict[str, Any]], path: Path) -> dict[str, Any]:

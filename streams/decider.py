@@ -37,7 +37,7 @@ from streams.domain.rejection import Rejected
 from streams.domain.snapshot import is_definition, is_run, run_to_dict
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, partitions_of
+from streams.topics import Topics, open_group_input, partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -147,20 +147,13 @@ class Decider:
         )
         await self._publisher.start()
         await self._rebuild()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer, tps = await open_group_input(
+            self.bootstrap,
+            self.topics.commands,
             group_id=self.group_id,
             client_id="runledger-decider",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        await consumer.start()
         self._consumer = consumer
-        parts = await partitions_of(consumer, self.topics.commands)
-        tps = [TopicPartition(self.topics.commands, p) for p in parts]
-        consumer.assign(tps)
         for tp in tps:
             committed = await consumer.committed(tp)
             if committed is None:

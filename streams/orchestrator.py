@@ -59,7 +59,7 @@ from streams.orchestration import (
 from streams.orchestrator_memory import PROCESS_EVENTS, Memory
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, partitions_of
+from streams.topics import Topics, open_group_input
 
 log = logging.getLogger(__name__)
 
@@ -142,20 +142,14 @@ class Orchestrator:
             client_id="runledger-orchestrator",
         )
         await self._publisher.start()
-        consumer = self._consumer_factory(
-            bootstrap_servers=self.bootstrap,
+        consumer, tps = await open_group_input(
+            self.bootstrap,
+            self.topics.events,
             group_id=self.group_id,
             client_id="runledger-orchestrator",
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            factory=self._consumer_factory,
         )
-        await consumer.start()
         self._consumer = consumer
-        parts = await partitions_of(consumer, self.topics.events)
-        tps = [TopicPartition(self.topics.events, p) for p in parts]
-        consumer.assign(tps)
         committed = {tp: (await consumer.committed(tp)) or 0 for tp in tps}
         await self._rebuild(committed)
         for tp in tps:

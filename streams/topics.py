@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +108,34 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str, timeout: float =
             raise TopicError(f"topic {topic} does not exist: start the stack with `runledger up`")
         await consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh
         await asyncio.sleep(0.2)
+
+
+async def open_group_input(
+    bootstrap: str,
+    topic: str,
+    *,
+    group_id: str,
+    client_id: str,
+    factory: Callable[..., Any] = AIOKafkaConsumer,
+) -> tuple[Any, list[TopicPartition]]:
+    """A started consumer of every partition of ``topic``, assigned by hand, whose
+    positions are committed as ``group_id`` inside a producer's transaction (no auto
+    commit, ``read_committed``); the caller seeks. ``factory`` makes the consumer (a
+    unit test passes a fake). Raises TopicError when the topic does not exist."""
+    consumer = factory(
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+    except BaseException:
+        await consumer.stop()
+        raise
+    consumer.assign(tps)
+    return consumer, tps
