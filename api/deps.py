@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from api.broadcaster import Broadcaster
 from api.process_cache import ProcessCache
+from streams.bus import Submitted
 from streams.domain.case import CaseState
 from streams.domain.caserun import CaseRunState
 from streams.domain.commands import Command
@@ -87,9 +88,19 @@ class ReadModel(Protocol):
 
 
 class Commands(Protocol):
+    """The command bus (``streams.bus.CommandBus``)."""
+
     node_id: str
 
     async def execute(self, cmd: Command, timeout: float) -> Outcome | None: ...
+
+    async def submit(self, cmd: Command) -> tuple[int, int]:
+        """Publish without waiting for the decision (``Prefer: respond-async``)."""
+        ...
+
+    def status(self, command_id: str) -> Submitted | None:
+        """What came of a command answered 202 (None: not remembered by this node)."""
+        ...
 
 
 class Positions(Protocol):

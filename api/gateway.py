@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -14,7 +14,6 @@ from api.auth import Principal
 from api.deps import ApiDeps
 from api.errors import REJECTION_STATUS, ApiError
 from api.requests import Wait, wait_of
-from streams.bus import Submitted
 from streams.domain.commands import Command, InvalidCommand, parse_body
 from streams.domain.process import ProcessState
 from streams.domain.snapshot import process_from_dict
@@ -41,29 +40,6 @@ def idempotency_key(request: Request) -> str | None:
 def derived_id(principal: Principal, key: str, purpose: str) -> str:
     """A stable id from an Idempotency-Key: the same key gives the same command."""
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal.account}\n{key}\n{purpose}"))
-
-
-@runtime_checkable
-class CommandTracker(Protocol):
-    """A command bus that can publish without waiting and remember what came of it
-    (``streams.bus.CommandBus``); without one, ``respond-async`` still answers 202 but
-    with no status link."""
-
-    async def submit(self, cmd: Command) -> tuple[int, int]: ...
-
-    def status(self, command_id: str) -> Submitted | None: ...
-
-
-_TRACKS: dict[type, bool] = {}  # isinstance against a Protocol is slow: once per type
-
-
-def tracker_of(deps: ApiDeps) -> CommandTracker | None:
-    commands = deps.commands
-    kind = type(commands)
-    tracks = _TRACKS.get(kind)
-    if tracks is None:
-        tracks = _TRACKS[kind] = isinstance(commands, CommandTracker)
-    return commands if tracks else None  # type: ignore[return-value]
 
 
 class CommandPending(Exception):
@@ -163,14 +139,12 @@ async def run_command(
         body=body,
         reply_to=deps.commands.node_id,
     )
-    tracker = tracker_of(deps)
     try:
-        if wait.respond_async and tracker is not None:
-            await tracker.submit(cmd)
+        if wait.respond_async:
+            await deps.commands.submit(cmd)
             outcome = None
         else:
-            timeout = 0.0 if wait.respond_async else deps.command_timeout_s
-            outcome = await deps.commands.execute(cmd, timeout)
+            outcome = await deps.commands.execute(cmd, deps.command_timeout_s)
     except PublishError as exc:
         raise ApiError(
             503, "ledger_unavailable", f"the ledger did not accept the command: {exc}"
@@ -180,7 +154,7 @@ async def run_command(
             command_id,
             aggregate_type,
             aggregate_id,
-            status_url=f"/command/{command_id}" if tracker is not None else None,
+            status_url=f"/command/{command_id}",
             requested=wait.respond_async,
         )
     if not outcome.accepted:

@@ -17,7 +17,6 @@ from starlette.routing import Route
 
 from api.context import context
 from api.errors import REJECTION_STATUS, ApiError
-from api.gateway import tracker_of
 from streams.bus import Submitted
 
 
@@ -55,8 +54,7 @@ def command_json(entry: Submitted) -> dict[str, Any]:
 async def get_command(request: Request) -> Response:
     ctx = context(request)
     command_id = request.path_params["command_id"]
-    tracker = tracker_of(ctx.deps)
-    entry = tracker.status(command_id) if tracker is not None else None
+    entry = ctx.deps.commands.status(command_id)
     if entry is None or entry.account != ctx.principal.account:
         raise ApiError(
             404,
