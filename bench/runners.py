@@ -14,7 +14,10 @@ the same flags (``CHROMIUM_ARGS``) and viewport:
     allowed, artifacts written to a temporary store: status, HTML, console, timings
     with LCP, network totals and a full-page screenshot, as a ``scan`` job records them;
 (b) bare: Playwright's ``browser.new_context()``, ``new_page()``, ``goto(url)``
-    (``load``), close — loading the same pages and recording nothing.
+    (``load``), close — loading the same pages and recording nothing;
+(c) for reference, not in the ratio: the bare loop plus Playwright's own
+    ``page.screenshot()`` before the close. The bare loop never paints a frame; a scan
+    must, for its screenshot, so (c) is about the fastest any scan can go.
 
 Each side is measured for ``--seconds`` per concurrency, split A/2, B, A/2 (runner,
 bare, runner) so that a change of the machine's load during the measure weighs on both
@@ -177,7 +180,9 @@ async def runner_measure(
         await browser.close()
 
 
-async def bare_measure(urls: list[str], workers: int, seconds: float, site: int) -> Measure:
+async def bare_measure(
+    urls: list[str], workers: int, seconds: float, site: int, *, screenshot: bool = False
+) -> Measure:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=list(CHROMIUM_ARGS))
         try:
@@ -188,6 +193,8 @@ async def bare_measure(urls: list[str], workers: int, seconds: float, site: int)
                     page = await context.new_page()
                     answer = await page.goto(url, wait_until="load", timeout=30_000)
                     assert answer is not None and answer.status == 200, url
+                    if screenshot:
+                        await page.screenshot()
                 finally:
                     await context.close()
 
@@ -199,7 +206,7 @@ async def bare_measure(urls: list[str], workers: int, seconds: float, site: int)
 
 async def main(seconds: float) -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
-    budget = seconds * len(CONCURRENCY) * 2 + 120
+    budget = seconds * len(CONCURRENCY) * 3 + 120
     with (
         site_process(budget) as (base_url, site_pid),
         tempfile.TemporaryDirectory(prefix="bench-runners-") as tmp,
@@ -208,20 +215,22 @@ async def main(seconds: float) -> None:
         print(f"local test site {base_url}, {len(urls)} pages, {seconds:g}s per side and measure")
         print(
             "| pages at once | runner scans/min | bare loads/min | ratio "
-            "| runner CPU ms/page | bare CPU ms/page |"
+            "| runner CPU ms/page | bare CPU ms/page | bare + screenshot/min (ratio) |"
         )
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         ratios = []
         for workers in CONCURRENCY:
             ours, bare = Measure(), Measure()
             ours.add(await runner_measure(urls, workers, seconds / 2, Path(tmp), site_pid))
             bare.add(await bare_measure(urls, workers, seconds, site_pid))
             ours.add(await runner_measure(urls, workers, seconds / 2, Path(tmp), site_pid))
+            shot = await bare_measure(urls, workers, seconds / 2, site_pid, screenshot=True)
             ratio = ours.per_minute / bare.per_minute
             ratios.append(ratio)
             print(
                 f"| {workers} | {ours.per_minute:,.0f} | {bare.per_minute:,.0f} | {ratio:.2f} "
-                f"| {ours.cpu_ms_per_page:.0f} | {bare.cpu_ms_per_page:.0f} |",
+                f"| {ours.cpu_ms_per_page:.0f} | {bare.cpu_ms_per_page:.0f} "
+                f"| {shot.per_minute:,.0f} ({shot.per_minute / bare.per_minute:.2f}) |",
                 flush=True,
             )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
