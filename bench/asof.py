@@ -13,7 +13,11 @@ prefix, replays them into a DuckDB file, then measures, each the median of sever
     fold up to the time (``runledger.audit``);
 (c) the fold alone (events already decoded in memory);
 (d) a plain read of the current state from the read model (``Queries.get_process``,
-    what the API's ``GET /process/{id}`` reads without its cache).
+    what the API's ``GET /process/{id}`` reads without its cache);
+(e) for information, what an SSE reconnect of the Process's stream reads: folding the
+    whole history (the general resume), and, when the client has seen the newest event
+    already, only that event and the current state (``caught_up`` in
+    ``api/routes/streams.py``).
 
 The last line is ``ratio: <API as-of seconds / plain read seconds>``; the CLI's ratio
 is printed above it.
@@ -135,12 +139,26 @@ async def main_async(args: argparse.Namespace, bootstrap: str) -> int:
             _, found = queries.list_events("acme", pid, limit=1 << 62, offset=0)
             to_events = median_s(lambda: [event_of_row(r) for r in found], args.runs)
             plain = median_s(lambda: queries.get_process("acme", pid), 50)
+
+            def sse_resume_fold() -> object:  # a resumed stream that folds its history
+                _, found = queries.list_events("acme", pid, limit=1 << 62, offset=0)
+                return list(history.states_after(event_of_row(r) for r in found))
+
+            def sse_resume_caught_up() -> object:  # api/routes/streams.py: caught_up
+                newest = queries.last_event("acme", pid, "process")
+                assert newest is not None
+                return newest, queries.get_process("acme", pid)
+
+            resume_fold = median_s(sse_resume_fold, args.runs)
+            resume_caught_up = median_s(sse_resume_caught_up, 50)
     print(f"API as-of (events table + fold)          {api * 1000:9.1f} ms")
     print(f"  of which reading the rows              {rows_only * 1000:9.1f} ms")
     print(f"  of which rows back to events           {to_events * 1000:9.1f} ms")
     print(f"CLI as-of (read partition + decode + fold){as_of * 1000:8.1f} ms")
     print(f"fold alone ({args.events // 2:,} events)            {fold * 1000:9.1f} ms")
     print(f"plain read of the current state          {plain * 1000:9.3f} ms")
+    print(f"SSE resume, folding the history          {resume_fold * 1000:9.1f} ms")
+    print(f"SSE resume, caught up (newest + current) {resume_caught_up * 1000:9.3f} ms")
     print(f"cli ratio: {as_of / plain:.0f}")
     print(f"ratio: {api / plain:.0f}")
     return 0

@@ -123,6 +123,18 @@ class Queries:
         )
         return Page(count[0][0], [rows.event_from_row(r) for r in found])
 
+    def last_event(
+        self, account: str, aggregate_id: str, aggregate_type: str
+    ) -> rows.EventRow | None:
+        """The account's newest event of one aggregate (highest seq); None if it has none."""
+        found = self.store.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events "
+            "WHERE account = ? AND aggregate_type = ? AND aggregate_id = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            [account, aggregate_type, aggregate_id],
+        )
+        return rows.event_from_row(found[0]) if found else None
+
     def events_of(self, aggregate_id: str) -> list[rows.EventRow]:
         """Every event of every aggregate with this id, any account (for tools)."""
         found = self.store.query(

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from api import sse
 from api.broadcaster import STREAMED, Applied, Subscription
 from api.context import Context, context
-from api.deps import ApiDeps
+from api.deps import ApiDeps, ReadModel
 from api.errors import ApiError
 from api.representations import process_json
 from api.routes.process_reads import event_json
@@ -45,20 +45,28 @@ MISS_WAIT_S = 5.0  # at most this long for the node to catch up before a 404
 
 @dataclass(frozen=True)
 class Kind:
-    """A streamable aggregate: how its state renders and which statuses end a stream."""
+    """A streamable aggregate: how its state renders, which statuses end a stream, and
+    how its current state is read (``current(reads, account, id)``)."""
 
     noun: str
     render: Callable[[Any], dict[str, Any]]
     terminal: frozenset[str]
+    current: Callable[[ReadModel, str, str], Any]
 
     def finished(self, state: Any) -> bool:
         return bool(getattr(state, "deleted", False)) or state.status in self.terminal
 
 
 KINDS = {
-    process.AGGREGATE: Kind(process.AGGREGATE, process_json, process.TERMINAL),
-    flowrun.AGGREGATE: Kind(flowrun.AGGREGATE, flowrun_json, flowrun.RUN_TERMINAL),
-    caserun.AGGREGATE: Kind(caserun.AGGREGATE, caserun_json, caserun.RUN_TERMINAL),
+    process.AGGREGATE: Kind(
+        process.AGGREGATE, process_json, process.TERMINAL, lambda r, a, i: r.get_process(a, i)
+    ),
+    flowrun.AGGREGATE: Kind(
+        flowrun.AGGREGATE, flowrun_json, flowrun.RUN_TERMINAL, lambda r, a, i: r.get_flowrun(a, i)
+    ),
+    caserun.AGGREGATE: Kind(
+        caserun.AGGREGATE, caserun_json, caserun.RUN_TERMINAL, lambda r, a, i: r.get_caserun(a, i)
+    ),
 }
 
 Step = Callable[[Applied], tuple[list[bytes], bool]]
@@ -73,6 +81,28 @@ def history(ctx: Context, noun: str, aggregate_id: str) -> list[Applied]:
     rows: list[EventRow] = list(found)
     folded = states_after(event_of_row(r) for r in rows)
     return [Applied(row, state) for row, (_, state) in zip(rows, folded, strict=True)]
+
+
+def caught_up(
+    ctx: Context, kind: Kind, aggregate_id: str, after: tuple[int, int]
+) -> Applied | None:
+    """The newest event with the current state, when the client has seen that event
+    already (its position is at or before ``after``); None otherwise.
+
+    A client that reconnects after the window has usually missed nothing: it then needs
+    no backlog, and folding the whole history to find out would cost a read and a fold
+    of every event the aggregate ever had. None also when the current state is not the
+    one after the newest event (a commit in between, or a deleted aggregate, which reads
+    hide): the caller then folds the history as for any other resume.
+    """
+    account = ctx.principal.account
+    newest = ctx.deps.reads.last_event(account, aggregate_id, kind.noun)
+    if newest is None or (newest.partition, newest.offset) > after:
+        return None
+    state = kind.current(ctx.deps.reads, account, aggregate_id)
+    if state is None or state.seq != newest.seq:
+        return None
+    return Applied(newest, state)
 
 
 def _data(a: Applied) -> dict[str, Any]:
@@ -161,7 +191,13 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
                 lambda a: a.row.account == account, aggregate=(kind.noun, aggregate_id)
             )
         try:
-            backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
+            resumed = None
+            if after is not None:
+                resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
+            if resumed is not None:
+                backlog = [resumed]
+            else:
+                backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
             if not backlog:
                 # Created a moment ago, maybe not projected yet: catch up once, look again.
                 await ctx.deps.positions.wait_for_end(min(MISS_WAIT_S, ctx.deps.wait_timeout_s))

@@ -8,6 +8,7 @@ resumed with Last-Event-ID several times.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -103,8 +104,6 @@ def drive(client: httpx.Client, pid: str, progresses: int, pause: float) -> None
 
 
 def test_a_stream_replays_the_history_and_ends_with_done(client: httpx.Client) -> None:
-    import json
-
     pid = new_process(client)
     drive(client, pid, 3, 0)
     read = read_stream(client, f"/process/{pid}/stream")
@@ -122,6 +121,26 @@ def test_a_stream_replays_the_history_and_ends_with_done(client: httpx.Client) -
     assert [m.event for m in again.messages] == ["done"]
     again = read_stream(client, f"/process/{pid}/stream", last_id=events[-2].id)
     assert [m.id for m in again.messages[:-1]] == [events[-1].id]
+
+
+def test_a_caught_up_reconnect_sends_no_backlog_and_then_follows(
+    sse_stack: Stack, client: httpx.Client
+) -> None:
+    pid = new_process(client)
+    send(client, f"/process/{pid}/start")
+    first = read_stream(client, f"/process/{pid}/stream")  # cut by the window
+    assert [m.event for m in first.messages] == ["process.created", "process.started"]
+    # Reconnected with the newest event's id: nothing again, then what happens next.
+    later = threading.Timer(
+        0.3, send, (sse_stack.client("acme"), f"/process/{pid}/progress", {"progress": 7})
+    )
+    later.start()
+    again = read_stream(client, f"/process/{pid}/stream", last_id=first.messages[-1].id)
+    later.join(5)
+    assert [m.event for m in again.messages] == ["process.progress"]
+    newest = all_events(client, pid, 100)[-1]
+    assert again.messages[0].id == newest["position"]
+    assert json.loads(again.messages[0].data)["state"]["progress"] == 7
 
 
 def test_the_window_closes_an_idle_stream_with_heartbeats(client: httpx.Client) -> None:
@@ -163,8 +182,6 @@ def test_random_disconnects_neither_lose_nor_repeat_an_event(
 
 
 def test_the_account_stream_resumes_from_its_cursor(sse_stack: Stack, client: httpx.Client) -> None:
-    import json
-
     got: list[Message] = []
     first = read_stream(client, "/stream?type=process", stop_after=None)  # nothing new
     cursor = first.messages[-1].id if first.messages else None
