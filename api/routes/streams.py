@@ -262,9 +262,21 @@ def _matcher(account: str, types: frozenset[str], statuses: frozenset[str]) -> A
 
 
 def _states_of(ctx: Context, rows: Sequence[EventRow]) -> list[Applied]:
-    """``rows`` with the state after each, folding each aggregate's history once."""
+    """``rows`` with the state after each, folding each aggregate's history at most once.
+
+    An aggregate with one row here whose current state is the one after that row (the
+    common case when a client reconnects after the window) needs no fold at all.
+    """
+    keyed: dict[tuple[str, str], list[EventRow]] = {}
+    for r in rows:
+        keyed.setdefault((r.aggregate_type, r.aggregate_id), []).append(r)
     folded: dict[tuple[str, str], dict[int, Any]] = {}
-    for key in {(r.aggregate_type, r.aggregate_id) for r in rows}:
+    for key, mine in keyed.items():
+        if len(mine) == 1:
+            state = KINDS[key[0]].current(ctx.deps.reads, ctx.principal.account, key[1])
+            if state is not None and state.seq == mine[0].seq:
+                folded[key] = {state.seq: state}
+                continue
         folded[key] = {a.row.seq: a.state for a in history(ctx, *key)}
     return [Applied(r, folded[(r.aggregate_type, r.aggregate_id)][r.seq]) for r in rows]
 

@@ -1,4 +1,5 @@
-"""``caught_up``: when an SSE reconnect may skip reading and folding the history.
+"""When an SSE reconnect may skip reading and folding an aggregate's history:
+``caught_up`` (one object's stream) and ``_states_of`` (the account-wide stream).
 
 Pure logic over a fake read model; the streams themselves are tested end to end in
 ``tests/integration/test_api_streams.py``.
@@ -10,6 +11,10 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
+from api.broadcaster import Applied
+from api.routes import streams
 from api.routes.streams import KINDS, caught_up
 from projections.rows import EventRow
 from streams.domain.process import ProcessState
@@ -76,3 +81,34 @@ def test_an_unknown_or_hidden_aggregate_falls_back() -> None:
     assert caught_up(ctx(Reads(None, None)), KINDS["process"], "p1", (1, 40)) is None
     # Deleted: the events remain, reads hide the state; the fold says done.
     assert caught_up(ctx(Reads(row(5, offset=40), None)), KINDS["process"], "p1", (1, 40)) is None
+
+
+def folds(monkeypatch: pytest.MonkeyPatch, states: dict[int, ProcessState]) -> list[str]:
+    """Replace the history fold by one that records which aggregates it folded."""
+    folded: list[str] = []
+
+    def history(ctx: Any, noun: str, aggregate_id: str) -> list[Applied]:
+        folded.append(aggregate_id)
+        return [Applied(row(seq), s) for seq, s in sorted(states.items())]
+
+    monkeypatch.setattr(streams, "history", history)
+    return folded
+
+
+def test_one_missed_event_with_the_current_state_after_it_needs_no_fold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folded = folds(monkeypatch, {})
+    found = streams._states_of(ctx(Reads(None, state(5))), [row(5)])
+    assert folded == [] and [(a.row.seq, a.state.seq) for a in found] == [(5, 5)]
+
+
+def test_several_missed_events_or_a_newer_state_fold_the_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folded = folds(monkeypatch, {4: state(4), 5: state(5), 6: state(6)})
+    found = streams._states_of(ctx(Reads(None, state(6))), [row(4), row(5)])
+    assert folded == ["p1"] and [(a.row.seq, a.state.seq) for a in found] == [(4, 4), (5, 5)]
+    folded.clear()
+    found = streams._states_of(ctx(Reads(None, state(6))), [row(5)])
+    assert folded == ["p1"] and [a.state.seq for a in found] == [5]
