@@ -9,18 +9,17 @@ so a command's events, its outcome and the fact that it was consumed become visi
 together or not at all (consumers read with ``read_committed``). On start, and after
 any failure, the decider fences older instances (``init_transactions``) and rebuilds
 every aggregate's state by folding ``ledger.events`` from offset 0 with the same
-``evolve`` as the projector.
+``evolve`` as the projector (:mod:`streams.decider_rebuild`). Outcomes are built by
+:mod:`streams.outcome`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
-from operator import attrgetter
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -29,29 +28,23 @@ from aiokafka.structs import TopicPartition
 from schemas import Codec, DecodeError
 from streams import serde
 from streams.bus import outcome_headers, wants_no_state
+from streams.decider_rebuild import Aggregate, read_ledger, remember
 from streams.domain import aggregates
 from streams.domain.commands import Command
 from streams.domain.events import Event
-from streams.domain.process import ProcessState, StepState
 from streams.domain.rejection import Rejected
-from streams.domain.snapshot import is_definition, is_run, run_to_dict
+from streams.outcome import build_outcome
+from streams.outcome import process_state_dict as process_state_dict  # kept importable here
+from streams.outcome import state_to_json as _state_json
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, open_group_input, partitions_of
+from streams.topics import Topics, open_group_input
 
 log = logging.getLogger(__name__)
 
 
 def now_micros() -> int:
     return time.time_ns() // 1000
-
-
-@dataclass
-class Aggregate:
-    """An aggregate's state and, per command it accepted, where its events landed."""
-
-    state: Any = None
-    commands: dict[str, tuple[serde.EventPosition, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,34 +63,6 @@ class DeciderStats:
     events: int = 0
     batches: int = 0
     rebuilt_events: int = 0
-
-
-_PROCESS_FIELDS = tuple(f.name for f in fields(ProcessState))
-_STEP_FIELDS = tuple(f.name for f in fields(StepState))
-_process_values = attrgetter(*_PROCESS_FIELDS)
-_step_values = attrgetter(*_STEP_FIELDS)
-
-
-def process_state_dict(state: ProcessState) -> dict[str, Any]:
-    """``dataclasses.asdict(state)``, the same dict in the same order, built without
-    asdict's recursive deep copy (a Process holds only scalars and its steps): about a
-    tenth of the decider's CPU per command went to asdict here."""
-    data = dict(zip(_PROCESS_FIELDS, _process_values(state), strict=True))
-    # Replacing the value keeps the key's place, so the JSON is byte for byte asdict's.
-    data["steps"] = tuple(
-        [dict(zip(_STEP_FIELDS, _step_values(s), strict=True)) for s in state.steps]
-    )
-    return data
-
-
-def _state_json(state: Any) -> str | None:
-    if isinstance(state, ProcessState):
-        return json.dumps(process_state_dict(state), separators=(",", ":"))
-    if is_definition(state):
-        return json.dumps(asdict(state), separators=(",", ":"))
-    if is_run(state):
-        return json.dumps(run_to_dict(state), separators=(",", ":"))
-    return None
 
 
 class Decider:
@@ -179,45 +144,11 @@ class Decider:
         """Fold every event of the ledger into ``self.aggregates``."""
         self.aggregates = {}
         self.stats.rebuilt_events = 0
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            client_id="runledger-decider-rebuild",
-        )
-        await consumer.start()
-        try:
-            parts = await partitions_of(consumer, self.topics.events)
-            tps = [TopicPartition(self.topics.events, p) for p in parts]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            end = await consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if end[tp] > 0}
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
-                for tp, messages in batch.items():
-                    for msg in messages:
-                        self._remember(
-                            serde.decode_event(self.codec, msg.value), tp.partition, msg.offset
-                        )
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= end[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+        await read_ledger(self.bootstrap, self.topics.events, self.codec, self._remember)
 
     def _remember(self, event: Event, partition: int, offset: int) -> None:
-        key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
-        agg = self.aggregates.get(key)
-        if agg is None:
-            agg = self.aggregates[key] = Aggregate()
-        prior = agg.state.seq if agg.state is not None else 0
-        if event.seq <= prior:
-            return  # a duplicate from before exactly-once; already folded
-        agg.state = aggregates.evolve(agg.state, event)
-        pos = serde.EventPosition(event.seq, event.type, partition, offset)
-        agg.commands[event.command_id] = (*agg.commands.get(event.command_id, ()), pos)
-        self.stats.rebuilt_events += 1
+        if remember(self.aggregates, event, partition, offset):
+            self.stats.rebuilt_events += 1
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -320,25 +251,17 @@ class Decider:
         rejected: Rejected | None = None,
         state: Any = None,
     ) -> serde.Outcome:
-        return serde.Outcome(
-            command_id=cmd.command_id,
-            aggregate_type=cmd.aggregate_type,
-            aggregate_id=cmd.aggregate_id,
-            command=cmd.name,
-            decided_at=self.clock(),
-            account=cmd.account,
-            actor=cmd.actor,
-            accepted=accepted,
+        return build_outcome(
+            cmd,
+            accepted,
+            self.clock(),
             duplicate=duplicate,
-            reason_code=rejected.code if rejected else None,
-            reason=rejected.message if rejected else None,
-            field=rejected.field if rejected else None,
             events=events,
+            rejected=rejected,
             # Only a waiting caller needs the state; others save the serialisation.
             state_json=_state_json(state)
             if cmd.reply_to and state is not None and cmd.command_id not in self._stateless
             else None,
-            reply_to=cmd.reply_to,
         )
 
     async def _publish_outcome(self, outcome: serde.Outcome) -> None:

@@ -1,0 +1,172 @@
+"""The commands that rebuild, check, move and export a node's read model: ``replay``,
+``verify``, ``swap`` and ``export``. See docs/operations.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from runledger.commands.context import CliError, add_data_dir, settings_of, topics_of
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from runledger.replay import ToolError, run_replay
+
+    settings = settings_of(args)
+    target = Path(args.to)
+    try:
+        result = run_replay(settings.kafka_bootstrap, topics_of(settings), target, args.force)
+    except ToolError as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"replayed {result.events:,} events into {target} in {result.seconds:.1f} s "
+        f"({result.states:,} aggregates, {result.duplicates} duplicates dropped, "
+        f"{result.dead_letters} dead letters skipped); positions {result.positions}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from runledger.replay import ToolError, render_verification, run_verify
+
+    settings = settings_of(args)
+    try:
+        v = run_verify(
+            settings.kafka_bootstrap,
+            topics_of(settings),
+            settings.data_dir,
+            copy=args.copy,
+            limit=args.limit,
+        )
+    except ToolError as exc:
+        raise CliError(str(exc)) from exc
+    render_verification(v)
+    return 0 if v.ok else 1
+
+
+def cmd_swap(args: argparse.Namespace) -> int:
+    from runledger.control import NoNode
+    from runledger.node import DB_FILE
+    from runledger.swap import SwapError, ask_node, swap_offline
+
+    settings = settings_of(args, need_kafka=False)
+    source = Path(args.source).resolve()
+    live = settings.data_dir / DB_FILE
+    try:
+        try:
+            result = ask_node(
+                settings.data_dir,
+                source,
+                args.timeout,
+                on_progress=lambda text: print(f"swap: {text}", file=sys.stderr),
+            )
+            running = True
+        except NoNode:
+            result = swap_offline(live, source, topics_of(settings).events)
+            running = False
+    except SwapError as exc:
+        raise CliError(str(exc)) from exc
+    old = f"; the old one is {result.backup}" if result.backup else ""
+    print(f"{result.live} is now the rebuilt file{old}")
+    if running:
+        print(
+            f"the running node serves from it since positions {result.positions} "
+            f"({result.seconds:.1f} s)",
+            file=sys.stderr,
+        )
+    else:
+        print(
+            "no node was running: start it; it resumes from the file's positions", file=sys.stderr
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from runledger.replay import ToolError, run_export
+
+    settings = settings_of(args)
+    try:
+        written = run_export(
+            settings.kafka_bootstrap,
+            topics_of(settings),
+            Path(args.out),
+            Path(args.db) if args.db else None,
+        )
+    except ToolError as exc:
+        raise CliError(str(exc)) from exc
+    for name, path in written.items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def add_read_model_commands(sub: Any) -> None:
+    """replay, verify, swap, export, in this order in ``runledger --help``."""
+    replay = sub.add_parser(
+        "replay",
+        help="rebuild every projection from offset 0 into a new DuckDB file",
+        description="Read ledger.events from offset 0 to its current end and build a new "
+        "read model with the bulk path (fold in memory, append events in large batches, "
+        "write final states once). A progress line goes to stderr.",
+    )
+    replay.add_argument("--to", required=True, metavar="NEW.duckdb", help="the file to build")
+    replay.add_argument("--force", action="store_true", help="replace NEW.duckdb if it exists")
+    add_data_dir(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    verify = sub.add_parser(
+        "verify",
+        help="compare the node's read model with a rebuild from the log; exit 1 on a difference",
+        description="Rebuild into a scratch file up to the positions DATA_DIR/node.duckdb has "
+        "applied and compare every table: row count, checksum, differing rows. The node must "
+        "be stopped (DuckDB's single writer), or pass --copy to compare a copy of the file.",
+    )
+    verify.add_argument(
+        "--copy",
+        action="store_true",
+        help="compare a copy of node.duckdb (works while the node runs)",
+    )
+    verify.add_argument("--limit", type=int, default=20, help="differing rows shown per table")
+    add_data_dir(verify)
+    verify.set_defaults(func=cmd_verify)
+
+    swap = sub.add_parser(
+        "swap",
+        help="move the node to a rebuilt read model; readers see no downtime",
+        description="With a node running on DATA_DIR: it opens NEW.duckdb, catches it up "
+        "from its stored positions while the old file serves, switches every reader to it "
+        "in one step, then keeps the old file as DATA_DIR/node.duckdb.<time>.bak and "
+        "renames NEW to node.duckdb. With no node running: the same checks and renames. "
+        "Exit 2, with the node untouched, when NEW is not a read model of this ledger.",
+    )
+    swap.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="NEW.duckdb",
+        help="the rebuilt file (from runledger replay), on the same filesystem",
+    )
+    swap.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="how long the node may take to catch the new file up (default 600)",
+    )
+    add_data_dir(swap)
+    swap.set_defaults(func=cmd_swap)
+
+    export = sub.add_parser(
+        "export",
+        help="write the events and every projection table as Parquet",
+        description="Write OUT/ledger_events.parquet (decoded from the log: envelope "
+        "columns, partition, offset, data as JSON) and OUT/<table>.parquet for every table "
+        "of a fresh replay (or of --db FILE, opened read-only).",
+    )
+    export.add_argument("--format", choices=["parquet"], default="parquet")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument("--db", metavar="FILE", help="export this DuckDB file's tables instead")
+    add_data_dir(export)
+    export.set_defaults(func=cmd_export)
