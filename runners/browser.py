@@ -2,19 +2,20 @@
 
 ``Browser`` launches Debian's Chromium once per runner and hands out ``Tab`` objects, each
 in a fresh browser context (no cookies shared between jobs), at most ``max_pages`` at a
-time. ``Tab`` exposes the few page operations the runners need, records console messages
-and network totals, and turns Playwright errors into ``runners.errors`` exceptions.
+time. ``Tab`` exposes the few page operations the runners need and turns Playwright
+errors into ``runners.errors`` exceptions. What a tab saw (``runners.tab_record``), which
+requests it lets by (``runners.request_filter``) and how Chromium is launched
+(``runners.browser_config``) are plain code apart from Playwright, re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from playwright.async_api import Browser as PlaywrightBrowser
@@ -23,51 +24,20 @@ from playwright.async_api import ConsoleMessage as PlaywrightConsoleMessage
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
+from runners.browser_config import (  # noqa: F401 (re-exported: callers write browser.<name>)
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    BrowserConfig,
+)
 from runners.errors import BrowserUnavailable, PageFailed, PageTimeout
-
-log = logging.getLogger(__name__)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = (
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-gpu",
-    "--no-first-run",
+from runners.request_filter import RequestFilter, RequestGate
+from runners.tab_record import (  # noqa: F401 (re-exported: callers write browser.<name>)
+    ConsoleEntry,
+    NetworkTotals,
+    TabRecord,
 )
 
-# url -> None to let the request through, or the error that says why it is blocked.
-RequestFilter = Callable[[str], Awaitable[Exception | None]]
-
-
-@dataclass(frozen=True)
-class BrowserConfig:
-    """How to launch Chromium. ``extra_args`` are appended to ``CHROMIUM_ARGS``."""
-
-    executable_path: str = CHROMIUM
-    max_pages: int = 4
-    viewport_width: int = 1280
-    viewport_height: int = 800
-    extra_args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ConsoleEntry:
-    """One console message or uncaught page error; ``level`` is Chromium's type
-    (``log``, ``info``, ``warning``, ``error``, ``debug``, ...)."""
-
-    level: str
-    text: str
-
-
-@dataclass(frozen=True)
-class NetworkTotals:
-    """Requests the page made (blocked ones excluded) and bytes received over the wire."""
-
-    requests: int
-    bytes: int
-    blocked: tuple[str, ...]
+log = logging.getLogger(__name__)
 
 
 def _wrap(exc: Exception, what: str) -> PageFailed:
@@ -75,6 +45,23 @@ def _wrap(exc: Exception, what: str) -> PageFailed:
     if isinstance(exc, PlaywrightTimeoutError | asyncio.TimeoutError):
         return PageTimeout(f"{what}: {message}")
     return PageFailed(f"{what}: {message}")
+
+
+async def _fetch(session: CDPSession, method: str, params: dict[str, Any], url: str) -> None:
+    """Answer Chromium about the paused request ``url`` (see ``RequestGate``)."""
+    try:
+        await session.send(method, params)
+    except PlaywrightError as exc:  # the page or request went away meanwhile
+        log.debug("request %s no longer paused: %s", url, exc)
+
+
+@contextmanager
+def _failing(what: str) -> Iterator[None]:
+    """Playwright's errors inside raised as ``PageTimeout`` or ``PageFailed`` on ``what``."""
+    try:
+        yield
+    except PlaywrightError as exc:
+        raise _wrap(exc, what) from exc
 
 
 class Tab:
@@ -85,19 +72,12 @@ class Tab:
     def __init__(self, page: Page) -> None:
         self._page = page
         self._session: CDPSession | None = None
-        self._main_frame = ""
-        self._console: list[ConsoleEntry] = []
-        self._requests = 0
-        self._bytes = 0
-        self._blocked: list[str] = []
-        self._refusals: list[Exception] = []
-        self._paints: list[tuple[str, float]] = []  # (frame id, LCP epoch seconds)
-        self._painted = asyncio.Event()
+        self._record = TabRecord()
         page.on("console", self._on_console)
-        page.on("pageerror", lambda error: self._console.append(ConsoleEntry("error", str(error))))
+        page.on("pageerror", lambda error: self._record.console_message("error", str(error)))
 
     def _on_console(self, message: PlaywrightConsoleMessage) -> None:
-        self._console.append(ConsoleEntry(message.type, message.text))
+        self._record.console_message(message.type, message.text)
 
     async def _attach(
         self, request_filter: RequestFilter | None, init_script: str | None = None
@@ -110,29 +90,13 @@ class Tab:
         in every document before its own scripts."""
         session = await self._page.context.new_cdp_session(self._page)
         self._session = session
-
-        def sent(params: dict[str, Any]) -> None:
-            if params.get("redirectResponse") is None:
-                self._requests += 1
-
-        def finished(params: dict[str, Any]) -> None:
-            self._bytes += int(params.get("encodedDataLength", 0))
-
-        def timeline(params: dict[str, Any]) -> None:
-            event = params.get("event") or {}
-            details = event.get("lcpDetails") or {}
-            # As the page's PerformanceEntry.startTime: renderTime, else loadTime (an
-            # image without Timing-Allow-Origin has no render time).
-            at = details.get("renderTime") or details.get("loadTime")
-            if isinstance(at, int | float) and at > 0:
-                self._paints.append((str(event.get("frameId", "")), float(at)))
-                self._painted.set()
-
-        session.on("Network.requestWillBeSent", sent)
-        session.on("Network.loadingFinished", finished)
-        session.on("PerformanceTimeline.timelineEventAdded", timeline)
+        record = self._record
+        session.on("Network.requestWillBeSent", record.request_sent)
+        session.on("Network.loadingFinished", record.loading_finished)
+        session.on("PerformanceTimeline.timelineEventAdded", record.timeline_event)
         if request_filter is not None:
-            self._filter_with(session, request_filter)
+            gate = RequestGate(request_filter, record, functools.partial(_fetch, session))
+            session.on("Fetch.requestPaused", gate.paused)
         enables = [
             session.send("Network.enable"),
             session.send("Page.getFrameTree"),
@@ -146,7 +110,7 @@ class Tab:
             )
         answers = await asyncio.gather(*enables)
         tree = answers[1] or {}
-        self._main_frame = str(tree.get("frameTree", {}).get("frame", {}).get("id", ""))
+        record.main_frame = str(tree.get("frameTree", {}).get("frame", {}).get("id", ""))
 
     @staticmethod
     async def _timeline_enable(session: CDPSession) -> None:
@@ -157,46 +121,13 @@ class Tab:
         except PlaywrightError as exc:  # an older Chromium: no LCP, the rest works
             log.warning("no PerformanceTimeline in this Chromium: %s", exc)
 
-    def _filter_with(self, session: CDPSession, request_filter: RequestFilter) -> None:
-        # Chromium's Fetch domain rather than page.route: Playwright's route sees only
-        # the first request of a navigation's redirect chain, the Fetch domain pauses
-        # every hop, and the browser still does its own networking (timings stay real).
-        pending: set[asyncio.Task[None]] = set()
-
-        async def decide(params: dict[str, Any]) -> None:
-            request_id = params["requestId"]
-            url = str(params.get("request", {}).get("url", ""))
-            try:
-                reason = await request_filter(url)
-            except Exception as exc:  # a filter that breaks must not let the request by
-                reason = exc
-            try:
-                if reason is None:
-                    await session.send("Fetch.continueRequest", {"requestId": request_id})
-                    return
-                self._blocked.append(url)
-                self._refusals.append(reason)
-                log.info("blocked request %s: %s", url, reason)
-                await session.send(
-                    "Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"}
-                )
-            except PlaywrightError as exc:  # the page or request went away meanwhile
-                log.debug("request %s no longer paused: %s", url, exc)
-
-        def paused(params: dict[str, Any]) -> None:
-            task = asyncio.get_running_loop().create_task(decide(params))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        session.on("Fetch.requestPaused", paused)
-
     @property
     def console(self) -> tuple[ConsoleEntry, ...]:
-        return tuple(self._console)
+        return self._record.console
 
     @property
     def network(self) -> NetworkTotals:
-        return NetworkTotals(self._requests, self._bytes, tuple(self._blocked))
+        return self._record.network
 
     @property
     def url(self) -> str:
@@ -209,33 +140,28 @@ class Tab:
         try:
             response = await self._page.goto(url, timeout=timeout * 1000, wait_until="load")
         except (TimeoutError, PlaywrightError) as exc:
-            if self._refusals and "ERR_BLOCKED_BY_CLIENT" in str(exc):
+            refusals = self._record.refusals
+            if refusals and "ERR_BLOCKED_BY_CLIENT" in str(exc):
                 # The document itself (or a redirect hop) was refused: say which and why.
-                raise self._refusals[-1] from exc
+                raise refusals[-1] from exc
             raise _wrap(exc, f"navigating to {url}") from exc
         return None if response is None else response.status
 
     async def evaluate(self, expression: str) -> Any:
         """The JSON-able value of a script expression or function evaluated in the page."""
-        try:
+        with _failing("evaluating a script"):
             return await self._page.evaluate(expression)
-        except PlaywrightError as exc:
-            raise _wrap(exc, "evaluating a script") from exc
 
     async def content(self) -> str:
-        try:
+        with _failing("reading the HTML"):
             return await self._page.content()
-        except PlaywrightError as exc:
-            raise _wrap(exc, "reading the HTML") from exc
 
     async def screenshot(self, full_page: bool = True, timeout: float = 30.0) -> bytes:
         """A PNG of the page (the whole scrollable page when ``full_page``)."""
-        try:
+        with _failing("taking a screenshot"):
             return await self._page.screenshot(
                 full_page=full_page, type="png", timeout=timeout * 1000, animations="disabled"
             )
-        except PlaywrightError as exc:
-            raise _wrap(exc, "taking a screenshot") from exc
 
     async def capture(self, width: int, height: int, timeout: float = 30.0) -> bytes:
         """A PNG of the page's top-left ``width`` x ``height`` CSS pixels (beyond the
@@ -268,51 +194,36 @@ class Tab:
         """Epoch seconds of the main frame's latest largest-contentful-paint candidate,
         waiting up to ``wait`` seconds for a first one; None when Chromium reported none
         (a page that painted no content)."""
-        if not self._painted.is_set() and wait > 0:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._painted.wait()
-        times = [at for frame, at in self._paints if frame == self._main_frame]
-        return times[-1] if times else None
+        return await self._record.largest_contentful_paint(wait)
 
     async def click(self, selector: str, timeout: float) -> None:
-        try:
+        with _failing(f"clicking {selector}"):
             await self._page.locator(selector).first.click(timeout=timeout * 1000)
-        except PlaywrightError as exc:
-            raise _wrap(exc, f"clicking {selector}") from exc
 
     async def fill(self, selector: str, value: str, timeout: float) -> None:
-        try:
+        with _failing(f"filling {selector}"):
             await self._page.locator(selector).first.fill(value, timeout=timeout * 1000)
-        except PlaywrightError as exc:
-            raise _wrap(exc, f"filling {selector}") from exc
 
     async def press(self, selector: str | None, key: str, timeout: float) -> None:
         """Press ``key`` on the element, or on whatever has focus when no selector."""
-        try:
+        with _failing(f"pressing {key}"):
             if selector:
                 await self._page.locator(selector).first.press(key, timeout=timeout * 1000)
             else:
                 await self._page.keyboard.press(key)
-        except PlaywrightError as exc:
-            raise _wrap(exc, f"pressing {key}") from exc
 
     async def wait_for(self, selector: str, state: str, timeout: float) -> None:
         """Wait until the element is ``attached``, ``visible``, ``hidden`` or ``detached``."""
-        try:
+        with _failing(f"waiting for {selector} to be {state}"):
             await self._page.locator(selector).first.wait_for(
                 state=state,  # type: ignore[arg-type]
                 timeout=timeout * 1000,
             )
-        except PlaywrightError as exc:
-            raise _wrap(exc, f"waiting for {selector} to be {state}") from exc
 
     async def text(self, selector: str, timeout: float) -> str:
         """The element's rendered text (``innerText``)."""
-        try:
+        with _failing(f"reading the text of {selector}"):
             return await self._page.locator(selector).first.inner_text(timeout=timeout * 1000)
-        except PlaywrightError as exc:
-            raise _wrap(exc, f"reading the text of {selector}") from exc
 
     async def pause(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -1,4 +1,4 @@
-"""The CaseRun aggregate: a Case's steps copied into a run, its state, ``decide``, ``evolve``.
+"""The CaseRun aggregate: ``decide``, ``evolve`` and reading command bodies.
 
 Run statuses: queued → working → passed | failed | cancelled. Each step has an action
 and, unless the Case gave none, an assertion; each part goes queued → working → passed
@@ -8,7 +8,9 @@ fact already recorded is rejected (``invalid_state``), so a runner that replays 
 after a crash records each part once. Deleted runs answer every command with
 ``not_found``.
 
-The payloads and bodies live in :mod:`streams.domain.caserun_messages`, re-exported here.
+The state and the steps live in :mod:`streams.domain.caserun_state`, the payloads and
+bodies in :mod:`streams.domain.caserun_messages`; both are re-exported here, so callers
+keep writing ``caserun.CaseRunState`` or ``caserun.CaseStepPassed``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from streams.domain import commands as c
@@ -39,131 +41,31 @@ from streams.domain.caserun_messages import (  # noqa: F401 (re-exported: caller
     CreateCaseRun,
     DeleteCaseRun,
 )
+from streams.domain.caserun_state import (  # noqa: F401 (re-exported: callers write caserun.<name>)
+    ACTION,
+    AGGREGATE,
+    ASSERTION,
+    CANCELLED,
+    FAILED,
+    MAX_CASE_STEPS,
+    PART_STATUSES,
+    PARTS,
+    PASSED,
+    QUEUED,
+    RUN_ACTIVE,
+    RUN_STATUSES,
+    RUN_TERMINAL,
+    WORKING,
+    CaseRunState,
+    CaseStepState,
+    PartState,
+    read_steps,
+)
 from streams.domain.commands import Body, InvalidCommand
 from streams.domain.events import Payload
 from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND, Rejected
 
-AGGREGATE = "caserun"
-
-QUEUED = "queued"
-WORKING = "working"
-PASSED = "passed"
-FAILED = "failed"
-CANCELLED = "cancelled"
-PART_STATUSES = (QUEUED, WORKING, PASSED, FAILED)
-RUN_STATUSES = (QUEUED, WORKING, PASSED, FAILED, CANCELLED)
-RUN_ACTIVE = frozenset({QUEUED, WORKING})
-RUN_TERMINAL = frozenset({PASSED, FAILED, CANCELLED})
-
-ACTION = "action"
-ASSERTION = "assertion"
-PARTS = (ACTION, ASSERTION)
-
-MAX_CASE_STEPS = 500
 _HASH = re.compile(r"[0-9a-f]{16,128}")
-
-
-# -- state ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PartState:
-    status: str = QUEUED
-    time_started: int | None = None
-    time_completed: int | None = None
-    exception: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CaseStepState:
-    """One step: ``action_json``/``assertion_json`` as copied from the Case; a step with
-    no assertion has ``assertion`` None."""
-
-    index: int
-    action_json: str
-    assertion_json: str | None
-    action: PartState = PartState()
-    assertion: PartState | None = None
-    screenshot: str | None = None  # artifact hash of the failing part's screenshot
-
-    def part(self, name: str) -> PartState | None:
-        return self.action if name == ACTION else self.assertion
-
-
-@dataclass(frozen=True, slots=True)
-class CaseRunState:
-    """A CaseRun after its events up to ``seq``; times are microseconds, UTC."""
-
-    id: str
-    account: str
-    created_by: str
-    site_id: str
-    case_id: str
-    title: str
-    steps_json: str
-    time_created: int
-    steps: tuple[CaseStepState, ...]
-    flowrun_id: str | None = None
-    node_id: str | None = None
-    seq: int = 0
-    status: str = QUEUED
-    time_started: int | None = None
-    time_completed: int | None = None
-    time_updated: int = 0
-    deleted: bool = False
-    exception: str | None = None  # the failing part's exception
-
-    def parts(self) -> list[tuple[int, str, PartState]]:
-        """Every part in the order it runs."""
-        out = []
-        for step in self.steps:
-            out.append((step.index, ACTION, step.action))
-            if step.assertion is not None:
-                out.append((step.index, ASSERTION, step.assertion))
-        return out
-
-    def current(self) -> tuple[int, str, PartState] | None:
-        """The part that runs now or next: the first one that has not passed."""
-        return next((p for p in self.parts() if p[2].status != PASSED), None)
-
-
-# -- steps ----------------------------------------------------------------------------
-
-
-def _has_assertion(assertion: Any) -> bool:
-    return isinstance(assertion, dict) and bool(assertion.get("type"))
-
-
-def read_steps(raw: Any) -> tuple[CaseStepState, ...]:
-    """Typed steps from a Case's step list; InvalidCommand for a malformed one.
-
-    A step is ``{"action": {"type": …, …}, "assertion": {"type": …, …} | null}``; an
-    assertion without a type (the reference's empty assertion) asserts nothing.
-    """
-    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CASE_STEPS:
-        raise InvalidCommand("steps", f"steps must be a list of 1 to {MAX_CASE_STEPS} steps")
-    steps = []
-    for i, item in enumerate(raw):
-        where = f"steps[{i}]"
-        if not isinstance(item, dict):
-            raise InvalidCommand(where, f"{where} must be an object")
-        action, assertion = item.get("action"), item.get("assertion")
-        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
-            raise InvalidCommand(f"{where}.action", f"{where}.action must have a type")
-        if not action["type"].strip():
-            raise InvalidCommand(f"{where}.action", f"{where}.action must have a type")
-        if assertion is not None and not isinstance(assertion, dict):
-            raise InvalidCommand(f"{where}.assertion", f"{where}.assertion must be an object")
-        asserts = _has_assertion(assertion)
-        steps.append(
-            CaseStepState(
-                index=i,
-                action_json=c.canonical(action, f"{where}.action"),
-                assertion_json=c.canonical(assertion, f"{where}.assertion") if asserts else None,
-                assertion=PartState() if asserts else None,
-            )
-        )
-    return tuple(steps)
 
 
 # -- evolve ---------------------------------------------------------------------------
