@@ -132,17 +132,18 @@ def _changes(s: FlowRunState, data: Payload, t: int) -> dict[str, Any]:  # noqa:
         return dict(status=CANCELLED, time_completed=t, nodes=nodes, logs=_log(s, t, message))
     if isinstance(data, FlowRunRetried):
         again = nodes_to_retry(s)
+        # Only what the last attempt recorded goes: the node's definition (conditions
+        # included) and its attempt count stay.
         nodes = tuple(
-            NodeState(
-                n.node_id,
-                n.task_type,
-                n.start_if,
-                n.threshold,
-                n.configs_json,
-                n.data_json,
-                n.parents,
-                n.children,
-                attempt=n.attempt,
+            replace(
+                n,
+                status=QUEUED,
+                time_started=None,
+                time_completed=None,
+                exception=None,
+                reason=None,
+                result_json=None,
+                object_id=None,
             )
             if n.node_id in again
             else n

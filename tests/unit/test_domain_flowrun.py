@@ -186,6 +186,34 @@ def test_retry_keeps_passed_nodes_and_requeues_the_failed_ones_and_below() -> No
     assert run.reject("flowrun.retry").code == INVALID_STATE
 
 
+def test_retry_keeps_a_requeued_nodes_definition_and_clears_its_last_attempt() -> None:
+    run = Run()
+    conditions = [{"parent": "a", "status": "failed"}]
+    nodes = [node("a"), node("b"), node("c", start_if="always", conditions=conditions)]
+    run.do("flowrun.create", **create_payload(nodes, [edge("a", "c"), edge("b", "c")], False))
+    run.do("flowrun.node_start", node_id="a")
+    run.do("flowrun.node_fail", node_id="a", exception="x")
+    run.do("flowrun.node_start", node_id="b")
+    run.do("flowrun.node_pass", node_id="b")
+    run.do("flowrun.node_start", node_id="c")
+    run.do("flowrun.node_fail", node_id="c", exception="y")
+    run.do("flowrun.complete", status="failed")
+    before = run.s.node("c")
+    assert before is not None and before.conditions == (("a", "failed"),)
+    run.do("flowrun.retry")
+    after = run.s.node("c")
+    assert after is not None
+    # The definition stays (the orchestrator reads the conditions to start the node) ...
+    assert (after.conditions, after.start_if, after.parents, after.data_json) == (
+        before.conditions, before.start_if, before.parents, before.data_json,
+    )  # fmt: skip
+    # ... and what the failed attempt recorded goes.
+    assert (after.status, after.exception, after.time_started, after.time_completed) == (
+        "queued", None, None, None,
+    )  # fmt: skip
+    assert after.attempt == before.attempt == 1
+
+
 def test_delete_cancels_an_active_run_then_hides_it() -> None:
     run = chain()
     assert run.do("flowrun.delete") == ["flowrun.cancelled", "flowrun.deleted"]
