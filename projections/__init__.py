@@ -1,6 +1,6 @@
 """The read side: the projector folds ``ledger.events`` into a DuckDB file, queries read it.
 
-``store`` is the only module that imports duckdb; ``fold`` and ``rows`` are pure;
+``database`` is the only module that imports duckdb; ``fold`` and ``rows`` are pure;
 ``projector`` assembles the consume pipeline (fetch, fold, dead-letter, write, commit).
 """
 

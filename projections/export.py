@@ -1,8 +1,9 @@
 """Parquet exports: every table of a read model, and events decoded from the log.
 
-Tables are written by DuckDB itself (``COPY ... TO (FORMAT parquet)``) from a file
-opened read-only. Events are flattened to one row each: the envelope columns, where
-the event was read (partition, offset) and ``data``, the payload as a JSON object.
+Tables are written by DuckDB itself (``COPY ... TO (FORMAT parquet)``, in
+``database.copy_tables``) from a file opened read-only. Events are flattened to one
+row each: the envelope columns, where the event was read (partition, offset) and
+``data``, the payload as a JSON object.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from projections.errors import StoreError
+from projections.database import copy_tables
 from streams.consumer import Delivery, event_document
 from streams.domain.events import ENVELOPE_FIELDS
 
@@ -36,28 +36,7 @@ def export_tables(db: str | Path, out: str | Path) -> dict[str, Path]:
     """``OUT/<table>.parquet`` for every table of ``db``; StoreError if it cannot be read."""
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(db), read_only=True)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open {db} read-only: {exc}") from exc
-    written: dict[str, Path] = {}
-    try:
-        names = [
-            r[0]
-            for r in con.execute(
-                "SELECT table_name FROM information_schema.tables ORDER BY table_name"
-            ).fetchall()
-        ]
-        for name in names:
-            target = out_dir / f"{name}.parquet"
-            literal = str(target).replace("'", "''")
-            con.execute(f"COPY \"{name}\" TO '{literal}' (FORMAT parquet)")
-            written[name] = target
-    except duckdb.Error as exc:
-        raise StoreError(f"exporting {db} failed: {exc}") from exc
-    finally:
-        con.close()
-    return written
+    return copy_tables(db, out_dir)
 
 
 class EventWriter:

@@ -1,34 +1,29 @@
-"""The DuckDB file of a node: the only module that imports duckdb.
+"""The read model of a node: aggregate states and events in its DuckDB file, and back.
 
 One process writes it (the node's projector); the API of the same process reads it
 through per-thread cursors, which see committed transactions only. A batch is written
 as one Arrow table per table, inside one transaction that ends with the Kafka
-positions, so rows and positions are kept or lost together.
+positions, so rows and positions are kept or lost together. The driver itself is in
+``database``, the only module that imports duckdb.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
 from projections import rows, tables
-from projections.errors import StoreError
+from projections.database import KEYS, POSITIONS_OF_TOPIC, Database, Transaction
 from projections.fold import Batch, State, StreamId
 from streams.domain import account, caserun, flowrun, process
 from streams.domain.account import AccountState
 from streams.domain.aggregates import DEFINITION_STATES
 from streams.domain.process import ProcessState
-
-_STAGED = "_runledger_batch"
-_KEYS = "_runledger_keys"
 
 INDEXES = ("CREATE INDEX IF NOT EXISTS events_by_aggregate ON events (aggregate_id, seq)",)
 
@@ -46,42 +41,17 @@ class Store:
             raise ValueError("checkpoint_mib must be at least 1")
         self.path = Path(path)
         self.checkpoint_mib = checkpoint_mib
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._db = Database(self.path, checkpoint_mib=checkpoint_mib)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def open(self) -> Store:
         """Open (creating if needed) the file and its tables; StoreError if it is locked."""
-        if self._con is not None:
-            return self
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = duckdb.connect(str(self.path))
-            # DuckDB folds the WAL into the file every 16 MiB by default; the projector
-            # updates the same recent Processes in every batch, so a larger WAL rewrites
-            # those row groups less often (measured: commit cost per event / 2.5).
-            con.execute(f"SET checkpoint_threshold = '{self.checkpoint_mib}MiB'")
-            for table in tables.ALL:
-                con.execute(table.ddl())
-            for index in INDEXES:
-                con.execute(index)
-        except (duckdb.Error, OSError) as exc:
-            raise StoreError(f"cannot open the read model {self.path}: {exc}") from exc
-        self._con = con
+        self._db.open([*(table.ddl() for table in tables.ALL), *INDEXES])
         return self
 
     def close(self) -> None:
-        with self._lock:
-            for cursor in self._cursors:
-                cursor.close()
-            self._cursors.clear()
-            self._local = threading.local()
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+        self._db.close()
 
     def __enter__(self) -> Store:
         return self.open()
@@ -94,63 +64,27 @@ class Store:
     ) -> None:
         self.close()
 
-    @property
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        if self._con is None:
-            raise StoreError(f"the read model {self.path} is not open")
-        return self._con
-
     # -- reads -------------------------------------------------------------------------
-
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
-        if cursor is None:
-            with self._lock:
-                cursor = self._connection.cursor()
-                self._cursors.append(cursor)
-            self._local.cursor = cursor
-        return cursor
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only statement, on this thread's own cursor."""
-        try:
-            return self._cursor().execute(sql, list(params)).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"read from {self.path} failed: {exc}") from exc
-
-    def _query_keyed(self, keys: Collection[str], *statements: str) -> list[list[tuple[Any, ...]]]:
-        """Run ``statements`` with ``keys`` as the one-column table ``_runledger_keys(id)``.
-
-        On this thread's cursor, not the writer's connection: a fold can load its
-        cache misses (committed states) while the previous batch is being written.
-        """
-        try:
-            cursor = self._cursor()
-            cursor.register(_KEYS, pa.table({"id": pa.array(list(keys), pa.string())}))
-            try:
-                return [cursor.execute(sql).fetchall() for sql in statements]
-            finally:
-                cursor.unregister(_KEYS)
-        except duckdb.Error as exc:
-            raise StoreError(f"read from {self.path} failed: {exc}") from exc
+        return self._db.query(sql, params)
 
     def positions(self, topic: str) -> dict[int, int]:
         """The next offset to read per partition of ``topic`` (absent: from the start)."""
-        found = self.query(
-            'SELECT "partition", next_offset FROM positions WHERE topic = ?', (topic,)
-        )
+        found = self.query(POSITIONS_OF_TOPIC, (topic,))
         return {partition: offset for partition, offset in found}
 
     def load_processes(self, ids: Collection[str]) -> dict[str, ProcessState]:
         """The stored states (with steps) of those of ``ids`` that exist, deleted included."""
         if not ids:
             return {}
-        found, step_rows = self._query_keyed(
+        found, step_rows = self._db.query_keyed(
             ids,
             f"SELECT {tables.PROCESSES.select_list('p')} FROM processes p "
-            f"SEMI JOIN {_KEYS} k ON p.id = k.id",
+            f"SEMI JOIN {KEYS} k ON p.id = k.id",
             f"SELECT {tables.STEPS.select_list('s')} FROM steps s "
-            f"SEMI JOIN {_KEYS} k ON s.process_id = k.id "
+            f"SEMI JOIN {KEYS} k ON s.process_id = k.id "
             "ORDER BY s.process_id, s.step_order, s.step_id",
         )
         steps: dict[str, list[process.StepState]] = defaultdict(list)
@@ -162,11 +96,11 @@ class Store:
         """The stored states (with tokens) of those of ``names`` that exist."""
         if not names:
             return {}
-        found, token_rows = self._query_keyed(
+        found, token_rows = self._db.query_keyed(
             names,
-            f"SELECT a.name, a.seq FROM accounts a SEMI JOIN {_KEYS} k ON a.name = k.id",
+            f"SELECT a.name, a.seq FROM accounts a SEMI JOIN {KEYS} k ON a.name = k.id",
             "SELECT t.account, t.token_hash, t.name, epoch_us(t.created_at), t.revoked "
-            f"FROM tokens t SEMI JOIN {_KEYS} k ON t.account = k.id "
+            f"FROM tokens t SEMI JOIN {KEYS} k ON t.account = k.id "
             "ORDER BY t.account, t.ordinal",
         )
         tokens: dict[str, list[account.Token]] = defaultdict(list)
@@ -204,10 +138,10 @@ class Store:
     def _rows_of(self, table: tables.Table, ids: Collection[str]) -> list[tuple[Any, ...]]:
         if not ids:
             return []
-        (found,) = self._query_keyed(
+        (found,) = self._db.query_keyed(
             ids,
             f"SELECT {table.select_list('d')} FROM {table.name} d "
-            f"SEMI JOIN {_KEYS} k ON d.id = k.id",
+            f"SEMI JOIN {KEYS} k ON d.id = k.id",
         )
         return found
 
@@ -215,14 +149,7 @@ class Store:
         self, cls: type[rows.Definition], ids: Collection[str]
     ) -> dict[str, rows.Definition]:
         """The stored Sites, Flows or Cases (``cls``) of ``ids``, deleted included."""
-        if not ids:
-            return {}
-        table = rows.DEFINITION_TABLES[cls]
-        (found,) = self._query_keyed(
-            ids,
-            f"SELECT {table.select_list('d')} FROM {table.name} d "
-            f"SEMI JOIN {_KEYS} k ON d.id = k.id",
-        )
+        found = self._rows_of(rows.DEFINITION_TABLES[cls], ids)
         return {row[0]: rows.definition_from_row(cls, row) for row in found}
 
     # -- writes ------------------------------------------------------------------------
@@ -233,24 +160,14 @@ class Store:
         Returns False, writing nothing, when every position of the batch is already
         stored (the batch was applied before). Raises StoreError after a rollback.
         """
-        with self._lock:
-            con = self._connection
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    if batch.positions and self._applied_before(con, batch):
-                        con.execute("ROLLBACK")
-                        return False
-                    self._write_rows(con, batch)
-                    if batch.positions:
-                        columns = rows.position_columns(batch.topic, dict(batch.positions))
-                        _insert(con, tables.POSITIONS, columns, "INSERT OR REPLACE")
-                    con.execute("COMMIT")
-                except BaseException:
-                    _rollback(con)
-                    raise
-            except duckdb.Error as exc:
-                raise StoreError(f"writing a batch to {self.path} failed: {exc}") from exc
+        with self._db.transaction(f"writing a batch to {self.path} failed") as tx:
+            if batch.positions and _applied_before(tx, batch):
+                tx.rollback()
+                return False
+            self._write_rows(tx, batch)
+            if batch.positions:
+                columns = rows.position_columns(batch.topic, dict(batch.positions))
+                _insert(tx, tables.POSITIONS, columns, "INSERT OR REPLACE")
         return True
 
     def append(self, table: tables.Table, data: pa.Table) -> None:
@@ -259,35 +176,10 @@ class Store:
         complete. Raises StoreError after a rollback."""
         if not data.num_rows:
             return
-        with self._lock:
-            con = self._connection
-            try:
-                con.execute("BEGIN TRANSACTION")
-                try:
-                    con.register(_STAGED, data)
-                    try:
-                        names = table.column_list
-                        con.execute(
-                            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {_STAGED}"
-                        )
-                    finally:
-                        con.unregister(_STAGED)
-                    con.execute("COMMIT")
-                except BaseException:
-                    _rollback(con)
-                    raise
-            except duckdb.Error as exc:
-                raise StoreError(f"appending to {table.name} in {self.path} failed: {exc}") from exc
+        with self._db.transaction(f"appending to {table.name} in {self.path} failed") as tx:
+            tx.insert(table, data)
 
-    def _applied_before(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> bool:
-        stored = dict(
-            con.execute(
-                'SELECT "partition", next_offset FROM positions WHERE topic = ?', [batch.topic]
-            ).fetchall()
-        )
-        return all(stored.get(p, 0) >= o for p, o in batch.positions.items())
-
-    def _write_rows(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> None:
+    def _write_rows(self, tx: Transaction, batch: Batch) -> None:
         if batch.events:
             columns = rows.event_columns(
                 batch.events,
@@ -296,43 +188,37 @@ class Store:
                 batch.statuses,
                 batch.data or None,
             )
-            _insert(con, tables.EVENTS, columns)
+            _insert(tx, tables.EVENTS, columns)
         processes = batch.processes
         if processes:
-            _insert(con, tables.PROCESSES, rows.process_columns(processes), "INSERT OR REPLACE")
+            _insert(tx, tables.PROCESSES, rows.process_columns(processes), "INSERT OR REPLACE")
         if batch.steps_replaced:
-            ids = pa.table({"id": pa.array(sorted(batch.steps_replaced), pa.string())})
-            con.register(_KEYS, ids)
-            try:
-                con.execute(f"DELETE FROM steps WHERE process_id IN (SELECT id FROM {_KEYS})")
-            finally:
-                con.unregister(_KEYS)
+            tx.delete_keyed("steps", "process_id", sorted(batch.steps_replaced))
         if batch.steps:
-            _insert(con, tables.STEPS, rows.step_columns(batch.steps), "INSERT OR REPLACE")
+            _insert(tx, tables.STEPS, rows.step_columns(batch.steps), "INSERT OR REPLACE")
         accounts = batch.accounts
         if accounts:
-            _insert(con, tables.ACCOUNTS, rows.account_columns(accounts), "INSERT OR REPLACE")
-            _insert(con, tables.TOKENS, rows.token_columns(accounts), "INSERT OR REPLACE")
+            _insert(tx, tables.ACCOUNTS, rows.account_columns(accounts), "INSERT OR REPLACE")
+            _insert(tx, tables.TOKENS, rows.token_columns(accounts), "INSERT OR REPLACE")
         for cls, table in rows.DEFINITION_TABLES.items():
             changed: list[rows.Definition] = batch.of_type(cls)
             if changed:
-                _insert(con, table, rows.definition_columns(table, changed), "INSERT OR REPLACE")
+                _insert(tx, table, rows.definition_columns(table, changed), "INSERT OR REPLACE")
         flowruns = batch.of_type(flowrun.FlowRunState)
         if flowruns:
-            _insert(con, tables.FLOWRUNS, rows.flowrun_columns(flowruns), "INSERT OR REPLACE")
+            _insert(tx, tables.FLOWRUNS, rows.flowrun_columns(flowruns), "INSERT OR REPLACE")
         caseruns = batch.of_type(caserun.CaseRunState)
         if caseruns:
-            _insert(con, tables.CASERUNS, rows.caserun_columns(caseruns), "INSERT OR REPLACE")
+            _insert(tx, tables.CASERUNS, rows.caserun_columns(caseruns), "INSERT OR REPLACE")
 
 
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    # A failed COMMIT has already ended the transaction; keep the first error.
-    with contextlib.suppress(duckdb.Error):
-        con.execute("ROLLBACK")
+def _applied_before(tx: Transaction, batch: Batch) -> bool:
+    stored: dict[int, int] = dict(tx.query(POSITIONS_OF_TOPIC, [batch.topic]))
+    return all(stored.get(p, 0) >= o for p, o in batch.positions.items())
 
 
 def _insert(
-    con: duckdb.DuckDBPyConnection,
+    tx: Transaction,
     table: tables.Table,
     columns: rows.Columns,
     verb: str = "INSERT",
@@ -340,10 +226,4 @@ def _insert(
     """One set-based insert of ``columns`` into ``table`` through a registered Arrow table."""
     if not columns[table.columns[0].name]:
         return
-    data = pa.Table.from_pydict(columns, schema=table.schema)
-    con.register(_STAGED, data)
-    try:
-        names = table.column_list
-        con.execute(f"{verb} INTO {table.name} ({names}) SELECT {names} FROM {_STAGED}")
-    finally:
-        con.unregister(_STAGED)
+    tx.insert(table, pa.Table.from_pydict(columns, schema=table.schema), verb)

@@ -1,0 +1,292 @@
+"""DuckDB under the read side: the only module that imports duckdb (STYLE rule 4).
+
+A :class:`Database` is a node's own file: one writer connection behind a lock, and a
+cursor per reading thread, which sees committed transactions only. The rest opens
+other read models read-only, to read their positions, export or compare them. Every
+duckdb error leaves this module as StoreError, with the duckdb error as its cause, so
+the store, ``verify`` and ``export`` take plain values and never see the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Collection, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pyarrow as pa
+
+from projections import tables
+from projections.errors import StoreError
+
+Row = tuple[Any, ...]
+
+# The one-column table ``(id)`` that :meth:`Database.query_keyed` registers for its
+# statements, and the name a batch's Arrow rows are registered under to be inserted.
+KEYS = "_runledger_keys"
+_STAGED = "_runledger_batch"
+
+POSITIONS_OF_TOPIC = 'SELECT "partition", next_offset FROM positions WHERE topic = ?'
+
+
+@contextlib.contextmanager
+def _failing(message: str) -> Iterator[None]:
+    """Raise a duckdb error of the block as StoreError ``message: error``."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        raise StoreError(f"{message}: {exc}") from exc
+
+
+class Database:
+    """One DuckDB file, written by one connection and read through per-thread cursors.
+
+    The file is opened by :meth:`open` and closed by :meth:`close`; every method
+    raises StoreError when it is not open.
+    """
+
+    def __init__(self, path: Path, *, checkpoint_mib: int) -> None:
+        self.path = path
+        self.checkpoint_mib = checkpoint_mib
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+
+    def open(self, statements: Iterable[str]) -> None:
+        """Open (creating if needed) the file and run ``statements`` (the DDL) on it;
+        StoreError if it is locked or cannot be made. Does nothing when already open."""
+        if self._con is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(self.path))
+            # DuckDB folds the WAL into the file every 16 MiB by default; the projector
+            # updates the same recent Processes in every batch, so a larger WAL rewrites
+            # those row groups less often (measured: commit cost per event / 2.5).
+            con.execute(f"SET checkpoint_threshold = '{self.checkpoint_mib}MiB'")
+            for statement in statements:
+                con.execute(statement)
+        except (duckdb.Error, OSError) as exc:
+            raise StoreError(f"cannot open the read model {self.path}: {exc}") from exc
+        self._con = con
+
+    def close(self) -> None:
+        with self._lock:
+            for cursor in self._cursors:
+                cursor.close()
+            self._cursors.clear()
+            self._local = threading.local()
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    @property
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            raise StoreError(f"the read model {self.path} is not open")
+        return self._con
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._local, "cursor", None)
+        if cursor is None:
+            with self._lock:
+                cursor = self._connection.cursor()
+                self._cursors.append(cursor)
+            self._local.cursor = cursor
+        return cursor
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        """Rows of a read-only statement, on this thread's own cursor."""
+        with _failing(f"read from {self.path} failed"):
+            return self._cursor().execute(sql, list(params)).fetchall()
+
+    def query_keyed(self, keys: Collection[str], *statements: str) -> list[list[Row]]:
+        """Run ``statements`` with ``keys`` as the one-column table ``KEYS(id)``.
+
+        On this thread's cursor, not the writer's connection: a fold can load its
+        cache misses (committed states) while the previous batch is being written.
+        """
+        with _failing(f"read from {self.path} failed"):
+            cursor = self._cursor()
+            cursor.register(KEYS, pa.table({"id": pa.array(list(keys), pa.string())}))
+            try:
+                return [cursor.execute(sql).fetchall() for sql in statements]
+            finally:
+                cursor.unregister(KEYS)
+
+    # -- writes ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self, failure: str) -> Iterator[Transaction]:
+        """The writer connection inside one transaction, committed when the block ends
+        unless it called :meth:`Transaction.rollback`. An exception rolls back and
+        passes on; a duckdb error passes on as StoreError ``failure: error``."""
+        with self._lock:
+            con = self._connection
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    tx = Transaction(con)
+                    yield tx
+                    if not tx.rolled_back:
+                        con.execute("COMMIT")
+                except BaseException:
+                    _rollback(con)
+                    raise
+            except duckdb.Error as exc:
+                raise StoreError(f"{failure}: {exc}") from exc
+
+
+class Transaction:
+    """The statements a writer runs inside :meth:`Database.transaction`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self.rolled_back = False
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        return self._con.execute(sql, list(params)).fetchall()
+
+    def insert(self, table: tables.Table, data: pa.Table, verb: str = "INSERT") -> None:
+        """One set-based ``verb`` (``INSERT``, ``INSERT OR REPLACE``) of the Arrow rows
+        ``data``, in ``table``'s column order, into ``table``."""
+        self._con.register(_STAGED, data)
+        try:
+            names = table.column_list
+            self._con.execute(f"{verb} INTO {table.name} ({names}) SELECT {names} FROM {_STAGED}")
+        finally:
+            self._con.unregister(_STAGED)
+
+    def delete_keyed(self, table: str, column: str, keys: list[str]) -> None:
+        """Delete the rows of ``table`` whose ``column`` is one of ``keys``, in one statement."""
+        self._con.register(KEYS, pa.table({"id": pa.array(keys, pa.string())}))
+        try:
+            self._con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT id FROM {KEYS})")
+        finally:
+            self._con.unregister(KEYS)
+
+    def rollback(self) -> None:
+        """End the transaction keeping nothing; the block then ends without a commit."""
+        self._con.execute("ROLLBACK")
+        self.rolled_back = True
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    # A failed COMMIT has already ended the transaction; keep the first error.
+    with contextlib.suppress(duckdb.Error):
+        con.execute("ROLLBACK")
+
+
+# -- other read models, opened read-only -----------------------------------------------
+
+
+def _read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """``path`` opened read-only, which DuckDB refuses while a process writes it."""
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open {path} read-only: {exc}") from exc
+
+
+def read_positions(path: str | Path, topic: str) -> dict[int, int]:
+    """The next offset per partition of ``topic`` stored in the read model at ``path``;
+    StoreError if it cannot be opened or has no positions table."""
+    con = _read_only(path)
+    try:
+        with _failing(f"cannot read the positions of {path}"):
+            found = con.execute(POSITIONS_OF_TOPIC, [topic]).fetchall()
+        return {int(p): int(o) for p, o in found}
+    finally:
+        con.close()
+
+
+def copy_tables(db: str | Path, out_dir: Path) -> dict[str, Path]:
+    """``out_dir/<table>.parquet`` for every table of ``db``, written by DuckDB itself
+    (``COPY ... TO``); StoreError if ``db`` cannot be opened or read."""
+    con = _read_only(db)
+    written: dict[str, Path] = {}
+    try:
+        with _failing(f"exporting {db} failed"):
+            names = [
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables ORDER BY table_name"
+                ).fetchall()
+            ]
+            for name in names:
+                target = out_dir / f"{name}.parquet"
+                literal = str(target).replace("'", "''")
+                con.execute(f"COPY \"{name}\" TO '{literal}' (FORMAT parquet)")
+                written[name] = target
+    finally:
+        con.close()
+    return written
+
+
+Side = Literal["lhs", "rhs"]
+
+
+class Comparison:
+    """Two read models attached read-only, as ``lhs`` and ``rhs``, to one in-memory
+    connection, until :meth:`close`. StoreError when a file cannot be attached (for
+    example, locked by a running node) or read."""
+
+    _FAILED = "comparing the read models failed"
+
+    def __init__(self, left: str | Path, right: str | Path) -> None:
+        with _failing("cannot open a read model to compare"):
+            self._con = duckdb.connect()
+            try:
+                self._con.execute(f"ATTACH '{Path(left)}' AS lhs (READ_ONLY)")
+                self._con.execute(f"ATTACH '{Path(right)}' AS rhs (READ_ONLY)")
+            except BaseException:
+                self._con.close()
+                raise
+
+    def tables(self, side: Side) -> set[str]:
+        with _failing(self._FAILED):
+            found = self._con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?",
+                [side],
+            ).fetchall()
+        return {r[0] for r in found}
+
+    def checksum(self, side: Side, table: str) -> tuple[int, str]:
+        """The row count and the sum of DuckDB's ``hash`` of every whole row (as 16 hex
+        digits): equal for equal multisets of rows, whatever their order."""
+        with _failing(self._FAILED):
+            count, total = self._con.execute(
+                f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {side}."{table}" t'
+            ).fetchone() or (0, 0)
+        return int(count), f"{int(total) & (2**64 - 1):016x}"
+
+    def columns(self, side: Side, table: str) -> tuple[str, ...]:
+        with _failing(self._FAILED):
+            found = self._con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_catalog = ? AND table_name = ? ORDER BY ordinal_position",
+                [side, table],
+            ).fetchall()
+        return tuple(r[0] for r in found)
+
+    def differences(self, table: str, limit: int) -> tuple[list[Row], list[Row]]:
+        """Up to ``limit`` rows of ``table`` only in ``lhs``, and only in ``rhs``
+        (``EXCEPT ALL``: a duplicated row is a difference); StoreError when the two
+        tables cannot be compared (their columns differ)."""
+        diff = 'SELECT * FROM {a}."{n}" EXCEPT ALL SELECT * FROM {b}."{n}" ORDER BY ALL'
+        with _failing(f"table {table} cannot be compared"):
+            only_l = self._con.execute(
+                diff.format(a="lhs", b="rhs", n=table) + f" LIMIT {limit}"
+            ).fetchall()
+            only_r = self._con.execute(
+                diff.format(a="rhs", b="lhs", n=table) + f" LIMIT {limit}"
+            ).fetchall()
+        return only_l, only_r
+
+    def close(self) -> None:
+        self._con.close()
