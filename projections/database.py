@@ -40,6 +40,24 @@ def _failing(message: str) -> Iterator[None]:
         raise StoreError(f"{message}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _staged(con: duckdb.DuckDBPyConnection, name: str, data: pa.Table) -> Iterator[None]:
+    """``data`` visible to the block's statements as the view ``name``.
+
+    After a failed statement DuckDB refuses the unregister too ("transaction is
+    aborted"): that second error is dropped so the first, the one that says what went
+    wrong (a duplicate key, a type), reaches the caller.
+    """
+    con.register(name, data)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.unregister(name)
+        raise
+    con.unregister(name)
+
+
 class Database:
     """One DuckDB file, written by one connection and read through per-thread cursors.
 
@@ -113,11 +131,8 @@ class Database:
         """
         with _failing(f"read from {self.path} failed"):
             cursor = self._cursor()
-            cursor.register(KEYS, pa.table({"id": pa.array(list(keys), pa.string())}))
-            try:
+            with _staged(cursor, KEYS, pa.table({"id": pa.array(list(keys), pa.string())})):
                 return [cursor.execute(sql).fetchall() for sql in statements]
-            finally:
-                cursor.unregister(KEYS)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -155,20 +170,14 @@ class Transaction:
     def insert(self, table: tables.Table, data: pa.Table, verb: str = "INSERT") -> None:
         """One set-based ``verb`` (``INSERT``, ``INSERT OR REPLACE``) of the Arrow rows
         ``data``, in ``table``'s column order, into ``table``."""
-        self._con.register(_STAGED, data)
-        try:
+        with _staged(self._con, _STAGED, data):
             names = table.column_list
             self._con.execute(f"{verb} INTO {table.name} ({names}) SELECT {names} FROM {_STAGED}")
-        finally:
-            self._con.unregister(_STAGED)
 
     def delete_keyed(self, table: str, column: str, keys: list[str]) -> None:
         """Delete the rows of ``table`` whose ``column`` is one of ``keys``, in one statement."""
-        self._con.register(KEYS, pa.table({"id": pa.array(keys, pa.string())}))
-        try:
+        with _staged(self._con, KEYS, pa.table({"id": pa.array(keys, pa.string())})):
             self._con.execute(f"DELETE FROM {table} WHERE {column} IN (SELECT id FROM {KEYS})")
-        finally:
-            self._con.unregister(KEYS)
 
     def rollback(self) -> None:
         """End the transaction keeping nothing; the block then ends without a commit."""

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from projections import tables
+from projections.errors import StoreError
 from projections.store import Store
 from projections.verify import positions
 from runledger import control
@@ -61,7 +62,7 @@ def check_closed(new: Path, live: Path, topic: str) -> dict[int, int]:
         raise SwapError(f"{new} has a write-ahead log: it was not closed cleanly; replay again")
     try:
         found = positions(new, topic)
-    except Exception as exc:  # StoreError, or duckdb's own when there is no positions table
+    except StoreError as exc:  # not a DuckDB file, or no positions table
         raise SwapError(f"{new} is not a usable read model: {exc}") from exc
     if not found:
         raise SwapError(
