@@ -80,13 +80,18 @@ class TargetGuard:
     allow_private: bool = False
     resolver: Resolver = field(default=resolve_system, compare=False)
 
-    async def check_host(self, host: str, port: int, *, target: str | None = None) -> None:
-        """Refuse ``host`` unless every address it resolves to is public.
+    async def check_host(
+        self, host: str, port: int, *, target: str | None = None
+    ) -> tuple[str, ...]:
+        """Refuse ``host`` unless every address it resolves to is public; return those
+        addresses, which the caller should connect to (a second lookup could answer
+        differently: DNS rebinding). Empty when private targets are allowed (nothing
+        is resolved then).
 
         Raises ``TargetRefused`` naming the first refused address, or ``TargetInvalid``
         when the host is empty or does not resolve."""
         if self.allow_private:
-            return
+            return ()
         shown = target or host
         name = host.strip("[]").rstrip(".").lower()
         if not name:
@@ -97,6 +102,7 @@ class TargetGuard:
         addresses = [str(literal)] if literal is not None else await self.resolver(name, port)
         if not addresses:
             raise TargetInvalid(f"host {name!r} resolves to no address")
+        checked = []
         for text in addresses:
             address = _literal_address(text)
             if address is None:
@@ -104,9 +110,14 @@ class TargetGuard:
             reason = refusal_reason(address)
             if reason is not None:
                 raise TargetRefused(shown, str(address), reason)
+            checked.append(str(address))
+        return tuple(checked)
 
-    async def check_url(self, url: str, *, schemes: frozenset[str] = WEB_SCHEMES) -> None:
-        """Refuse ``url`` unless its scheme is in ``schemes`` and its host is public."""
+    async def check_url(
+        self, url: str, *, schemes: frozenset[str] = WEB_SCHEMES
+    ) -> tuple[str, ...]:
+        """Refuse ``url`` unless its scheme is in ``schemes`` and its host is public;
+        the host's checked addresses as :meth:`check_host` returns them."""
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in schemes:
@@ -115,7 +126,7 @@ class TargetGuard:
             port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
         except ValueError as exc:
             raise TargetInvalid(f"target {url!r}: bad port") from exc
-        await self.check_host(parts.hostname or "", port, target=url)
+        return await self.check_host(parts.hostname or "", port, target=url)
 
     async def request_refusal(self, url: str) -> TargetRefused | TargetInvalid | None:
         """For the browser's request filter: None if a page may request ``url``, else

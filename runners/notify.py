@@ -91,21 +91,45 @@ def with_idempotency_key(request: WebhookRequest, key: str | None) -> WebhookReq
 async def send_webhook(
     guard: TargetGuard, request: WebhookRequest, *, timeout: float = 30.0
 ) -> WebhookResult:
-    """Send ``request`` (redirects are not followed: they would bypass the guard).
-    Raises ``TargetRefused``/``TargetInvalid`` from the guard and ``NotifyFailed`` when
-    no answer came within ``timeout`` seconds. A non-2xx answer is a result, not an error."""
-    await guard.check_url(request.url)
+    """Send ``request`` to an address the guard checked (redirects are not followed:
+    they would bypass the guard). Raises ``TargetRefused``/``TargetInvalid`` from the
+    guard and ``NotifyFailed`` when no answer came within ``timeout`` seconds. A non-2xx
+    answer is a result, not an error."""
+    addresses = await guard.check_url(request.url)
+    url, headers, extensions = pinned(request, addresses[0] if addresses else None)
     try:
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             response = await client.request(
                 request.method,
-                request.url,
-                headers=list(request.headers),
+                url,
+                headers=headers,
                 content=request.body or None,
+                extensions=extensions,
             )
     except httpx.HTTPError as exc:
         raise NotifyFailed(f"{request.method} {request.url} failed: {exc!r}") from exc
     return WebhookResult(response.status_code, response.is_success, response.text[:_EXCERPT])
+
+
+def pinned(
+    request: WebhookRequest, address: str | None
+) -> tuple[httpx.URL, list[tuple[str, str]], dict[str, Any]]:
+    """The URL, headers and httpx extensions that send ``request`` to ``address`` (an
+    IP the guard checked) instead of to what a fresh lookup of its host would answer.
+
+    The request still names its host: in ``Host`` (unless the node set one) and, over
+    TLS, as the SNI name the server's certificate is verified against. ``address``
+    None (private targets allowed, nothing checked) sends the request as it is.
+    """
+    url = httpx.URL(request.url)
+    headers = list(request.headers)
+    if address is None or url.host == address:
+        return url, headers, {}
+    if not any(name.lower() == "host" for name, _ in headers):
+        headers.append(("Host", url.netloc.decode("ascii")))
+    sni = url.raw_host.decode("ascii")  # IDNA names in their ASCII form
+    extensions: dict[str, Any] = {"sni_hostname": sni} if url.scheme == "https" else {}
+    return url.copy_with(host=address), headers, extensions
 
 
 def slack_message(text: str, fields: Mapping[str, str] | None = None) -> bytes:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runners import guard as guard_module
 from runners.artifacts import ArtifactStore
 from runners.browser import Browser
 from runners.errors import NotifyFailed, TargetRefused
@@ -73,6 +74,27 @@ def test_webhook_to_a_private_address_is_refused_without_the_setting(site: TestS
         asyncio.run(send_webhook(REFUSE, request))
     assert refused.value.address == "127.0.0.1"
     assert site.hooks == []
+
+
+def test_a_webhook_goes_to_the_address_the_guard_checked(
+    site: TestSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A name only the guard's resolver knows: sent to a fresh lookup of the name, the
+    # request would fail; pinned to the checked address it arrives, naming its host.
+    # (The guard is told loopback is public here, to have a server to reach.)
+    monkeypatch.setattr(guard_module, "refusal_reason", lambda address: None)
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return [site.host]
+
+    guard = TargetGuard(allow_private=False, resolver=resolver)
+    url = f"http://hooks.example.invalid:{site.port}/hook"
+    result = asyncio.run(send_webhook(guard, webhook_from_node(url, "POST", "{}", "{}"), timeout=5))
+    assert result.ok and asked == ["hooks.example.invalid"]
+    (received,) = site.hooks
+    assert received.headers["Host"] == f"hooks.example.invalid:{site.port}"
 
 
 def test_slack_message_is_posted_in_slacks_format(site: TestSite) -> None:

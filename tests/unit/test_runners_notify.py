@@ -10,8 +10,10 @@ import pytest
 from runners.errors import TargetInvalid
 from runners.jobs_notify import delivery_key
 from runners.notify import (
+    WebhookRequest,
     email_message,
     message_id,
+    pinned,
     slack_message,
     webhook_from_node,
     with_idempotency_key,
@@ -97,3 +99,21 @@ def test_email_message_id_is_derived_from_the_key_and_the_senders_domain() -> No
     assert email_message("a@b.c", "ops@example.com", "s", "b")["Message-ID"] is None
     with pytest.raises(TargetInvalid):
         message_id("<>", "runs@example.com")
+
+
+def test_a_pinned_request_names_its_host_in_host_and_sni() -> None:
+    request = WebhookRequest("https://bücher.example:8443/hook?a=1", "POST", (("X-A", "1"),))
+    url, headers, extensions = pinned(request, "93.184.216.34")
+    assert str(url) == "https://93.184.216.34:8443/hook?a=1"
+    assert headers == [("X-A", "1"), ("Host", "xn--bcher-kva.example:8443")]
+    assert extensions == {"sni_hostname": "xn--bcher-kva.example"}
+    v6, _, _ = pinned(WebhookRequest("http://hooks.example.com/x"), "2001:db8::1")
+    assert str(v6) == "http://[2001:db8::1]/x"
+
+
+def test_a_nodes_own_host_header_wins_and_unchecked_requests_go_as_they_are() -> None:
+    mine = WebhookRequest("http://hooks.example.com/x", headers=(("host", "other.example"),))
+    _, headers, extensions = pinned(mine, "93.184.216.34")
+    assert headers == [("host", "other.example")] and extensions == {}
+    url, headers, extensions = pinned(WebhookRequest("http://hooks.example.com/x"), None)
+    assert str(url) == "http://hooks.example.com/x" and headers == [] and extensions == {}
