@@ -92,7 +92,7 @@ def _wait_ms(action: dict[str, Any], where: str) -> None:
     value = action.get("value")
     try:
         ms = float(value) if isinstance(value, str | int | float) else -1.0
-    except ValueError:
+    except (ValueError, OverflowError):  # float() of a huge int overflows
         ms = -1.0
     if isinstance(value, bool) or not 0 <= ms <= MAX_WAIT_MS:
         raise InvalidCommand(

@@ -95,7 +95,8 @@ def _json_text(data: Mapping[str, Any], key: str, *, default: str | None) -> str
 
 def canonical(value: Any, field: str) -> str:
     """``value`` as canonical JSON text (sorted keys, ASCII, no spaces); InvalidCommand
-    naming ``field`` when it is nested too deep, too large or not plain JSON."""
+    naming ``field`` when it is nested too deep, too large, not plain JSON or not valid
+    Unicode (a lone surrogate)."""
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise InvalidCommand(field, f"{field} is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -104,6 +105,10 @@ def canonical(value: Any, field: str) -> str:
         raise InvalidCommand(field, f"{field} is not plain JSON: {exc}") from exc
     if len(text) > MAX_JSON:
         raise InvalidCommand(field, f"{field} is larger than {MAX_JSON} bytes")
+    # The ASCII text escapes a lone surrogate ("\\ud800"), so it encodes; the same
+    # document read back does not, and every response showing it failed (500).
+    if "\\ud" in text and not _utf8(json.dumps(value, ensure_ascii=False)):
+        raise InvalidCommand(field, f"{field} is not valid Unicode text (lone surrogate)")
     return text
 
 
@@ -129,6 +134,12 @@ def _steps(data: Mapping[str, Any]) -> tuple[StepDefinition, ...]:
             or not _utf8(step_id)
         ):
             raise InvalidCommand(f"{where}.id", f"{where}.id must be a non-empty string")
+        if "/" in step_id or step_id in (".", ".."):
+            # A step is addressed as /process/{id}/steps/{step_id}/...: such an id
+            # could never be started, completed, restarted or read over HTTP.
+            raise InvalidCommand(
+                f"{where}.id", f"{where}.id must not contain '/' nor be '.' or '..'"
+            )
         if step_id in seen:
             raise InvalidCommand(f"{where}.id", f"step id {step_id!r} appears twice")
         seen.add(step_id)
@@ -156,4 +167,4 @@ def _progress(data: Mapping[str, Any]) -> float:
     # Range first: math.isfinite converts to float, which overflows on a huge int.
     if not 0 <= value <= 100 or not math.isfinite(value):
         raise InvalidCommand("progress", "progress must be between 0 and 100")
-    return float(value)
+    return float(value) + 0.0  # -0.0 + 0.0 is 0.0: no "progress": -0.0 in reads

@@ -102,9 +102,13 @@ def _with_step(state: ProcessState, step_id: str, **changes: object) -> tuple[St
         if step.step_id == step_id:
             steps[i] = _step_copy(step, changes)
             return tuple(steps)
-    order = max((s.order for s in steps), default=0) + 1
-    steps.append(_step_copy(StepState(step_id, step_id, order), changes))
+    steps.append(_step_copy(StepState(step_id, step_id, _next_order(state)), changes))
     return tuple(steps)
+
+
+def _next_order(state: ProcessState) -> int:
+    """The order of a step the definition lacks: after the last one."""
+    return max((s.order for s in state.steps), default=0) + 1
 
 
 def _steps_where(steps: tuple[StepState, ...], current: str, **changes: object) -> tuple:
@@ -206,6 +210,7 @@ def _changes(s: ProcessState, data: e.Payload, t: int) -> dict[str, Any]:  # noq
             success=False,
             exception=None,
             object_id=None,
+            result_summary_json=None,
             time_started=None,
             time_completed=None,
             steps=tuple(_reset(step) for step in s.steps),
@@ -314,6 +319,14 @@ def _decide_step(
     step = state.step(body.step_id)
     if isinstance(body, c.StartStep):
         _require(state, (PENDING, RUNNING), "start a step of")
+        if step is None and _next_order(state) > c.AVRO_INT_MAX:
+            # The read model (like Avro) keeps a step's order in 32 bits.
+            raise Rejected(
+                INVALID_STATE,
+                f"cannot add step {body.step_id} to process {state.id}: "
+                f"no order is left after {c.AVRO_INT_MAX}",
+                "step_id",
+            )
         if step is not None:
             if not step.enabled:
                 raise Rejected(INVALID_STATE, f"step {step.step_id} is disabled", "step_id")
