@@ -95,14 +95,14 @@ def job_for(run: f.FlowRunState, node_id: str, attempt: int) -> Job:
 
 def handled(run: f.FlowRunState, node: f.NodeState) -> bool:
     """Whether a failure of ``node`` is expected by the Flow: a child may start on it
-    (``start_if`` failed or always, or a condition on this node having failed)."""
+    (``start_if`` failed or always, and no condition of the child wants this node
+    passed). A condition ``{node: failed}`` alone does not do: with ``start_if`` passed
+    the child is skipped whenever a parent failed, so it never starts on the failure."""
     for child in node.children:
         kid = run.node(child)
-        if kid is None:
+        if kid is None or kid.start_if not in (f.START_FAILED, f.START_ALWAYS):
             continue
-        if kid.start_if in (f.START_FAILED, f.START_ALWAYS):
-            return True
-        if (node.node_id, f.FAILED) in kid.conditions:
+        if (node.node_id, f.PASSED) not in kid.conditions:
             return True
     return False
 
@@ -182,6 +182,28 @@ def command_id_for(run: f.FlowRunState, action: Action) -> str:
     else:
         name = f"{run.id}/{run.attempt}/complete"
     return str(uuid.uuid5(COMMAND_NAMESPACE, name))
+
+
+# -- the CaseRuns of case nodes a cancel stopped ---------------------------------------
+
+
+def stopped_case_nodes(run: f.FlowRunState) -> list[str]:
+    """The ``case`` nodes of a cancelled run that were working when it was cancelled
+    (or deleted while active): skipped with a start time. Their CaseRuns must be
+    cancelled too: the runner stops the node's job, which then reports nothing more."""
+    if run.status != f.CANCELLED:
+        return []
+    return [
+        n.node_id
+        for n in run.nodes
+        if n.task_type == CASE_KIND and n.status == f.SKIPPED and n.time_started is not None
+    ]
+
+
+def caserun_cancel_command_id(caserun_id: str) -> str:
+    """The one id of the orchestrator's cancel of a FlowRun node's CaseRun: sent again
+    (a redelivery, the CaseRun appearing after the cancel), the decider drops it."""
+    return str(uuid.uuid5(COMMAND_NAMESPACE, f"caserun:{caserun_id}/cancel"))
 
 
 # -- Processes that runners work on ---------------------------------------------------

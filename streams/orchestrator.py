@@ -29,6 +29,14 @@ into the run and a job id derived from the CaseRun (``streams.orchestration.case
 A CaseRun a FlowRun's ``case`` node created gets no job (that node's job runs it), and
 one cancelled or deleted later in the same batch gets none either. CaseRuns are not
 folded: nothing past the created event is decoded, the cancel is read from the headers.
+
+A FlowRun cancelled (or deleted while active) with a ``case`` node working also has
+that node's CaseRun cancelled: the runner stops the node's job, which reports nothing
+more, so without it the CaseRun would stay ``working``. The orchestrator remembers which
+CaseRun each case node's job created (from ``caserun.created`` with a ``flowrun_id``)
+and sends ``caserun.cancel`` for it on the ``flowrun.cancelled``, or on the CaseRun's
+creation when the job created it after the cancel; one command id per CaseRun
+(``streams.orchestration.caserun_cancel_command_id``).
 """
 
 from __future__ import annotations
@@ -46,17 +54,20 @@ from aiokafka.structs import TopicPartition
 from schemas import Codec, DecodeError
 from streams import serde
 from streams.domain import aggregates
+from streams.domain import caserun as cr
 from streams.domain import flowrun as f
 from streams.domain.caserun_messages import CaseRunCreated
 from streams.domain.commands import Command
-from streams.domain.events import Event, ProcessRetried
+from streams.domain.events import Event
 from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
 from streams.orchestration import (
     body_for,
+    caserun_cancel_command_id,
     command_id_for,
     next_steps,
 )
-from streams.orchestrator_memory import PROCESS_EVENTS, Memory
+from streams.orchestrator_memory import Memory
+from streams.orchestrator_plan import CASERUN_STOPS, DECODED, Plan, event_type
 from streams.publisher import Publisher
 from streams.supervision import supervise
 from streams.topics import Topics, open_group_input
@@ -64,12 +75,6 @@ from streams.topics import Topics, open_group_input
 log = logging.getLogger(__name__)
 
 ACTOR = "orchestrator"
-# Only these aggregates matter here: runs, and the Sites and Cases their jobs point at.
-FOLDED = ("flowrun.", "site.", "case.")
-# A standalone CaseRun's created event dispatches its job; these events stop one whose
-# job is not yet published (read from the type header, never decoded).
-CASERUN_STOPS = frozenset({"caserun.cancelled", "caserun.deleted"})
-DECODED = (*FOLDED, *PROCESS_EVENTS, CaseRunCreated.TYPE)
 
 
 def now_micros() -> int:
@@ -84,13 +89,6 @@ class OrchestratorStats:
     jobs: int = 0
     batches: int = 0
     rebuilt_events: int = 0
-
-
-def _event_type(headers: Any) -> str | None:
-    for key, value in headers or ():
-        if key == "type" and isinstance(value, bytes):
-            return value.decode(errors="replace")
-    return None
 
 
 class Orchestrator:
@@ -204,7 +202,7 @@ class Orchestrator:
     # -- folding -----------------------------------------------------------------------
 
     def _decode(self, msg: Any) -> Event | None:
-        kind = _event_type(msg.headers)
+        kind = event_type(msg.headers)
         if kind is not None and not kind.startswith(DECODED):
             return None  # not ours: no need to decode it
         try:
@@ -229,56 +227,38 @@ class Orchestrator:
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         publisher = self._publisher
         assert publisher is not None
-        offsets: dict[TopicPartition, int] = {}
-        changed: dict[str, Event] = {}  # run id -> the last event that changed it
-        started: list[tuple[str, str, int]] = []  # (run id, node id, attempt)
-        generate: list[tuple[str, int]] = []  # (process id, attempt)
-        caseruns: dict[str, Dispatch] = {}  # standalone CaseRuns created in the batch
+        plan = Plan()
         for tp, messages in batch.items():
             for msg in messages:
-                offsets[tp] = msg.offset + 1
-                if caseruns and _event_type(msg.headers) in CASERUN_STOPS:
-                    caseruns.pop(_aggregate_id(msg.key), None)  # stopped before its job
+                plan.offsets[tp] = msg.offset + 1
+                if plan.caseruns and event_type(msg.headers) in CASERUN_STOPS:
+                    plan.stopped(_aggregate_id(msg.key))  # stopped before its job
                     continue
                 event = self._decode(msg)
                 if event is None:
                     continue
                 self.stats.events += 1
                 self.memory.fold(event)
-                if event.type == CaseRunCreated.TYPE:
-                    dispatch = self.memory.caserun_dispatch(event)
-                    if dispatch is not None:
-                        caseruns[event.aggregate_id] = dispatch
-                    continue
-                if event.type in PROCESS_EVENTS:
-                    attempt = event.data.attempt if isinstance(event.data, ProcessRetried) else 1
-                    if event.aggregate_id in self.memory.generating:
-                        generate.append((event.aggregate_id, attempt))
-                    continue
-                if event.aggregate_type != f.AGGREGATE:
-                    continue
-                if isinstance(event.data, f.NodeStarted):
-                    started.append((event.aggregate_id, event.data.node_id, event.data.attempt))
-                if not isinstance(event.data, f.FlowRunLogged):  # a log line decides nothing
-                    changed[event.aggregate_id] = event
+                plan.add(event, self.memory)
         async with publisher.transaction():
-            for run_id, node_id, attempt in started:
+            for run_id, node_id, attempt in plan.started:
                 await self._publish_job(run_id, node_id, attempt)
-            for process_id, attempt in generate:
+            for process_id, attempt in plan.generate:
                 await self._publish_generate(process_id, attempt)
-            for dispatch in caseruns.values():
+            for dispatch in plan.caseruns.values():
                 await self._send_job(dispatch)
-            for run_id, cause in changed.items():
+            for run_id, cause in plan.changed.items():
                 run = self.memory.run_state(run_id)
                 if run is None:
                     continue
                 for action in next_steps(run):
                     await self._publish_command(run, action, cause)
-            await publisher.send_offsets(offsets, self.group_id)
+            for caserun_id, cause in plan.caseruns_to_stop(self.memory).items():
+                await self._cancel_caserun(caserun_id, cause)
+            await publisher.send_offsets(plan.offsets, self.group_id)
         self.stats.batches += 1
 
     async def _publish_command(self, run: f.FlowRunState, action: Any, cause: Event) -> None:
-        assert self._publisher is not None
         cmd = Command(
             command_id=command_id_for(run, action),
             aggregate_type=f.AGGREGATE,
@@ -290,6 +270,28 @@ class Orchestrator:
             causation_id=cause.event_id,
             body=body_for(action),
         )
+        await self._send(cmd)
+
+    async def _cancel_caserun(self, caserun_id: str, cause: Event) -> None:
+        """Cancel the CaseRun of a case node its FlowRun's cancel stopped (the stopped
+        job reports nothing more), under an id the decider drops when repeated."""
+        flowrun_id = cause.data.flowrun_id if isinstance(cause.data, CaseRunCreated) else None
+        await self._send(
+            Command(
+                command_id=caserun_cancel_command_id(caserun_id),
+                aggregate_type=cr.AGGREGATE,
+                aggregate_id=caserun_id,
+                issued_at=self.clock(),
+                account=cause.account,
+                actor=ACTOR,
+                correlation_id=cause.correlation_id,
+                causation_id=cause.event_id,
+                body=cr.CancelCaseRun(f"flowrun {flowrun_id or cause.aggregate_id} cancelled"),
+            )
+        )
+
+    async def _send(self, cmd: Command) -> None:
+        assert self._publisher is not None
         key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
         await self._publisher.send(self.topics.commands, key, serde.encode_command(self.codec, cmd))
         self.stats.commands += 1

@@ -19,7 +19,13 @@ from streams.domain import flowrun as f
 from streams.domain.caserun_messages import CaseRunCreated
 from streams.domain.events import Event, ProcessCreated, ProcessRetried
 from streams.jobs import Dispatch
-from streams.orchestration import GENERATE_PROCESS, caserun_job, generate_job, job_for
+from streams.orchestration import (
+    GENERATE_PROCESS,
+    caserun_job,
+    generate_job,
+    job_for,
+    stopped_case_nodes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,8 @@ class Memory:
     def __init__(self) -> None:
         self.states: dict[str, Any] = {}  # stream key -> FlowRunState | SiteState | CaseState
         self.generating: dict[str, GenerateProcess] = {}
+        # (flowrun id, node id) -> the CaseRun its case node's job created last
+        self.node_caseruns: dict[tuple[str, str], str] = {}
 
     def fold(self, event: Event) -> None:
         """Take ``event`` into account (a duplicate or older seq is ignored)."""
@@ -49,7 +57,10 @@ class Memory:
             self._remember(event)
             return
         if event.type == CaseRunCreated.TYPE:
-            return  # dispatched from the batch, nothing to keep
+            data = event.data
+            if isinstance(data, CaseRunCreated) and data.flowrun_id and data.node_id:
+                self.node_caseruns[(data.flowrun_id, data.node_id)] = event.aggregate_id
+            return  # a standalone one is dispatched from the batch
         key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
         state = self.states.get(key)
         if state is not None and event.seq <= state.seq:
@@ -102,15 +113,34 @@ class Memory:
             caserun_id=event.aggregate_id,
         )
 
+    def caseruns_to_cancel(self, run: f.FlowRunState) -> list[str]:
+        """The CaseRuns of the case nodes the cancel of ``run`` stopped (those created
+        so far; :meth:`stopped_caserun` catches one created later)."""
+        found = (self.node_caseruns.get((run.id, n)) for n in stopped_case_nodes(run))
+        return [caserun_id for caserun_id in found if caserun_id is not None]
+
+    def stopped_caserun(self, event: Event) -> bool:
+        """Whether ``event`` created the CaseRun of a case node that its FlowRun's cancel
+        has already stopped (the job created it just before it was stopped)."""
+        data = event.data
+        if not isinstance(data, CaseRunCreated) or not data.flowrun_id or not data.node_id:
+            return False
+        run = self.run_state(data.flowrun_id)
+        return run is not None and data.node_id in stopped_case_nodes(run)
+
     def run_state(self, run_id: str) -> f.FlowRunState | None:
         state = self.states.get(aggregates.stream_key(f.AGGREGATE, run_id))
         return state if isinstance(state, f.FlowRunState) else None
 
     def dispatch_for(self, run: f.FlowRunState, node_id: str, attempt: int) -> Dispatch:
-        """The job of ``attempt`` of ``node_id`` with its Site URL and Case steps."""
+        """The job of ``attempt`` of ``node_id`` with its Site URL and Case steps. The
+        URL is "" when the Site was deleted (or is unknown), as for a standalone CaseRun:
+        the runner then fails the node rather than work on a deleted Site."""
         job = job_for(run, node_id, attempt)
         site = self.states.get(aggregates.stream_key("site", run.site_id))
-        site_url = getattr(site, "site_url", "") if site is not None else ""
+        site_url = ""
+        if site is not None and not getattr(site, "deleted", False):
+            site_url = getattr(site, "site_url", "") or ""
         case_id: str | None = None
         steps: str | None = None
         if job.kind == "case":

@@ -45,12 +45,13 @@ class PartState:
 @dataclass(frozen=True, slots=True)
 class CaseStepState:
     """One step: ``action_json``/``assertion_json`` as copied from the Case; a step with
-    no assertion has ``assertion`` None."""
+    no assertion has ``assertion`` None, one with no action (the Case allows a step that
+    only asserts) ``action`` None."""
 
     index: int
-    action_json: str
+    action_json: str | None
     assertion_json: str | None
-    action: PartState = PartState()
+    action: PartState | None = PartState()
     assertion: PartState | None = None
     screenshot: str | None = None  # artifact hash of the failing part's screenshot
 
@@ -85,7 +86,8 @@ class CaseRunState:
         """Every part in the order it runs."""
         out = []
         for step in self.steps:
-            out.append((step.index, ACTION, step.action))
+            if step.action is not None:
+                out.append((step.index, ACTION, step.action))
             if step.assertion is not None:
                 out.append((step.index, ASSERTION, step.assertion))
         return out
@@ -102,11 +104,20 @@ def _has_assertion(assertion: Any) -> bool:
     return isinstance(assertion, dict) and bool(assertion.get("type"))
 
 
+def _has_action(action: Any, where: str) -> bool:
+    if action is None:
+        return False
+    if not isinstance(action, dict) or not isinstance(action.get("type") or "", str):
+        raise InvalidCommand(where, f"{where} must be an object with a type")
+    return bool((action.get("type") or "").strip())
+
+
 def read_steps(raw: Any) -> tuple[CaseStepState, ...]:
     """Typed steps from a Case's step list; InvalidCommand for a malformed one.
 
-    A step is ``{"action": {"type": …, …}, "assertion": {"type": …, …} | null}``; an
-    assertion without a type (the reference's empty assertion) asserts nothing.
+    A step is ``{"action": {"type": …, …} | null, "assertion": {"type": …, …} | null}``
+    with at least one of the two, as the Case validates it; an action or assertion
+    without a type (the reference's empty one) does nothing and has no status.
     """
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_CASE_STEPS:
         raise InvalidCommand("steps", f"steps must be a list of 1 to {MAX_CASE_STEPS} steps")
@@ -116,18 +127,19 @@ def read_steps(raw: Any) -> tuple[CaseStepState, ...]:
         if not isinstance(item, dict):
             raise InvalidCommand(where, f"{where} must be an object")
         action, assertion = item.get("action"), item.get("assertion")
-        if not isinstance(action, dict) or not isinstance(action.get("type"), str):
-            raise InvalidCommand(f"{where}.action", f"{where}.action must have a type")
-        if not action["type"].strip():
-            raise InvalidCommand(f"{where}.action", f"{where}.action must have a type")
+        acts = _has_action(action, f"{where}.action")
         if assertion is not None and not isinstance(assertion, dict):
             raise InvalidCommand(f"{where}.assertion", f"{where}.assertion must be an object")
         asserts = _has_assertion(assertion)
+        if not acts and not asserts:
+            field = f"{where}.action"  # the part a step cannot do without an assertion
+            raise InvalidCommand(field, f"{where} needs an action or an assertion with a type")
         steps.append(
             CaseStepState(
                 index=i,
-                action_json=canonical(action, f"{where}.action"),
+                action_json=canonical(action, f"{where}.action") if acts else None,
                 assertion_json=canonical(assertion, f"{where}.assertion") if asserts else None,
+                action=PartState() if acts else None,
                 assertion=PartState() if asserts else None,
             )
         )
