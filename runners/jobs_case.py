@@ -164,16 +164,28 @@ async def run_caserun(
 
 
 def case_parts(raw_steps: Any) -> tuple[tuple[int, str], ...]:
-    """The CaseRun's parts in the order they run: each step's action, then its
-    assertion when it has one (as ``streams.domain.caserun.read_steps``)."""
+    """The CaseRun's parts in the order they run: each step's action when it has one,
+    then its assertion when it has one (as ``streams.domain.caserun.read_steps``)."""
     if not isinstance(raw_steps, list):
         return ()
     parts: list[tuple[int, str]] = []
     for index in range(len(raw_steps)):
-        parts.append((index, cr.ACTION))
+        if to_has_action(raw_steps, index):
+            parts.append((index, cr.ACTION))
         if to_has_assertion(raw_steps, index):
             parts.append((index, cr.ASSERTION))
     return tuple(parts)
+
+
+def to_has_action(raw_steps: Any, index: int) -> bool:
+    """Whether the CaseRun has an action part for step ``index`` (as ``read_steps``: an
+    object whose type is not blank; a step may have an assertion only)."""
+    try:
+        action = raw_steps[index].get("action")
+    except (IndexError, AttributeError, TypeError):
+        return False
+    kind = action.get("type") if isinstance(action, dict) else None
+    return isinstance(kind, str) and bool(kind.strip())
 
 
 def to_has_assertion(raw_steps: Any, index: int) -> bool:

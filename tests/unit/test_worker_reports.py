@@ -176,3 +176,22 @@ def test_a_case_node_that_failed_at_a_step_reports_no_second_failure() -> None:
     node_job = Dispatch(Job("job-n", "case", "run-1", "acme", "site-1", "n1", 1, "{}", "{}"))
     sent = perform_case(node_job, failing)
     assert [type(c.body) for c in sent] == [cr.CaseStepStart, cr.CaseStepFail, f.NodeFail]
+
+
+def test_an_assertion_only_step_has_no_action_part_to_fail() -> None:
+    steps = [
+        {"action": {"type": "navigate", "value": "/"}, "assertion": None},
+        {"action": None, "assertion": {"type": "exists", "selector": "#a"}},
+        {"action": {"type": ""}, "assertion": {"type": "visible", "selector": "#b"}},
+    ]
+    assert case_parts(steps) == ((0, "action"), (1, "assertion"), (2, "assertion"))
+
+    async def failing(ctx: Any, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
+        report.caserun = CaseProgress("cr-1", case_parts(steps))
+        await report.case_part("cr-1", 0, "action", 1, 2, None)
+        raise TimeoutError
+
+    sent = perform_case(standalone("https://x.io/"), failing)
+    fail = sent[-1].body
+    # The part that was next is step 1's assertion, which the CaseRun has.
+    assert isinstance(fail, cr.CaseStepFail) and (fail.index, fail.part) == (1, "assertion")
