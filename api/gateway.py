@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from api.auth import Principal
 from api.deps import ApiDeps
 from api.errors import REJECTION_STATUS, ApiError
 from api.requests import Wait, wait_of
+from api.responses import JSONResponse
 from streams.domain.commands import Command, InvalidCommand, parse_body
 from streams.domain.process import ProcessState
 from streams.domain.snapshot import process_from_dict

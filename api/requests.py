@@ -15,6 +15,7 @@ from api.errors import ApiError
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 1000
 MAX_WAIT_S = 60.0
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
 
 
 async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -66,10 +67,11 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name} must be a whole number", name) from None
+    # Plain ASCII digits only: int() also reads "1_000", "+5", " 5" and other scripts'
+    # digits, and the next/previous links would then spell the page differently.
+    if _INTEGER.fullmatch(raw) is None:
+        raise ApiError(400, "invalid_query", f"{name} must be a whole number", name)
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(400, "invalid_query", f"{name} must be between {low} and {high}", name)
     return value

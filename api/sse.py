@@ -19,13 +19,18 @@ HEARTBEAT = b": heartbeat\n\n"
 DROPPED = b": dropped: the client did not keep up; reconnect with Last-Event-ID\n\n"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_ascii_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def body(event: str, data: Any) -> bytes:
     """The ``event:`` and ``data:`` lines of a message, UTF-8; ``data`` as JSON on one
     line. Apart from :func:`with_id` so that a body rendered once can go to many
-    streams, each with its own id."""
-    return f"event: {event}\ndata: {_dumps(data)}\n\n".encode()
+    streams, each with its own id. A lone surrogate recorded in the ledger, which UTF-8
+    cannot encode, is sent as its JSON escape (see api/responses.py)."""
+    try:
+        return f"event: {event}\ndata: {_dumps(data)}\n\n".encode()
+    except UnicodeEncodeError:
+        return f"event: {event}\ndata: {_ascii_dumps(data)}\n\n".encode()
 
 
 def with_id(id_: str, body: bytes) -> bytes:

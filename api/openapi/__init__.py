@@ -85,6 +85,7 @@ def _operation(method: str, path: str) -> dict[str, Any]:
         "/case",
         "/flowrun",
         "/caserun",
+        "/case/generate",
     )
     ok_code = "201" if created else "200"
     media = "text/event-stream" if path in STREAMS else "application/json"

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import Context, context
@@ -23,6 +23,7 @@ from api.errors import ApiError
 from api.gateway import derived_id, idempotency_key, run_command
 from api.representations import case_json, process_json
 from api.requests import json_body
+from api.responses import JSONResponse
 from api.routes.definitions import Resource, routes_of
 from streams.domain.case import CreateCase
 from streams.domain.commands import MAX_ID, MAX_TEXT, InvalidCommand, parse_body

@@ -12,11 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import context
 from api.errors import REJECTION_STATUS, ApiError
+from api.responses import JSONResponse
 from streams.bus import Submitted
 
 

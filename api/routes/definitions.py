@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import Context, context
@@ -21,6 +21,7 @@ from api.deps import PageOf
 from api.errors import ApiError
 from api.gateway import derived_id, idempotency_key, run_command
 from api.requests import json_body, page_json, page_of
+from api.responses import JSONResponse
 from api.routes.process_reads import _sync
 from streams.domain.snapshot import definition_from_dict
 

@@ -11,11 +11,12 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import Context
 from api.errors import ApiError
+from api.responses import JSONResponse
 from api.routes.runs import RunResource, command_route, id_field, load_run, read_definition
 from api.routes.runs import routes_of as run_routes
 from api.run_representations import flowrun_json, flowrun_runstatus_json

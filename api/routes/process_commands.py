@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import context
@@ -19,6 +19,7 @@ from api.errors import ApiError
 from api.gateway import Accepted, CommandPending, derived_id, idempotency_key, run_command
 from api.representations import process_json
 from api.requests import json_body
+from api.responses import JSONResponse
 
 
 def _respond(accepted: Accepted, status: int = 200) -> JSONResponse:

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api import as_of
@@ -21,6 +21,7 @@ from api.representations import (
     step_runstatus_json,
 )
 from api.requests import page_json, page_of, wait_of
+from api.responses import JSONResponse
 from streams.domain.process import AGGREGATE, STATUSES, ProcessState
 
 

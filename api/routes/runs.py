@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api import as_of
@@ -25,7 +25,9 @@ from api.deps import PageOf
 from api.errors import ApiError
 from api.gateway import Accepted, derived_id, idempotency_key, run_command
 from api.requests import json_body, page_json, page_of
+from api.responses import JSONResponse
 from api.routes.process_reads import _sync
+from streams.domain.commands import MAX_ID
 from streams.domain.snapshot import run_from_dict
 
 DEFINITION_WAIT_S = 5.0
@@ -55,8 +57,10 @@ class RunResource:
 def id_field(fields: dict[str, Any], name: str) -> str:
     """A required id of the request body; ApiError 422 naming it when unusable."""
     value = fields.get(name)
-    if not isinstance(value, str) or not value.strip() or len(value) > 200:
+    if not isinstance(value, str) or not value.strip():
         raise ApiError(422, "invalid_field", f"{name} must be a non-empty string", name)
+    if len(value) > MAX_ID:
+        raise ApiError(422, "invalid_field", f"{name} is longer than {MAX_ID} characters", name)
     return value
 
 
