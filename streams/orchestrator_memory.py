@@ -86,10 +86,17 @@ class Memory:
             return None
         job = generate_job(process_id, process.account, process.site_id, process.info_json, attempt)
         site = self.states.get(aggregates.stream_key("site", process.site_id))
-        if site is not None and getattr(site, "deleted", False):
-            return Dispatch(job, site_url="")  # the runner fails the Process: no Site
-        site_url = getattr(site, "site_url", "") if site is not None else ""
-        return Dispatch(job, site_url=site_url or _json_str(process.info_json, "site_url") or "")
+        if site is not None:  # the runner fails the Process when it gets no URL
+            return Dispatch(job, site_url=self.site_url(process.site_id, process.account))
+        return Dispatch(job, site_url=_json_str(process.info_json, "site_url") or "")
+
+    def site_url(self, site_id: str, account: str) -> str:
+        """The URL of ``account``'s Site ``site_id``; "" when it is deleted, unknown or
+        another account's (a job never works on a Site its account cannot see)."""
+        site = self.states.get(aggregates.stream_key("site", site_id))
+        if site is None or getattr(site, "deleted", False) or site.account != account:
+            return ""
+        return getattr(site, "site_url", "") or ""
 
     def caserun_dispatch(self, event: Event) -> Dispatch | None:
         """The ``case`` job of the CaseRun ``event`` created, when it is a standalone one
@@ -101,13 +108,9 @@ class Memory:
         job = caserun_job(event.aggregate_id, event.account, data)
         if job is None:
             return None
-        site = self.states.get(aggregates.stream_key("site", data.site_id))
-        site_url = ""
-        if site is not None and not getattr(site, "deleted", False):
-            site_url = getattr(site, "site_url", "") or ""
         return Dispatch(
             job,
-            site_url=site_url,
+            site_url=self.site_url(data.site_id, event.account),
             case_id=data.case_id,
             case_steps_json=data.steps_json,
             caserun_id=event.aggregate_id,
@@ -137,17 +140,14 @@ class Memory:
         URL is "" when the Site was deleted (or is unknown), as for a standalone CaseRun:
         the runner then fails the node rather than work on a deleted Site."""
         job = job_for(run, node_id, attempt)
-        site = self.states.get(aggregates.stream_key("site", run.site_id))
-        site_url = ""
-        if site is not None and not getattr(site, "deleted", False):
-            site_url = getattr(site, "site_url", "") or ""
         case_id: str | None = None
         steps: str | None = None
         if job.kind == "case":
             case_id = _json_str(job.data_json, "case_id")
             case = self.states.get(aggregates.stream_key("case", case_id)) if case_id else None
-            if case is not None and not getattr(case, "deleted", False):
+            if case is not None and not case.deleted and case.account == run.account:
                 steps = getattr(case, "steps_json", None)
+        site_url = self.site_url(run.site_id, run.account)
         return Dispatch(job, site_url=site_url, case_id=case_id, case_steps_json=steps)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from streams import orchestration as o
-from streams.domain import case
+from streams.domain import aggregates, case
 from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import events as e
@@ -250,8 +250,7 @@ class Log:
 
     def do(self, aggregate: str, aggregate_id: str, body: c.Body) -> list[e.Event]:
         self.clock += 1_000
-        decide = f.decide if aggregate == f.AGGREGATE else cr.decide
-        evolve = f.evolve if aggregate == f.AGGREGATE else cr.evolve
+        decide, evolve = aggregates.decide, aggregates.evolve
         cmd = c.Command(
             f"{aggregate}/{aggregate_id}/{len(self.events)}",
             aggregate, aggregate_id, self.clock, "acme", "t", "corr", "cause", body,
@@ -480,3 +479,42 @@ def test_a_node_of_a_run_whose_site_was_deleted_gets_no_site_url() -> None:
     for event in deleted:
         memory.fold(event)
     assert memory.dispatch_for(run, "s", 1).site_url == ""
+
+
+def test_a_job_never_gets_another_accounts_site_or_case() -> None:
+    """Bug: the orchestrator looked Sites and Cases up by id alone, so a run, a
+    standalone CaseRun or a case.generate Process naming another account's Site (or a
+    node naming its Case) was sent to that Site with those steps."""
+    from streams.domain import site
+    from streams.orchestrator_memory import Memory
+
+    def decided(account: str, aggregate: str, aggregate_id: str, body: c.Body) -> list[e.Event]:
+        cmd = c.Command(
+            f"{aggregate_id}/0", aggregate, aggregate_id, T0, account, "t", "k", "x", body
+        )
+        return aggregates.decide(None, cmd)
+
+    theirs = [
+        *decided("other", "site", "site-1", site.CreateSite("https://theirs.example/")),
+        *decided("other", "case", "case-1", case.CreateCase("site-1", "theirs", CASE_STEPS)),
+    ]
+    memory = Memory()
+    for event in theirs:
+        memory.fold(event)
+    log = Log()  # account acme
+    case_flow(log)
+    log.do(cr.AGGREGATE, "cr-1", cr.CreateCaseRun("site-1", "case-1", CASE_STEPS, "t"))
+    log.do("process", "p-1", c.CreateProcess("case.generate", "site-1", "{}"))
+    for event in log.events:
+        memory.fold(event)
+    run = memory.run_state(RID)
+    assert run is not None
+    node = memory.dispatch_for(run, "k", 1)
+    assert (node.site_url, node.case_steps_json) == ("", None)
+    created = next(ev for ev in log.events if ev.aggregate_id == "cr-1")
+    standalone = memory.caserun_dispatch(created)
+    assert standalone is not None and standalone.site_url == ""
+    generate = memory.generate_dispatch("p-1", 1)
+    assert generate is not None and generate.site_url == ""
+    # The same lookups for the Site's own account find it.
+    assert memory.site_url("site-1", "other") == "https://theirs.example/"
