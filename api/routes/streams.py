@@ -37,6 +37,7 @@ from api.routes.process_reads import event_json
 from api.run_representations import caserun_json, flowrun_json
 from projections.rows import EventRow, event_of_row
 from streams.domain import caserun, flowrun, process
+from streams.domain.events import PAYLOAD_TYPES
 from streams.domain.history import states_after
 
 ALL = 1 << 62  # no page limit: a history is read whole
@@ -239,14 +240,34 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
     return stream
 
 
+STATUSES = frozenset((*process.STATUSES, *flowrun.RUN_STATUSES, *caserun.RUN_STATUSES))
+
+
+def streamed_types() -> frozenset[str]:
+    """What ``?type=`` may name: a streamed aggregate, or one of its event types."""
+    events = (t for t in PAYLOAD_TYPES if t.split(".", 1)[0] in STREAMED)
+    return frozenset((*STREAMED, *events))
+
+
 def _filters(request: Request) -> tuple[frozenset[str], frozenset[str]]:
-    def values(name: str) -> frozenset[str]:
+    """``?type=`` and ``?status=`` (each repeated or comma-separated); ApiError 400 for
+    a value no streamed event can have, which would otherwise stream nothing, silently."""
+
+    def values(name: str, known: frozenset[str]) -> frozenset[str]:
         found: set[str] = set()
         for raw in request.query_params.getlist(name):
             found.update(v.strip() for v in raw.split(",") if v.strip())
+        unknown = sorted(found - known)
+        if unknown:
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"{name} {unknown[0]!r} is not one of {', '.join(sorted(known))}",
+                name,
+            )
         return frozenset(found)
 
-    return values("type"), values("status")
+    return values("type", streamed_types()), values("status", STATUSES)
 
 
 def _matcher(account: str, types: frozenset[str], statuses: frozenset[str]) -> Any:

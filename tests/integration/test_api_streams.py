@@ -210,6 +210,17 @@ def test_the_account_stream_resumes_from_its_cursor(sse_stack: Stack, client: ht
     assert {json.loads(m.data)["state"]["id"] for m in done} >= set(pids)
 
 
+def test_the_account_stream_refuses_filters_that_match_nothing(client: httpx.Client) -> None:
+    for query, field_name in (("status=bogus", "status"), ("type=process,nope", "type")):
+        r = client.get(f"/stream?{query}")
+        assert r.status_code == 400, r.text
+        error = r.json()["error"]
+        assert (error["code"], error["field"]) == ("invalid_query", field_name)
+    # Known values of every streamed kind pass: an aggregate, an event type, a status.
+    read = read_stream(client, "/stream?type=flowrun,caserun.step_failed&status=passed,running")
+    assert read.ended
+
+
 def test_as_of_answers_the_state_recorded_after_each_command(client: httpx.Client) -> None:
     pid = new_process(client)
     recorded: list[tuple[str, Any]] = []
