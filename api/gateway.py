@@ -37,6 +37,21 @@ def idempotency_key(request: Request) -> str | None:
     return key
 
 
+def correlation_id(request: Request, default: str) -> str:
+    """``X-Correlation-Id`` (1 to 255 characters; it goes into every event the command
+    causes), else ``default``; ApiError 400 for a blank or longer one."""
+    given = request.headers.get("x-correlation-id")
+    if given is None:
+        return default
+    if not given.strip() or len(given) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400,
+            "invalid_correlation_id",
+            f"X-Correlation-Id must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+        )
+    return given
+
+
 def derived_id(principal: Principal, key: str, purpose: str) -> str:
     """A stable id from an Idempotency-Key: the same key gives the same command."""
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{principal.account}\n{key}\n{purpose}"))
@@ -134,7 +149,7 @@ async def run_command(
         issued_at=deps.clock(),
         account=principal.account,
         actor=principal.actor,
-        correlation_id=request.headers.get("x-correlation-id") or command_id,
+        correlation_id=correlation_id(request, command_id),
         causation_id=command_id,
         body=body,
         reply_to=deps.commands.node_id,

@@ -117,6 +117,7 @@ LEDGER_SCHEMAS: dict[str, Any] = {
             "created_at": _TIME,
             "actor": {"type": "string"},
             "command_id": {"type": "string"},
+            "correlation_id": {"type": "string"},
             "data": {"type": "object"},
             "position": {"type": "string", "examples": ["0:1234"]},
         },

@@ -155,6 +155,7 @@ def event_json(row: Any) -> dict[str, Any]:
         "created_at": iso(row.occurred_at),
         "actor": row.actor,
         "command_id": row.command_id,
+        "correlation_id": row.correlation_id,
         "data": data,
         "position": f"{row.partition}:{row.offset}",
     }

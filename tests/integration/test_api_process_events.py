@@ -24,6 +24,7 @@ EVENT_FIELDS = {
     "created_at",
     "actor",
     "command_id",
+    "correlation_id",
     "data",
     "position",
 }

@@ -167,3 +167,19 @@ def test_an_over_long_id_is_named_as_such() -> None:
     r = client.post("/flowrun", json={"site_id": "s" * 300, "flow_id": "f1"})
     assert_error(r, 422, "invalid_field", "site_id")
     assert "longer than 200" in r.json()["error"]["message"]
+
+
+def test_a_correlation_id_is_bounded_and_carried_into_the_events(client: httpx.Client) -> None:
+    """X-Correlation-Id had no bound: 20,000 characters went into every event."""
+    for bad in ("x" * 256, "a" * 1000):
+        r = client.post("/process", json={"type": "scan"}, headers={"X-Correlation-Id": bad})
+        assert_error(r, 400, "invalid_correlation_id")
+    r = client.post(
+        "/process",
+        json={"type": "scan"},
+        headers={"X-Correlation-Id": "order-42"},
+        params={"wait": "1"},
+    )
+    assert r.status_code == 201, r.text
+    events = client.get(f"/process/{r.json()['id']}/events").json()["results"]
+    assert [e["correlation_id"] for e in events] == ["order-42"]
