@@ -24,32 +24,24 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("2b7f4c1a-3d8e-4f60-9a1b-5c6d7e8f9012")
 MAX_IDEMPOTENCY_KEY = 255
 
 
+def _bounded_header(request: Request, name: str, code: str) -> str | None:
+    """Header ``name``, None when absent; ApiError 400 ``code`` when it is blank or
+    longer than ``MAX_IDEMPOTENCY_KEY`` characters."""
+    value = request.headers.get(name)
+    if value is not None and (not value.strip() or len(value) > MAX_IDEMPOTENCY_KEY):
+        raise ApiError(400, code, f"{name} must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return value
+
+
 def idempotency_key(request: Request) -> str | None:
-    key = request.headers.get("idempotency-key")
-    if key is None:
-        return None
-    if not key.strip() or len(key) > MAX_IDEMPOTENCY_KEY:
-        raise ApiError(
-            400,
-            "invalid_idempotency_key",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-        )
-    return key
+    return _bounded_header(request, "Idempotency-Key", "invalid_idempotency_key")
 
 
 def correlation_id(request: Request, default: str) -> str:
-    """``X-Correlation-Id`` (1 to 255 characters; it goes into every event the command
-    causes), else ``default``; ApiError 400 for a blank or longer one."""
-    given = request.headers.get("x-correlation-id")
-    if given is None:
-        return default
-    if not given.strip() or len(given) > MAX_IDEMPOTENCY_KEY:
-        raise ApiError(
-            400,
-            "invalid_correlation_id",
-            f"X-Correlation-Id must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
-        )
-    return given
+    """``X-Correlation-Id`` (it goes into every event the command causes), else
+    ``default``; ApiError 400 for a blank or over-long one."""
+    given = _bounded_header(request, "X-Correlation-Id", "invalid_correlation_id")
+    return default if given is None else given
 
 
 def derived_id(principal: Principal, key: str, purpose: str) -> str:
