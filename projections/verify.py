@@ -13,12 +13,17 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from projections.database import Comparison, Row, read_positions
+from projections.errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)
 class TableCheck:
-    """One table in both files; ``only_left``/``only_right`` hold up to ``limit`` rows."""
+    """One table in both files; ``only_left``/``only_right`` hold up to ``limit`` rows.
+    ``columns``/``right_columns``: each side's columns; when they differ (a projection
+    whose code changed) the rows are not compared, the table simply differs."""
 
     name: str
     left_rows: int | None
@@ -28,11 +33,13 @@ class TableCheck:
     only_left: tuple[Row, ...] = ()
     only_right: tuple[Row, ...] = ()
     columns: tuple[str, ...] = field(default=())
+    right_columns: tuple[str, ...] = field(default=())
 
     @property
     def equal(self) -> bool:
         return (
-            self.left_checksum == self.right_checksum
+            self.columns == self.right_columns
+            and self.left_checksum == self.right_checksum
             and self.left_rows == self.right_rows
             and not self.only_left
             and not self.only_right
@@ -53,13 +60,15 @@ def compare(left: str | Path, right: str | Path, *, limit: int = 20) -> list[Tab
                 continue
             rows_l, sum_l = files.checksum("lhs", name)
             rows_r, sum_r = files.checksum("rhs", name)
-            cols = files.columns("lhs", name)
+            cols, cols_r = files.columns("lhs", name), files.columns("rhs", name)
             only_l: list[Row] = []
             only_r: list[Row] = []
-            if sum_l != sum_r or rows_l != rows_r:
+            if cols == cols_r and (sum_l != sum_r or rows_l != rows_r):
                 only_l, only_r = files.differences(name, limit)
             out.append(
-                TableCheck(name, rows_l, rows_r, sum_l, sum_r, tuple(only_l), tuple(only_r), cols)
+                TableCheck(
+                    name, rows_l, rows_r, sum_l, sum_r, tuple(only_l), tuple(only_r), cols, cols_r
+                )
             )
         return out
 
@@ -68,3 +77,16 @@ def positions(path: str | Path, topic: str) -> dict[int, int]:
     """The positions stored in a read model (the offsets it has applied up to);
     StoreError if it cannot be opened read-only or holds no positions."""
     return read_positions(path, topic)
+
+
+def stored_topics(path: str | Path) -> set[str]:
+    """The topics whose positions a read model stores: one ledger's events topic,
+    which tells which ledger the file belongs to. StoreError if it cannot be read."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            return {r[0] for r in con.execute("SELECT DISTINCT topic FROM positions").fetchall()}
+        finally:
+            con.close()
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot read the positions of {path}: {exc}") from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import Codec, DecodeError
@@ -66,23 +66,35 @@ class History:
     events: tuple[Event, ...] = field(default=())
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def iso(micros: int) -> str:
-    """``2026-01-02T03:04:05.678901Z`` of microseconds since the epoch."""
-    return datetime.fromtimestamp(micros / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``2026-01-02T03:04:05.678901Z`` of microseconds since the epoch: in whole numbers
+    (a float of seconds loses the last microsecond far from 1970) and with a four-digit
+    year (``%Y`` writes year 1 as ``1``)."""
+    at = _EPOCH + timedelta(microseconds=micros)
+    return at.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_time(text: str) -> int:
-    """Microseconds of an ISO 8601 time (``Z`` or an offset; none means UTC).
+    """Microseconds of an ISO 8601 time (``Z`` or an offset; none means UTC; RFC 3339's
+    lower-case ``t`` and ``z`` too).
 
-    ValueError with a readable message for anything else.
+    ValueError with a readable message for anything else, also for a time that is not
+    in the years 1 to 9999 once in UTC (it could not be printed back).
     """
     try:
-        parsed = datetime.fromisoformat(text.strip())
+        parsed = datetime.fromisoformat(text.strip().upper())
     except ValueError as exc:
         raise ValueError(f"{text!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from exc
+    delta = parsed - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -189,15 +201,19 @@ def _decoded(fn: Any, codec: Codec, value: bytes) -> Any:
 
 async def _partition_count(bootstrap: str, topic: str) -> int:
     from aiokafka import AIOKafkaConsumer
+    from aiokafka.errors import KafkaError
 
+    from streams.consumer import ConsumerError
     from streams.topics import partitions_of
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="runledger-audit")
-    await consumer.start()
     try:
+        await consumer.start()
         return len(await partitions_of(consumer, topic, timeout=10))
+    except KafkaError as exc:
+        raise ConsumerError(f"cannot read {topic}: {exc}") from exc
     finally:
-        await consumer.stop()
+        await consumer.stop()  # also after a failed start: no "Unclosed consumer" noise
 
 
 # -- rendering ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from runledger.commands.context import CliError as CliError
@@ -49,15 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command ``argv`` names and return its exit status: 2 with a message for
-    the user (CliError, SettingsError) or with the help when no command is given, 130
-    on Ctrl-C. Malformed arguments exit 2 from argparse itself."""
+    the user (CliError, SettingsError, or an error of the surroundings such as a broker
+    that does not answer) or with the help when no command is given, 130 on Ctrl-C.
+    Malformed arguments exit 2 from argparse itself."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    quiet = args.command in TOOLS and not args.verbose
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if quiet else logging.WARNING)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -68,3 +71,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # ``runledger tail | head``: the reader has what it wanted. Like any Unix filter,
+        # stop quietly with SIGPIPE's status, and keep Python's exit-time flush of
+        # stdout from failing on the closed pipe too.
+        _detach_stdout()
+        return 141
+    except Exception as exc:
+        if args.verbose or not isinstance(exc, _surroundings_errors()):
+            raise
+        print(f"runledger: {exc}", file=sys.stderr)
+        return 2
+
+
+def _detach_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (captured output): nothing to flush
+        pass
+
+
+# The commands that do one thing and exit: their user wants one line about a broker
+# that cannot be reached, not aiokafka's log of every attempt (``-v`` shows it).
+TOOLS = frozenset({"token", "audit", "as-of", "tail", "replay", "verify", "swap", "export"})
+
+
+def _surroundings_errors() -> tuple[type[BaseException], ...]:
+    """The errors of the layers below that describe the surroundings, not a bug: a
+    broker that does not answer, a missing topic, an unreadable file. They reach the
+    user as one line (``-v`` shows the traceback). Imported here, when one happened,
+    so that ``--help`` stays quick."""
+    from aiokafka.errors import KafkaError
+
+    from projections.errors import StoreError
+    from runledger.broker.errors import BrokerError
+    from streams.consumer import ConsumerError
+    from streams.publisher import PublishError
+    from streams.topics import TopicError
+
+    return (KafkaError, StoreError, BrokerError, ConsumerError, PublishError, TopicError, OSError)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import shutil
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -28,7 +30,7 @@ from projections.errors import StoreError
 from projections.export import EventWriter, export_tables
 from projections.replay import Progress, ReplayResult
 from projections.replay_parallel import replay_parallel
-from projections.verify import TableCheck, compare, positions
+from projections.verify import TableCheck, compare, positions, stored_topics
 from runledger.node import DB_FILE, GC_THRESHOLD
 from schemas import default_codec
 from streams.consumer import ConsumerError, Delivery, read_to_end
@@ -99,13 +101,22 @@ def rebuild(
 
 
 def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> ReplayResult:
-    if target.exists():
-        if not force:
-            raise ToolError(f"{target} exists: choose a new file, or pass --force to replace it")
-        target.unlink()
-        Path(str(target) + ".wal").unlink(missing_ok=True)
+    """Build ``target``; with ``force``, an existing one is replaced only once the new
+    file is complete, so a failed replay (broker gone, disk full) leaves it as it was."""
+    if target.exists() and not force:
+        raise ToolError(f"{target} exists: choose a new file, or pass --force to replace it")
     _fewer_collections()
-    return rebuild(bootstrap, topics, target, on_progress=ProgressLine())
+    if not target.exists():
+        return rebuild(bootstrap, topics, target, on_progress=ProgressLine())
+    staged = target.with_name(f"{target.name}.replay-{os.getpid()}")
+    try:
+        result = rebuild(bootstrap, topics, staged, on_progress=ProgressLine())
+        # The old file's WAL first: DuckDB would apply it to the new file.
+        Path(str(target) + ".wal").unlink(missing_ok=True)
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
+    return result
 
 
 def _fewer_collections() -> None:
@@ -149,6 +160,12 @@ def run_verify(
             raise ToolError(
                 f"{exc}\nthe node holds {live}: stop it first, or pass --copy to verify a copy"
             ) from exc
+        others = stored_topics(source) - {topics.events} if not applied else set()
+        if others:
+            raise ToolError(
+                f"{live} is a read model of {', '.join(sorted(others))}, not of "
+                f"{topics.events}: check --data-dir and RUNLEDGER_TOPIC_PREFIX"
+            )
         fresh = scratch / "rebuilt.duckdb"
         _fewer_collections()
         rebuild(bootstrap, topics, fresh, until=applied, on_progress=ProgressLine())
@@ -171,13 +188,29 @@ def render_verification(v: Verification, out: TextIO | None = None) -> None:
     for c in v.checks:
         if c.equal:
             continue
-        if c.columns:
+        if c.columns != c.right_columns:
+            out.write(f"\n{c.name}: the columns differ\n")
+            out.write(f"  live:    ({', '.join(c.columns)})\n")
+            out.write(f"  rebuilt: ({', '.join(c.right_columns)})\n")
+        elif c.columns:
             out.write(f"\n{c.name}: ({', '.join(c.columns)})\n")
         for row in c.only_left:
-            out.write(f"  live only:    {row}\n")
+            out.write(f"  live only:    {render_row(row)}\n")
         for row in c.only_right:
-            out.write(f"  rebuilt only: {row}\n")
+            out.write(f"  rebuilt only: {render_row(row)}\n")
     out.write("verify: " + ("the read model equals the log\n" if v.ok else "DIFFERENCES\n"))
+
+
+def render_row(row: tuple[object, ...]) -> str:
+    """A differing row as ``(value, ...)``: times in UTC ISO 8601 (the tables' TIMESTAMPs
+    hold UTC), everything else as Python writes it (strings quoted, None)."""
+    cells = [
+        repr(v.isoformat(timespec="microseconds") + ("Z" if v.tzinfo is None else ""))
+        if isinstance(v, datetime)
+        else repr(v)
+        for v in row
+    ]
+    return "(" + ", ".join(cells) + ")"
 
 
 # -- export ---------------------------------------------------------------------------------

@@ -48,6 +48,17 @@ class StackFile:
         except (ValueError, TypeError, KeyError) as exc:
             raise StackFileError(f"{path} is not a valid stack file: {exc}") from exc
 
+    def running(self) -> bool:
+        """Whether the ``runledger up`` that wrote this file still runs: its pid is
+        alive, is not this process, and is a runledger process (pids are reused)."""
+        if self.pid <= 0 or self.pid == os.getpid():
+            return False
+        try:
+            argv = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False  # gone (or no /proc: assume stale rather than refuse to start)
+        return b"runledger" in b" ".join(argv) and b"up" in argv
+
     @classmethod
     def read_optional(cls, data_dir: Path) -> StackFile | None:
         try:

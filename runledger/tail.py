@@ -35,10 +35,14 @@ class Filter:
 
 
 def parse_start(text: str) -> Start:
-    """``beginning``, ``end`` or an ISO time (as ms for offsets_for_times); ValueError."""
+    """``beginning``, ``end`` or an ISO time (as ms for offsets_for_times); ValueError.
+
+    A time before 1970 is the beginning: Kafka has no earlier timestamps, and
+    offsets_for_times refuses negative ones.
+    """
     if text in ("beginning", "end"):
         return text  # type: ignore[return-value]
-    return parse_time(text) // 1000
+    return max(0, parse_time(text) // 1000)
 
 
 def line(delivery: Delivery) -> str:

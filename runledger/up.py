@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +31,10 @@ from streams.topics import Topics, ensure_topics
 log = logging.getLogger("runledger.up")
 
 RESTART_DELAY_S = 2.0
+
+
+class NotReady(Exception):
+    """The node did not come up; the message says where its log is."""
 
 
 class Child:
@@ -88,13 +93,42 @@ def _wait_http(url: str, timeout: float, token: str = "") -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the node did not answer on {url}{path} within {timeout:.0f} s")
+    raise NotReady(f"the node did not answer on {url}{path} within {timeout:.0f} s")
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the node could not listen on ``host:port``, or None: else ``up`` would wait
+    for a node that keeps failing, or take whatever answers there for its own."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 def run_up(settings: Settings) -> int:
     """Run the stack until a signal; the exit status of the command."""
     data_dir = settings.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+
+    previous = StackFile.read_optional(data_dir)
+    if previous is not None and previous.running():
+        print(
+            f"runledger: a stack already runs on {data_dir} (runledger up, pid {previous.pid}, "
+            f"API {previous.api_url}); stop it first or choose another --data-dir",
+            file=sys.stderr,
+        )
+        return 2
+    problem = _cannot_listen(settings.host, settings.port)
+    if problem:
+        print(
+            f"runledger: the node cannot listen on {settings.host}:{settings.port} ({problem}); "
+            "pass another --port or --host",
+            file=sys.stderr,
+        )
+        return 2
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -104,7 +138,6 @@ def run_up(settings: Settings) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
 
-    previous = StackFile.read_optional(data_dir)
     print(f"runledger: starting in {data_dir}", flush=True)
     broker: BrokerHandle = start_broker(settings, data_dir / "kafka")
     children: list[Child] = []
@@ -139,7 +172,10 @@ def run_up(settings: Settings) -> int:
             child.start()
         api_url = f"http://{settings.host}:{settings.port}"
         _wait_http(api_url, 60)
-        token = previous.token if previous and previous.token else ""
+        # The token of the last run, if that run used the same topics: a token lives in
+        # the ledger it was issued on (another prefix is another ledger).
+        same_ledger = previous is not None and previous.topic_prefix == settings.topic_prefix
+        token = previous.token if previous is not None and same_ledger else ""
         if not token:
             token = asyncio.run(issue_token(settings, "default", "default"))
         _wait_http(api_url, 60, token)
@@ -157,6 +193,9 @@ def run_up(settings: Settings) -> int:
             time.sleep(0.5)
         print("runledger: stopping", flush=True)
         return 0
+    except NotReady as exc:
+        print(f"runledger: {exc}; see {data_dir / 'logs' / 'node.log'}", file=sys.stderr)
+        return 2
     finally:
         for child in reversed(children):
             child.stop()

@@ -31,6 +31,8 @@ def settings_of(args: argparse.Namespace, *, need_kafka: bool = True) -> Setting
         port=getattr(args, "port", None),
         host=getattr(args, "host", None),
     )
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise CliError(f"--data-dir {settings.data_dir} is a file, not the stack's folder")
     if need_kafka and not settings.kafka_bootstrap:
         try:
             stack = StackFile.read(settings.data_dir)
@@ -57,3 +59,39 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="the stack's folder (stack.json, broker log, DuckDB file); default .runledger/",
     )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    return _at_least(int, text, 1, "a whole number of at least 1")
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0."""
+    return _at_least(int, text, 0, "a whole number of at least 0")
+
+
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    value = _at_least(int, text, 1, "a port number (1 to 65535)")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)")
+    return int(value)
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a number of seconds above 0."""
+    value = _at_least(float, text, 0.0, "a number of seconds above 0")
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _at_least(kind: Any, text: str, least: Any, what: str) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if not value >= least:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return value

@@ -9,7 +9,14 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from runledger.commands.context import CliError, add_data_dir, settings_of, topics_of
+from runledger.commands.context import (
+    CliError,
+    add_data_dir,
+    positive_int,
+    positive_seconds,
+    settings_of,
+    topics_of,
+)
 
 if TYPE_CHECKING:
     from runledger.audit import History
@@ -21,7 +28,11 @@ def _history(args: argparse.Namespace) -> History:
     from runledger import audit
     from schemas import default_codec
     from streams.consumer import ConsumerError
+    from streams.domain.aggregates import EVOLVERS
 
+    if args.type and args.type not in EVOLVERS:
+        known = ", ".join(EVOLVERS)
+        raise CliError(f"--type: unknown aggregate type {args.type!r}; known: {known}")
     settings = settings_of(args)
     types = [args.type] if args.type else None
     try:
@@ -76,11 +87,18 @@ def cmd_as_of(args: argparse.Namespace) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from runledger.tail import Filter, parse_start, tail
     from streams.consumer import ConsumerError
+    from streams.domain.aggregates import EVOLVERS
 
     try:
         start = parse_start(args.start)
     except ValueError as exc:
         raise CliError(f"--from: {exc}") from exc
+    for kind in args.type or ():
+        if kind.split(".", 1)[0] not in EVOLVERS:
+            raise CliError(
+                f"--type: {kind!r} names no aggregate type ({', '.join(EVOLVERS)}) "
+                "nor an event type of one (process.progress)"
+            )
     settings = settings_of(args)
     keep = Filter(frozenset(args.type or ()), frozenset(args.account or ()))
     try:
@@ -152,11 +170,15 @@ def add_event_commands(sub: Any) -> None:
         dest="start",
         default="end",
         metavar="WHERE",
-        help="beginning, end (default) or an ISO time (via offsets_for_times)",
+        help="beginning, end (default) or an ISO 8601 time (no zone: UTC): the first "
+        "event each partition received at or after it (via offsets_for_times)",
     )
-    tail.add_argument("--max", type=int, metavar="N", help="stop after N events")
+    tail.add_argument("--max", type=positive_int, metavar="N", help="stop after N events")
     tail.add_argument(
-        "--idle-timeout", type=float, metavar="S", help="stop after S seconds without a new event"
+        "--idle-timeout",
+        type=positive_seconds,
+        metavar="S",
+        help="stop after S seconds without a new event",
     )
     add_data_dir(tail)
     tail.set_defaults(func=cmd_tail)

@@ -8,14 +8,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runledger.commands.context import CliError, add_data_dir, settings_of, topics_of
+from runledger.commands.context import (
+    CliError,
+    add_data_dir,
+    non_negative_int,
+    positive_seconds,
+    settings_of,
+    topics_of,
+)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from runledger.replay import ToolError, run_replay
 
-    settings = settings_of(args)
     target = Path(args.to)
+    if target.is_dir():
+        raise CliError(f"--to {target} is a folder: name the new .duckdb file")
+    if not target.parent.is_dir():
+        raise CliError(f"--to {target}: the folder {target.parent} does not exist")
+    settings = settings_of(args)
     try:
         result = run_replay(settings.kafka_bootstrap, topics_of(settings), target, args.force)
     except ToolError as exc:
@@ -87,12 +98,17 @@ def cmd_swap(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from runledger.replay import ToolError, run_export
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file: name a folder (it is created if missing)")
+    if args.db and not Path(args.db).is_file():
+        raise CliError(f"--db {args.db} is not a file")
     settings = settings_of(args)
     try:
         written = run_export(
             settings.kafka_bootstrap,
             topics_of(settings),
-            Path(args.out),
+            out,
             Path(args.db) if args.db else None,
         )
     except ToolError as exc:
@@ -128,7 +144,13 @@ def add_read_model_commands(sub: Any) -> None:
         action="store_true",
         help="compare a copy of node.duckdb (works while the node runs)",
     )
-    verify.add_argument("--limit", type=int, default=20, help="differing rows shown per table")
+    verify.add_argument(
+        "--limit",
+        type=non_negative_int,
+        default=20,
+        metavar="N",
+        help="differing rows shown per table (default 20)",
+    )
     add_data_dir(verify)
     verify.set_defaults(func=cmd_verify)
 
@@ -150,7 +172,7 @@ def add_read_model_commands(sub: Any) -> None:
     )
     swap.add_argument(
         "--timeout",
-        type=float,
+        type=positive_seconds,
         default=600.0,
         metavar="S",
         help="how long the node may take to catch the new file up (default 600)",
@@ -165,8 +187,12 @@ def add_read_model_commands(sub: Any) -> None:
         "columns, partition, offset, data as JSON) and OUT/<table>.parquet for every table "
         "of a fresh replay (or of --db FILE, opened read-only).",
     )
-    export.add_argument("--format", choices=["parquet"], default="parquet")
-    export.add_argument("--out", required=True, metavar="DIR")
+    export.add_argument(
+        "--format", choices=["parquet"], default="parquet", help="the file format (parquet)"
+    )
+    export.add_argument(
+        "--out", required=True, metavar="DIR", help="the folder to write into (created if missing)"
+    )
     export.add_argument("--db", metavar="FILE", help="export this DuckDB file's tables instead")
     add_data_dir(export)
     export.set_defaults(func=cmd_export)

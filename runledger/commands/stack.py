@@ -7,7 +7,7 @@ import argparse
 from collections.abc import Coroutine
 from typing import Any
 
-from runledger.commands.context import add_data_dir, settings_of
+from runledger.commands.context import add_data_dir, port_number, settings_of
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -48,13 +48,14 @@ def cmd_runner(args: argparse.Namespace) -> int:
     from runledger.runner import RunnerOptions, run_runner
 
     kinds = [k.strip() for k in (args.kinds or "").split(",") if k.strip()]
-    _run(run_runner(settings_of(args), RunnerOptions.from_env(kinds=kinds)))
+    options = RunnerOptions.from_env(kinds=kinds)  # unknown kinds: a message, before the stack
+    _run(run_runner(settings_of(args), options))
     return 0
 
 
 def _add_address(parser: argparse.ArgumentParser) -> None:
     """Where the HTTP API listens."""
-    parser.add_argument("--port", type=int, help="API port (default 8000)")
+    parser.add_argument("--port", type=port_number, help="API port (default 8000)")
     parser.add_argument("--host", help="API address (default 127.0.0.1)")
 
 

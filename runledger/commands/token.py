@@ -31,6 +31,12 @@ def add_token_commands(sub: Any) -> None:
     """``token`` and its actions."""
     token = sub.add_parser("token", help="manage API tokens", description="Manage API tokens.")
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
+
+    def no_action(args: argparse.Namespace) -> int:
+        token.print_help(sys.stderr)
+        return 2
+
+    token.set_defaults(func=no_action)
     create = token_sub.add_parser(
         "create",
         help="create a token for an account and print it once",

@@ -168,6 +168,11 @@ def cli(
     for name, value in stack.env().items():
         if name.startswith("RUNLEDGER_"):
             monkeypatch.setenv(name, value)
+    yield in_process(capsys)
+
+
+def in_process(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``runledger`` called in this process: (exit code, stdout, stderr) of each call."""
 
     def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -175,4 +180,4 @@ def cli(
         out, err = capsys.readouterr()
         return code, out, err
 
-    yield run
+    return run
