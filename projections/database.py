@@ -58,6 +58,11 @@ def _staged(con: duckdb.DuckDBPyConnection, name: str, data: pa.Table) -> Iterat
     con.unregister(name)
 
 
+def _literal(path: str | Path) -> str:
+    """``path`` as an SQL string literal (ATTACH takes no parameters): quotes doubled."""
+    return "'" + str(Path(path)).replace("'", "''") + "'"
+
+
 class Database:
     """One DuckDB file, written by one connection and read through per-thread cursors.
 
@@ -251,8 +256,8 @@ class Comparison:
         with _failing("cannot open a read model to compare"):
             self._con = duckdb.connect()
             try:
-                self._con.execute(f"ATTACH '{Path(left)}' AS lhs (READ_ONLY)")
-                self._con.execute(f"ATTACH '{Path(right)}' AS rhs (READ_ONLY)")
+                self._con.execute(f"ATTACH {_literal(left)} AS lhs (READ_ONLY)")
+                self._con.execute(f"ATTACH {_literal(right)} AS rhs (READ_ONLY)")
             except BaseException:
                 self._con.close()
                 raise

@@ -309,3 +309,16 @@ def test_definitions_are_projected_reloaded_and_read_per_account(tmp_path: Path)
         assert reads.list_cases("zeta", limit=10, offset=0, site_id="s-9").count == 1
         assert reads.list_cases("zeta", limit=10, offset=0, site_id="s-1").count == 0
         assert reads.list_cases("acme", limit=10, offset=0).count == 0
+
+
+def test_verify_compares_files_whose_paths_have_quotes(tmp_path: Path) -> None:
+    from projections.verify import compare
+
+    folder = tmp_path / "it's here"
+    folder.mkdir()
+    batch = fold_batch({}, as_messages(created("p-1")), topic=TOPIC)
+    for name in ("live.duckdb", "o'ther.duckdb"):
+        with Store(folder / name) as store:
+            store.write(batch)
+    checks = compare(folder / "live.duckdb", folder / "o'ther.duckdb")
+    assert checks and all(check.equal for check in checks)
