@@ -170,9 +170,12 @@ async def run_command(
             status, outcome.reason_code or "rejected", outcome.reason or "", outcome.field
         )
     applied = False
-    if wait.enabled and outcome.position is not None:
+    if outcome.position is not None:
         partition, offset = outcome.position
-        applied = await deps.positions.wait_for(partition, offset, wait.timeout)
+        if wait.enabled:
+            applied = await deps.positions.wait_for(partition, offset, wait.timeout)
+        else:  # not waiting, but the node may be there already: say so
+            applied = deps.positions.applied().get(partition, 0) > offset
     state = None
     snapshot = None
     if outcome.state_json is not None:

@@ -200,12 +200,29 @@ def test_a_command_names_its_position_and_a_read_after_it_sees_it(client: httpx.
     for value in (11, 22, 33):
         r = client.post(f"/process/{pid}/progress", json={"progress": value})
         assert r.status_code == 200, r.text
-        assert r.headers["Ledger-Applied"] in ("true", "false")
+        if r.headers["Ledger-Applied"] == "true":  # then a plain read shows it
+            assert client.get(f"/process/{pid}").json()["progress"] == value
         position = r.headers["Ledger-Position"]
         assert POSITION.match(position)
         seen = client.get(f"/process/{pid}", params={"after": position})
         assert seen.status_code == 200, seen.text
         assert seen.json()["progress"] == value
+
+
+def test_ledger_applied_is_true_without_waiting_when_the_node_has_it(
+    client: httpx.Client,
+) -> None:
+    pid = create(client)
+    key = {"Idempotency-Key": f"applied-{pid}"}
+    path = f"/process/{pid}/progress"
+    first = client.post(path, json={"progress": 5}, headers=key, params={"wait": "true"})
+    assert first.headers["Ledger-Applied"] == "true"
+    # The repeat names the first's position, which the node has applied already.
+    again = client.post(path, json={"progress": 5}, headers=key)
+    assert again.status_code == 200, again.text
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Ledger-Position"] == first.headers["Ledger-Position"]
+    assert again.headers["Ledger-Applied"] == "true"
 
 
 def test_positions_of_one_process_grow(client: httpx.Client) -> None:
