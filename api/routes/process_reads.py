@@ -32,6 +32,15 @@ async def _sync(request: Request) -> None:
     if not wait.enabled:
         return
     if wait.after is not None:
+        known = ctx.deps.positions.applied()
+        if known and wait.after[0] not in known:  # empty while the projector starts
+            raise ApiError(
+                400,
+                "invalid_query",
+                f"after names partition {wait.after[0]}; the ledger has partitions "
+                f"{', '.join(map(str, sorted(known)))}",
+                "after",
+            )
         done = await ctx.deps.positions.wait_for(*wait.after, wait.timeout)
     else:
         done = await ctx.deps.positions.wait_for_end(wait.timeout)

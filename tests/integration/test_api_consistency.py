@@ -273,6 +273,16 @@ def test_a_read_after_a_position_far_beyond_the_end_is_504(client: httpx.Client,
     assert 0.9 <= elapsed < 5
 
 
+def test_a_read_after_a_partition_the_ledger_does_not_have_is_400(client: httpx.Client) -> None:
+    pid = create(client)
+    started = time.monotonic()
+    r = client.get(f"/process/{pid}", params={"after": "9999:0"})
+    assert r.status_code == 400, r.text
+    assert (r.json()["error"]["code"], r.json()["error"]["field"]) == ("invalid_query", "after")
+    assert "partition 9999" in r.json()["error"]["message"]
+    assert time.monotonic() - started < 2  # answered at once, not after the wait
+
+
 def test_a_read_after_an_applied_position_does_not_wait(client: httpx.Client) -> None:
     pid = create(client)
     r = client.post(f"/process/{pid}/start", params={"wait": "true"})
