@@ -9,7 +9,6 @@ steps after it are reported as skipped.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,8 +18,9 @@ from urllib.parse import urljoin
 
 from runners.artifacts import PNG, ArtifactStore
 from runners.browser import Browser, Tab
-from runners.errors import PageFailed, RunnerError
+from runners.errors import PageFailed, RunnerError, TargetInvalid
 from runners.guard import TargetGuard
+from runners.regex_search import regex_search
 
 Clock = Callable[[], datetime]
 
@@ -162,8 +162,12 @@ async def _act(
         case ActionType.NONE:
             return
         case ActionType.NAVIGATE:
-            url = urljoin(site_url, action.path or action.value or "/")
-            await guard.check_url(url)
+            target = action.path or action.value or "/"
+            try:  # urllib raises ValueError on a malformed address ("//[bad")
+                url = urljoin(site_url, target)
+                await guard.check_url(url)
+            except ValueError as exc:
+                raise TargetInvalid(f"cannot navigate to {target!r}: {exc}") from exc
             await tab.goto(url, timeout=timeout)
         case ActionType.CLICK:
             await tab.click(_need(action.element, "click"), timeout)
@@ -202,11 +206,8 @@ async def _check(tab: Tab, assertion: Assertion, limits: CaseLimits) -> None:
                 ok = text == expected.strip()
             elif assertion.match is MatchMode.CONTAINS:
                 ok = expected in text
-            else:
-                try:
-                    ok = re.search(expected, text) is not None
-                except re.error as exc:
-                    raise PageFailed(f"bad regular expression {expected!r}: {exc}") from exc
+            else:  # in a child process: a backtracking pattern must not freeze the loop
+                ok = await regex_search(expected, text, timeout)
             if not ok:
                 raise PageFailed(_mismatch(text, expected, assertion.match))
 
@@ -270,7 +271,7 @@ async def run_case(
             failed = Status.FAILED in (action.status, assertion.status)
             screenshot = None
             if failed:
-                screenshot = await _failure_screenshot(tab, store)
+                screenshot = await _failure_screenshot(tab, store, limits.step_timeout)
             result = StepResult(
                 index, Status.FAILED if failed else Status.PASSED, action, assertion, screenshot
             )
@@ -280,9 +281,9 @@ async def run_case(
     return CaseResult(Status.FAILED if failed else Status.PASSED, tuple(results))
 
 
-async def _failure_screenshot(tab: Tab, store: ArtifactStore) -> str | None:
-    try:
-        png = await tab.screenshot(full_page=True)
+async def _failure_screenshot(tab: Tab, store: ArtifactStore, timeout: float) -> str | None:
+    try:  # a page operation like the others: bounded by the node's max_wait_time
+        png = await tab.screenshot(full_page=True, timeout=timeout)
     except PageFailed:
         return None
     return await asyncio.to_thread(store.put, png, PNG)

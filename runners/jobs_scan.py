@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from runners.artifacts import PNG
 from runners.errors import ArtifactNotFound, TargetInvalid
@@ -25,16 +26,42 @@ from runners.scan import scan
 from runners.vrt import compare
 from streams.jobs import Dispatch
 
+# The node's result is one field of one Kafka message: what a page logs or requests must
+# not make it unpublishable (the job would be run again and again). Each console message
+# and blocked address is cut, the lists are cut, then halved until the JSON fits.
+MAX_LISTED = 100
+MAX_ITEM_TEXT = 1000
+RESULT_BUDGET = 128_000
+
+
+def _fit(summary: dict[str, Any]) -> None:
+    """Halve the console and blocked lists of ``summary`` until its JSON (as
+    ``JobReporter.outcome`` writes it) is within ``RESULT_BUDGET`` bytes."""
+    while len(json.dumps(summary, sort_keys=True, separators=(",", ":"))) > RESULT_BUDGET:
+        longest = max(("console", "blocked_requests"), key=lambda key: len(summary[key]))
+        if not summary[longest]:
+            return
+        summary[longest] = summary[longest][: len(summary[longest]) // 2]
+
 
 def target_url(dispatch: Dispatch) -> str:
     """The node's ``uri`` (absolute, or a path on the Site), else the Site's URL."""
     data = json_object(dispatch.job.data_json)
     uri = text_field(data, "uri").strip()
     if "://" in uri:
-        return uri
-    if not dispatch.site_url:
+        url = uri
+    elif not dispatch.site_url:
         raise TargetInvalid(f"site {dispatch.job.site_id} has no URL (deleted or unknown)")
-    return urljoin(dispatch.site_url, uri) if uri else dispatch.site_url
+    else:
+        try:  # urllib raises ValueError on a malformed address ("//[bad")
+            url = urljoin(dispatch.site_url, uri) if uri else dispatch.site_url
+        except ValueError as exc:
+            raise TargetInvalid(f"scan uri {uri!r} is not a URL: {exc}") from exc
+    try:  # the Flow does not check a scan node's uri: catch what urllib cannot split
+        urlsplit(url).port  # noqa: B018
+    except ValueError as exc:
+        raise TargetInvalid(f"scan uri {uri!r} is not a URL: {exc}") from exc
+    return url
 
 
 def _baseline_file(root: Path, site_id: str, url: str) -> Path:
@@ -73,13 +100,19 @@ async def run_scan(ctx: JobContext, dispatch: Dispatch, report: JobReporter) -> 
         "status": result.status,
         "html": result.html_hash,
         "screenshot": result.screenshot_hash,
-        "console": [asdict(entry) for entry in result.console[:100]],
+        "console": [
+            {"level": entry.level[:MAX_ITEM_TEXT], "text": entry.text[:MAX_ITEM_TEXT]}
+            for entry in result.console[:MAX_LISTED]
+        ],
+        "console_count": len(result.console),
         "console_errors": result.console_errors,
         "timings": asdict(result.timings),
         "requests": result.requests,
         "bytes": result.bytes,
-        "blocked_requests": list(result.blocked_requests),
+        "blocked_requests": [url[:MAX_ITEM_TEXT] for url in result.blocked_requests[:MAX_LISTED]],
+        "blocked_count": len(result.blocked_requests),
     }
+    _fit(summary)
     baseline_path = _baseline_file(ctx.baselines, dispatch.job.site_id, url)
     previous = await asyncio.to_thread(_read_baseline, baseline_path)
     threshold = dispatch.job.threshold

@@ -129,8 +129,7 @@ async def scan(
     await guard.check_url(url)
     request_filter = None if guard.allow_private else guard.request_refusal
     try:
-        async with asyncio.timeout(timeout):
-            return await _scan(browser, store, url, timeout, settle, request_filter)
+        return await _scan(browser, store, url, timeout, settle, request_filter)
     except TimeoutError as exc:
         raise PageTimeout(f"scan of {url} did not finish within {timeout:g}s") from exc
 
@@ -144,7 +143,9 @@ async def _scan(
     request_filter: RequestFilter | None,
 ) -> ScanResult:
     viewport = (browser.config.viewport_width, browser.config.viewport_height)
-    async with browser.open_page(request_filter, _AT_LOAD_JS) as tab:
+    # The deadline starts once the tab is open: waiting for a free page (the runner's
+    # page limit) is not the page's time, and the job's own timeout bounds that wait.
+    async with browser.open_page(request_filter, _AT_LOAD_JS) as tab, asyncio.timeout(timeout):
         status = await tab.goto(url, timeout=timeout)
         screenshot: bytes | None = None
         if settle > 0:

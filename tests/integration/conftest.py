@@ -22,7 +22,9 @@ import pytest
 from runledger.cli import main
 from runledger.settings import Settings
 from runledger.tokens import issue_token
+from runners.browser import CHROMIUM
 from streams.topics import Topics, ensure_topics
+from tests.site.server import TestSite, serve_site
 
 PARTITIONS = 2
 
@@ -181,3 +183,13 @@ def in_process(capsys: pytest.CaptureFixture[str]) -> Cli:
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def chromium_site() -> Iterator[TestSite]:
+    """The local test site, for tests that drive Debian's Chromium (failing, not
+    skipping, when Chromium is missing)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    with serve_site() as served:
+        yield served
