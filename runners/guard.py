@@ -13,7 +13,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from runners.errors import TargetInvalid, TargetRefused
 
@@ -60,6 +60,14 @@ def refusal_reason(address: IPAddress) -> str | None:
         if hit:
             return reason
     return None
+
+
+def _split(url: str) -> SplitResult:
+    """``urlsplit(url)``; TargetInvalid instead of the parser's ValueError."""
+    try:
+        return urlsplit(url)
+    except ValueError as exc:
+        raise TargetInvalid(f"target {url!r} is not a URL: {exc}") from exc
 
 
 def _literal_address(host: str) -> IPAddress | None:
@@ -117,8 +125,9 @@ class TargetGuard:
         self, url: str, *, schemes: frozenset[str] = WEB_SCHEMES
     ) -> tuple[str, ...]:
         """Refuse ``url`` unless its scheme is in ``schemes`` and its host is public;
-        the host's checked addresses as :meth:`check_host` returns them."""
-        parts = urlsplit(url)
+        the host's checked addresses as :meth:`check_host` returns them.
+        ``TargetInvalid`` for a URL that does not parse (``http://[::1``)."""
+        parts = _split(url)
         scheme = parts.scheme.lower()
         if scheme not in schemes:
             raise TargetInvalid(f"target {url!r}: scheme {scheme or '(none)'!r} is not allowed")
@@ -133,10 +142,9 @@ class TargetGuard:
         the error. Non-network schemes (data:, blob:, about:) are the page's own."""
         if self.allow_private:
             return None
-        scheme = urlsplit(url).scheme.lower()
-        if scheme in ("data", "blob", "about"):
-            return None
         try:
+            if _split(url).scheme.lower() in ("data", "blob", "about"):
+                return None
             await self.check_url(url, schemes=frozenset(_DEFAULT_PORTS))
         except (TargetRefused, TargetInvalid) as exc:
             return exc

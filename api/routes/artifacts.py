@@ -23,7 +23,7 @@ _HASH = re.compile(r"^[0-9a-f]{64}$")
 async def get_artifact(request: Request) -> Response:
     ctx = context(request)
     digest = request.path_params["hash"]
-    if not _HASH.match(digest):
+    if not _HASH.fullmatch(digest):
         raise ApiError(400, "invalid_hash", "an artifact hash is 64 lowercase hex digits", "hash")
     lookup = ctx.deps.artifacts
     found = await run_in_threadpool(lookup, digest) if lookup is not None else None

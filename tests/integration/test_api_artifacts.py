@@ -44,5 +44,7 @@ def test_unknown_malformed_and_unauthenticated_requests_are_refused(stack: Stack
     assert r.status_code in (400, 404)
     r = client.get("/artifact/" + "g" * 64)
     assert r.status_code == 400 and r.json()["error"]["field"] == "hash"
+    r = client.get(f"/artifact/{missing}%0A")  # a trailing newline is not a hash either
+    assert r.status_code == 400 and r.json()["error"]["field"] == "hash"
     r = httpx.get(f"{stack.url}/artifact/{missing}", timeout=5)
     assert r.status_code == 401

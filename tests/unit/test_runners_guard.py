@@ -90,7 +90,10 @@ def test_allow_private_lets_everything_through_without_resolving() -> None:
     assert asyncio.run(guard.request_refusal("http://169.254.169.254/")) is None
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/", "javascript:1", "/x"])
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "ftp://example.com/", "javascript:1", "/x", "http://[::1", "//[bad"],
+)
 def test_non_web_schemes_are_invalid(url: str) -> None:
     guard = TargetGuard(allow_private=False, resolver=resolver_for({}))
     with pytest.raises(TargetInvalid):
@@ -108,3 +111,8 @@ def test_request_refusal_returns_the_error_and_ignores_page_schemes() -> None:
 def test_refusal_reason_of_a_public_address_is_none() -> None:
     assert refusal_reason(ipaddress.ip_address("1.1.1.1")) is None
     assert refusal_reason(ipaddress.ip_address("2606:4700:4700::1111")) is None
+
+
+def test_a_page_request_that_is_no_url_is_refused_not_raised() -> None:
+    guard = TargetGuard(allow_private=False, resolver=resolver_for({}))
+    assert isinstance(asyncio.run(guard.request_refusal("http://[::1")), TargetInvalid)
