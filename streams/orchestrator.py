@@ -18,8 +18,9 @@ Jobs are published on ``flowrun.node_started`` (after the decider accepted the s
 never on the decision to start: a start the decider refuses sends no runner off.
 
 It also dispatches the work of ``case.generate`` Processes (``POST /case/generate``): on
-their ``process.created`` (and ``process.retried``) a ``generate`` job, keyed by the
-Process id, with a job id derived from the Process and its attempt
+their ``process.created`` (and ``process.retried``, ``process.restarted``) a
+``generate`` job, keyed by the Process id, with a job id derived from the Process and
+its attempt
 (``streams.orchestration.generate_job``). Only those Processes are remembered (their
 account, Site and info); other Processes are not decoded past their type header.
 

@@ -17,7 +17,7 @@ from typing import Any
 from streams.domain import aggregates
 from streams.domain import flowrun as f
 from streams.domain.caserun_messages import CaseRunCreated
-from streams.domain.events import Event, ProcessCreated, ProcessRetried
+from streams.domain.events import Event, ProcessCreated, ProcessRestarted, ProcessRetried
 from streams.jobs import Dispatch
 from streams.orchestration import (
     GENERATE_PROCESS,
@@ -30,7 +30,8 @@ from streams.orchestration import (
 log = logging.getLogger(__name__)
 
 # Process events that dispatch a generate job (of case.generate Processes only).
-PROCESS_EVENTS = (ProcessCreated.TYPE, ProcessRetried.TYPE)
+# The events that (re)start a case.generate Process's job.
+PROCESS_EVENTS = (ProcessCreated.TYPE, ProcessRetried.TYPE, ProcessRestarted.TYPE)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from aiokafka.structs import TopicPartition
 
 from streams.domain import flowrun as f
 from streams.domain.caserun_messages import CaseRunCreated
-from streams.domain.events import Event, ProcessRetried
+from streams.domain.events import Event, ProcessRestarted, ProcessRetried
 from streams.jobs import Dispatch
 from streams.orchestrator_memory import PROCESS_EVENTS, Memory
 
@@ -62,7 +62,8 @@ class Plan:
                 self.stop_caseruns[event.aggregate_id] = event
             return
         if event.type in PROCESS_EVENTS:
-            attempt = event.data.attempt if isinstance(event.data, ProcessRetried) else 1
+            data = event.data
+            attempt = data.attempt if isinstance(data, ProcessRetried | ProcessRestarted) else 1
             if event.aggregate_id in memory.generating:
                 self.generate.append((event.aggregate_id, attempt))
             return

@@ -518,3 +518,24 @@ def test_a_job_never_gets_another_accounts_site_or_case() -> None:
     assert generate is not None and generate.site_url == ""
     # The same lookups for the Site's own account find it.
     assert memory.site_url("site-1", "other") == "https://theirs.example/"
+
+
+def test_a_restarted_case_generate_process_gets_a_job_for_its_new_attempt() -> None:
+    """Bug: only created and retried case.generate Processes got a job; one restarted
+    from a step (allowed once it has ended) stayed pending for ever."""
+    from streams.orchestrator_memory import Memory
+    from streams.orchestrator_plan import Plan
+
+    log = Log()
+    steps = (e.StepDefinition("explore", "Explore", 1),)
+    log.do("process", "p-1", c.CreateProcess("case.generate", "site-1", "{}", steps))
+    log.do("process", "p-1", c.StartProcess())
+    log.do("process", "p-1", c.CancelProcess("user"))
+    log.do("process", "p-1", c.RestartFromStep("explore"))
+    memory, plan = Memory(), Plan()
+    for event in log.events:
+        memory.fold(event)
+        plan.add(event, memory)
+    assert plan.generate == [("p-1", 1), ("p-1", 2)]
+    first, again = (memory.generate_dispatch(pid, n) for pid, n in plan.generate)
+    assert first is not None and again is not None and first.job.job_id != again.job.job_id
