@@ -9,6 +9,7 @@ or slowing the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from streams.domain import caserun, flowrun, process
 # The aggregates a stream may follow: runs, whose states the API renders.
 STREAMED = (process.AGGREGATE, flowrun.AGGREGATE, caserun.AGGREGATE)
 DEFAULT_BUFFER = 1_000
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -76,6 +79,12 @@ class Subscription:
         self._items.extend(chosen)
         self._ready.set()
         return True
+
+    def end(self) -> None:
+        """Drop this subscription: ``dropped``, and a pending :meth:`take` returns now."""
+        self.dropped = True
+        self._items.clear()
+        self._ready.set()
 
     async def take(self, timeout: float) -> list[Applied]:
         """Everything buffered, waiting up to ``timeout`` seconds for something; [] if
@@ -134,8 +143,7 @@ class Broadcaster:
         if not items:
             return
         for sub in list(self._wide):
-            if not sub.offer(items):
-                self._drop(sub)
+            self._offer(sub, items)
         if not self._by_aggregate:
             return
         grouped: dict[tuple[str, str], list[Applied]] = {}
@@ -143,13 +151,39 @@ class Broadcaster:
             grouped.setdefault((a.row.aggregate_type, a.row.aggregate_id), []).append(a)
         for aggregate, chosen in grouped.items():
             for sub in list(self._by_aggregate.get(aggregate, ())):
-                if not sub.offer(chosen):
-                    self._drop(sub)
+                self._offer(sub, chosen)
 
     def publish_batch(self, batch: Batch) -> None:
         """A projector batch listener: publish the streamed events of ``batch``."""
-        if self._wide or self._by_aggregate:
-            self.publish(applied_of(batch))
+        if not (self._wide or self._by_aggregate):
+            return
+        try:
+            items = applied_of(batch)
+        except Exception:
+            # Every stream would miss this batch unseen: end them all instead, so each
+            # client reconnects with Last-Event-ID and reads the batch from the store.
+            log.exception("broadcaster: cannot render a committed batch; dropping every stream")
+            for sub in [*self._wide, *(s for subs in self._by_aggregate.values() for s in subs)]:
+                sub.end()
+                self._drop(sub)
+            return
+        self.publish(items)
+
+    def _offer(self, sub: Subscription, items: Sequence[Applied]) -> None:
+        """Offer ``items`` to ``sub``; drop it when it is full or its filter raises.
+
+        A filter that raises must not stop the fan-out: the streams after it would
+        miss the batch with no sign of it. The failing stream is dropped instead, so
+        its client reconnects with Last-Event-ID and loses nothing.
+        """
+        try:
+            kept = sub.offer(items)
+        except Exception:
+            log.exception("broadcaster: a stream's filter failed; dropping the stream")
+            sub.end()
+            kept = False
+        if not kept:
+            self._drop(sub)
 
     def _drop(self, sub: Subscription) -> None:
         self.dropped += 1
