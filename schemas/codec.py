@@ -52,7 +52,8 @@ class Codec:
         out.write(schema.header)
         try:
             schemaless_writer(out, schema.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            # OverflowError: an int beyond Avro's 64-bit long (fastavro's C writer)
             raise EncodeError(f"{name}: record does not fit its schema: {exc}") from exc
         return out.getvalue()
 
@@ -62,6 +63,9 @@ class Codec:
         Raises DecodeError for bytes that are not single-object encoded Avro and
         UnknownSchemaError for a fingerprint that no released schema has.
         """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            # a Kafka tombstone (value None): dead-letter it like any other bad message
+            raise DecodeError("the message has no value" if data is None else "not bytes")
         if data[:2] != MAGIC:
             raise DecodeError("not Avro single-object encoding: missing the C3 01 marker")
         if len(data) < HEADER_LEN:

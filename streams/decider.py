@@ -162,10 +162,12 @@ class Decider:
     async def _process(self, batch: dict[TopicPartition, list[Any]]) -> None:
         publisher = self._publisher
         assert publisher is not None
-        outcomes: list[tuple[Command, Aggregate, list[Event], list[Any]]] = []
-        # Outcomes in command order; a duplicate of a command of this same batch is a
-        # (command, aggregate) pair, resolved once the original's positions are known.
-        ready: list[serde.Outcome | tuple[Command, Aggregate]] = []
+        outcomes: list[tuple[Command, Aggregate, list[Event], list[Any], int, Any]] = []
+        # Outcomes in command order (the order audit shows them in): an accepted
+        # command is its index in ``outcomes``, built once Kafka has acknowledged its
+        # events; a duplicate of a command of this same batch is a (command, aggregate)
+        # pair, resolved once the original's positions are known.
+        ready: list[serde.Outcome | tuple[Command, Aggregate] | int] = []
         offsets: dict[TopicPartition, int] = {}
         async with publisher.transaction():
             for tp, messages in batch.items():
@@ -185,24 +187,32 @@ class Decider:
                         continue
                     agg, events = decided.aggregate, decided.events
                     futures = []
-                    key = msg.key
+                    # The aggregate's key, not the command's: docs/events.md promises
+                    # it, and it keeps an aggregate's events on one partition in order.
+                    key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
                     for event in events:
                         value = serde.encode_event(self.codec, event)
                         headers = [("type", event.type.encode())]
                         futures.append(
                             await publisher.send(self.topics.events, key, value, headers)
                         )
-                    outcomes.append((cmd, agg, events, futures))
-            for cmd, agg, events, futures in outcomes:
+                    ready.append(len(outcomes))
+                    outcomes.append((cmd, agg, events, futures, self.clock(), agg.state))
+            accepted: list[serde.Outcome] = []
+            for cmd, agg, events, futures, decided_at, state in outcomes:
                 metas = await asyncio.gather(*futures)
                 positions = tuple(
                     serde.EventPosition(ev.seq, ev.type, m.partition, m.offset)
                     for ev, m in zip(events, metas, strict=True)
                 )
                 agg.commands[cmd.command_id] = positions
-                ready.append(self._outcome(cmd, True, events=positions, state=agg.state))
+                accepted.append(
+                    self._outcome(cmd, True, events=positions, state=state, decided_at=decided_at)
+                )
             for item in ready:
-                if isinstance(item, tuple):
+                if isinstance(item, int):
+                    item = accepted[item]
+                elif isinstance(item, tuple):
                     cmd, agg = item
                     item = self._duplicate(cmd, agg)
                 await self._publish_outcome(item)
@@ -250,11 +260,12 @@ class Decider:
         events: tuple[serde.EventPosition, ...] = (),
         rejected: Rejected | None = None,
         state: Any = None,
+        decided_at: int | None = None,
     ) -> serde.Outcome:
         return build_outcome(
             cmd,
             accepted,
-            self.clock(),
+            self.clock() if decided_at is None else decided_at,
             duplicate=duplicate,
             events=events,
             rejected=rejected,

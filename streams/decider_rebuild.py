@@ -7,6 +7,7 @@ rebuilt on every start by folding ``ledger.events`` from offset 0 with the same
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +15,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from schemas import Codec
+from schemas import Codec, DecodeError
 from streams import serde
 from streams.domain import aggregates
 from streams.domain.events import Event
 from streams.topics import partitions_of
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,15 +34,44 @@ class Aggregate:
 
 def remember(known: dict[str, Aggregate], event: Event, partition: int, offset: int) -> bool:
     """Fold ``event``, found at ``partition``/``offset``, into its aggregate in ``known``
-    (by stream key); False when it was folded already."""
+    (by stream key); False when it was not folded.
+
+    The rules are the projector's (``projections.fold.fold_batch``), so the decider
+    numbers an aggregate's next events where the read model expects them: an event
+    whose seq the aggregate has is a duplicate, and one that leaves a seq gap or that
+    ``evolve`` refuses is skipped (the projector dead-letters it) rather than stopping
+    every start of the decider.
+    """
     key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
     agg = known.get(key)
-    if agg is None:
-        agg = known[key] = Aggregate()
-    prior = agg.state.seq if agg.state is not None else 0
+    prior = agg.state.seq if agg is not None and agg.state is not None else 0
     if event.seq <= prior:
         return False  # a duplicate from before exactly-once; already folded
-    agg.state = aggregates.evolve(agg.state, event)
+    if event.seq != prior + 1:
+        log.warning(
+            "rebuild skips %s seq %d at %d/%d: it leaves a gap after seq %d",
+            key,
+            event.seq,
+            partition,
+            offset,
+            prior,
+        )
+        return False
+    try:
+        state = aggregates.evolve(agg.state if agg is not None else None, event)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning(
+            "rebuild skips %s seq %d at %d/%d: evolve refuses it: %s",
+            key,
+            event.seq,
+            partition,
+            offset,
+            exc,
+        )
+        return False
+    if agg is None:
+        agg = known[key] = Aggregate()
+    agg.state = state
     pos = serde.EventPosition(event.seq, event.type, partition, offset)
     agg.commands[event.command_id] = (*agg.commands.get(event.command_id, ()), pos)
     return True
@@ -54,8 +86,9 @@ async def read_ledger(
     """Pass every committed event of ``topic``, from offset 0 to the end each partition
     had when the read began, to ``on_event(event, partition, offset)``.
 
-    Raises TopicError when the topic does not exist, aiokafka's errors when the broker
-    cannot be read, and serde's when an event does not decode.
+    A message that does not decode is skipped with a warning (the projector
+    dead-letters it). Raises TopicError when the topic does not exist and aiokafka's
+    errors when the broker cannot be read.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -75,7 +108,19 @@ async def read_ledger(
             batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
             for tp, messages in batch.items():
                 for msg in messages:
-                    on_event(serde.decode_event(codec, msg.value), tp.partition, msg.offset)
+                    try:
+                        event = serde.decode_event(codec, msg.value)
+                    except (DecodeError, KeyError, TypeError, ValueError) as exc:
+                        # as the projector: dead-lettered there, skipped here
+                        log.warning(
+                            "rebuild skips %s/%d offset %d: %s",
+                            topic,
+                            tp.partition,
+                            msg.offset,
+                            exc,
+                        )
+                        continue
+                    on_event(event, tp.partition, msg.offset)
             for tp in list(remaining):
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
