@@ -123,6 +123,25 @@ class Database:
             self._local.cursor = cursor
         return cursor
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """This thread's reads inside the block see one committed state: one read
+        transaction on its cursor, so a batch committed between two of them (a row and
+        its steps) does not mix two states. Nested blocks share the outer one."""
+        cursor = self._cursor()
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with _failing(f"read from {self.path} failed"):
+                cursor.execute("BEGIN TRANSACTION")
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with contextlib.suppress(duckdb.Error):  # read only: nothing to keep
+                    cursor.execute("COMMIT")
+
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Rows of a read-only statement, on this thread's own cursor."""
         with _failing(f"read from {self.path} failed"):

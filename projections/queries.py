@@ -60,14 +60,15 @@ class Queries:
 
     def get_process(self, account: str, process_id: str) -> ProcessState | None:
         """The Process with its steps; None when absent, deleted or of another account."""
-        found = self.store.query(
-            f"SELECT {_PROCESS_COLUMNS} FROM processes p "
-            "WHERE p.id = ? AND p.account = ? AND NOT p.deleted",
-            (process_id, account),
-        )
-        if not found:
-            return None
-        return self._with_steps(found)[0]
+        with self.store.snapshot():  # the row and its steps from the same commit
+            found = self.store.query(
+                f"SELECT {_PROCESS_COLUMNS} FROM processes p "
+                "WHERE p.id = ? AND p.account = ? AND NOT p.deleted",
+                (process_id, account),
+            )
+            if not found:
+                return None
+            return self._with_steps(found)[0]
 
     def list_processes(
         self,
@@ -95,13 +96,12 @@ class Queries:
                 where.append(f"p.{column} = ?")
                 params.append(value)
         condition = " AND ".join(where)
-        count = self.store.query(f"SELECT count(*) FROM processes p WHERE {condition}", params)
-        found = self.store.query(
-            f"SELECT {_PROCESS_COLUMNS} FROM processes p WHERE {condition} "
-            "ORDER BY p.time_created, p.id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return Page(count[0][0], self._with_steps(found))
+        with self.store.snapshot():  # count, rows and steps from the same commit
+            count, found = self._counted(
+                f"processes p WHERE {condition}", _PROCESS_COLUMNS, "p.time_created, p.id",
+                params, limit, offset,
+            )  # fmt: skip
+            return Page(count, self._with_steps(found))
 
     def list_events(
         self,
@@ -116,12 +116,11 @@ class Queries:
         _check_page(limit, offset)
         condition = "account = ? AND aggregate_type = ? AND aggregate_id = ?"
         params = [account, aggregate_type, aggregate_id]
-        count = self.store.query(f"SELECT count(*) FROM events WHERE {condition}", params)
-        found = self.store.query(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {condition} ORDER BY seq LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return Page(count[0][0], [rows.event_from_row(r) for r in found])
+        with self.store.snapshot():
+            count, found = self._counted(
+                f"events WHERE {condition}", _EVENT_COLUMNS, "seq", params, limit, offset
+            )
+        return Page(count, [rows.event_from_row(r) for r in found])
 
     def last_event(
         self, account: str, aggregate_id: str, aggregate_type: str
@@ -189,13 +188,12 @@ class Queries:
         if site_id is not None:
             condition += " AND site_id = ?"
             params.append(site_id)
-        count = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {condition}", params)
-        found = self.store.query(
-            f"SELECT {table.select_list()} FROM {table.name} WHERE {condition} "
-            "ORDER BY time_created, id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return Page(count[0][0], [cls(*row) for row in found])
+        with self.store.snapshot():
+            count, found = self._counted(
+                f"{table.name} WHERE {condition}", table.select_list(), "time_created, id",
+                params, limit, offset,
+            )  # fmt: skip
+        return Page(count, [cls(*row) for row in found])
 
     def get_site(self, account: str, site_id: str) -> SiteState | None:
         """The Site; None when absent, deleted or of another account."""
@@ -242,13 +240,11 @@ class Queries:
         if site_id is not None:
             condition += " AND site_id = ?"
             params.append(site_id)
-        count = self.store.query(f"SELECT count(*) FROM {table.name} WHERE {condition}", params)
-        found = self.store.query(
-            f"SELECT {table.select_list()} FROM {table.name} WHERE {condition} "
-            "ORDER BY time_created, id LIMIT ? OFFSET ?",
-            [*params, limit, offset],
-        )
-        return count[0][0], found
+        with self.store.snapshot():
+            return self._counted(
+                f"{table.name} WHERE {condition}", table.select_list(), "time_created, id",
+                params, limit, offset,
+            )  # fmt: skip
 
     def get_flowrun(self, account: str, flowrun_id: str) -> FlowRunState | None:
         """The FlowRun with its nodes and logs; None when absent, deleted or another
@@ -282,6 +278,18 @@ class Queries:
             "SELECT account, name FROM tokens WHERE token_hash = ? AND NOT revoked", (token_hash,)
         )
         return TokenOwner(*found[0]) if found else None
+
+    def _counted(
+        self, source: str, columns: str, order: str, params: list[Any], limit: int, offset: int
+    ) -> tuple[int, list[tuple[Any, ...]]]:
+        """How many rows ``FROM source`` has, and one page of ``columns`` of them in
+        ``order``: both read inside the caller's snapshot (see ``Store.snapshot``)."""
+        count = self.store.query(f"SELECT count(*) FROM {source}", params)
+        found = self.store.query(
+            f"SELECT {columns} FROM {source} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return count[0][0], found
 
     def _with_steps(self, found: Sequence[Sequence[Any]]) -> list[ProcessState]:
         if not found:

@@ -9,6 +9,7 @@ positions, so rows and positions are kept or lost together. The driver itself is
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
@@ -65,6 +66,10 @@ class Store:
         self.close()
 
     # -- reads -------------------------------------------------------------------------
+
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose reads on this thread all see one committed state."""
+        return self._db.snapshot()
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only statement, on this thread's own cursor."""

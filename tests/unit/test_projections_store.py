@@ -322,3 +322,32 @@ def test_verify_compares_files_whose_paths_have_quotes(tmp_path: Path) -> None:
             store.write(batch)
     checks = compare(folder / "live.duckdb", folder / "o'ther.duckdb")
     assert checks and all(check.equal for check in checks)
+
+
+def test_a_process_is_read_from_one_commit_even_when_a_batch_lands_between_its_queries(
+    tmp_path: Path,
+) -> None:
+    """The row and its steps were two autocommit reads: a batch committed between them
+    gave a Process no history ever had (status of one commit, steps of the next)."""
+    from tests.unit.test_projections_fold import folded, lifecycle, messages
+
+    events = lifecycle("p-1")
+    with Store(tmp_path / "read.duckdb") as store:
+        first = fold_batch({}, messages(events[:3]), topic=TOPIC)
+        store.write(first)
+        rest = fold_batch(dict(first.states), messages(events[3:], first=3), topic=TOPIC)
+        real, calls = store.query, []
+
+        def query(sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+            found = real(sql, params)
+            calls.append(sql)
+            if len(calls) == 1:
+                store.write(rest)  # the projector commits between the two reads
+            return found
+
+        store.query = query  # type: ignore[method-assign]
+        got = Queries(store).get_process("acme", "p-1")
+        assert len(calls) == 2
+        assert got == folded(events[:3])  # the first commit's Process, steps and all
+        listed = Queries(store).list_processes("acme", limit=10, offset=0).items
+        assert listed == [folded(events)]  # a later read sees the later commit
