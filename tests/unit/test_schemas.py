@@ -9,6 +9,7 @@ refused by the same checker that guards the real folder.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -186,6 +187,30 @@ def test_released_schemas_are_never_edited_or_removed() -> None:
         assert actual == pinned, (
             f"{stem}.avsc changed after release (fingerprint {actual}, released {pinned}): "
             f"restore it and add {name}.v{int(version) + 1}.avsc instead"
+        )
+
+
+def released_digest(path: Path) -> str:
+    """sha256 of a schema file as JSON with sorted keys: defaults and docs count,
+    whitespace and key order do not."""
+    document = json.loads(path.read_text())
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_released_schemas_keep_their_defaults_and_docs() -> None:
+    # The fingerprint covers the parsing canonical form only, which drops "default":
+    # an edited default would change how old and new events resolve, unseen by it.
+    pinned = ROOT / "tests" / "golden" / "released_schemas.sha256"
+    for line in pinned.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        digest, stem = line.split()
+        path = AVRO_DIR / f"{stem}.avsc"
+        assert path.exists(), f"{stem}.avsc was released and must never be removed"
+        assert released_digest(path) == digest, (
+            f"{stem}.avsc changed after release (a default or doc was edited): restore it "
+            "and add a next version instead"
         )
 
 
