@@ -145,10 +145,13 @@ class ChunkWriter:
 
     def finish(self, ends: Mapping[int, int] | None = None) -> dict[int, int]:
         """Write the positions (``ends`` wins where further: it may pass transaction
-        markers no record stands for) and return them."""
+        markers no record stands for) and return them. A partition with nothing read
+        (empty, or ``ends`` at 0) gets no position, as with the live projector, which
+        stores one only once its position moved."""
         final = dict(self.positions)
         for p, o in (ends or {}).items():
-            final[p] = max(o, final.get(p, 0))
+            if o > final.get(p, 0):
+                final[p] = o
         self.store.write(Batch(topic=self.topic, positions=final))
         return final
 

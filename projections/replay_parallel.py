@@ -27,7 +27,8 @@ from streams.consumer import LedgerConsumer
 
 
 class ReplayError(StoreError):
-    """A replay worker failed or died; the partial file was removed. Replay again."""
+    """A replay worker failed or died, or the log cannot give the read model asked for;
+    the partial file was removed."""
 
 
 def default_workers() -> int:
@@ -37,8 +38,49 @@ def default_workers() -> int:
 
 async def topic_ends(bootstrap: str, topic: str) -> dict[int, int]:
     """The current end offset of every partition of ``topic``; ConsumerError."""
+    return (await topic_range(bootstrap, topic))[1]
+
+
+async def topic_range(bootstrap: str, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """The first offset still in the log and the current end of every partition of
+    ``topic``; ConsumerError."""
     async with LedgerConsumer(bootstrap, topic, client_id="runledger-replay") as consumer:
-        return await consumer.end_offsets()
+        return consumer.positions, await consumer.end_offsets()  # positions: at the start
+
+
+def check_range(
+    firsts: Mapping[int, int], ends: Mapping[int, int], until: Mapping[int, int] | None = None
+) -> dict[int, int]:
+    """The offset to replay each partition up to: ``until`` (default ``ends``).
+
+    ReplayError when the log cannot give a read model up to there: a partition's
+    start was deleted (retention) so offsets below its first one are gone, or
+    ``until`` names a partition the topic lacks or an offset past its end (a model of
+    another cluster, or of a topic made again), which a replay would wait for forever.
+    """
+    targets = dict(ends)
+    if until is not None:
+        for partition, offset in sorted(until.items()):
+            if partition not in ends:
+                raise ReplayError(
+                    f"cannot replay up to offset {offset} of partition {partition}: "
+                    "the topic has no such partition"
+                )
+            if offset > ends[partition]:
+                raise ReplayError(
+                    f"cannot replay partition {partition} up to offset {offset}: the log "
+                    f"ends at {ends[partition]} (a read model of another cluster, or of a "
+                    "topic made again?)"
+                )
+        targets = {p: until.get(p, 0) for p in ends}
+    for partition, first in sorted(firsts.items()):
+        if first > 0 and targets.get(partition, 0) > 0:
+            raise ReplayError(
+                f"partition {partition} of the log starts at offset {first}: the records "
+                "before it were deleted (retention), so the read model cannot be rebuilt "
+                "from the log; nothing was built"
+            )
+    return targets
 
 
 def replay_parallel(
@@ -59,13 +101,13 @@ def replay_parallel(
     processes (default :func:`default_workers`, at most one per partition).
 
     FileExistsError when ``path`` exists; ConsumerError when the topic cannot be read;
-    ReplayError when a worker fails. The partial file is removed on any error.
+    ReplayError when a worker fails or the log cannot rebuild it (:func:`check_range`).
+    The partial file is removed on any error.
     """
     progress = progress or Progress()
     began = time.monotonic()
-    ends = asyncio.run(topic_ends(bootstrap, topic))
-    if until is not None:
-        ends = {p: until.get(p, 0) for p in ends}
+    firsts, current = asyncio.run(topic_range(bootstrap, topic))
+    ends = check_range(firsts, current, until)
     count = max(1, min(workers or default_workers(), len(ends)))
     shares = [tuple(sorted(ends)[i::count]) for i in range(count)]
     with building(path) as partial:
@@ -133,6 +175,7 @@ def _collect(
                 progress.reach(message.positions)
                 progress.events = writer.events
             elif isinstance(message, Range):
+                check_range(message.origin, message.ends)  # deleted since replay began?
                 progress.add_range(message.origin, message.ends)
             elif isinstance(message, Done):
                 done[message.index] = message
