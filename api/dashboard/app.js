@@ -9,9 +9,11 @@ import { Store, KEEP } from "./store.js";
 
 const TOKEN_KEY = "runledger.token";
 const OPEN_WAIT_MS = 3000;
+const SIGNIN_RETRY_MS = 3000;
 const $ = (id) => document.getElementById(id);
 
 let session = null;
+let signinTimer = null; // the next sign-in attempt while the node cannot be reached
 
 function show(view) {
   $("signin").hidden = view !== "signin";
@@ -192,6 +194,7 @@ class Session {
 }
 
 function signOut(message) {
+  clearTimeout(signinTimer);
   sessionStorage.removeItem(TOKEN_KEY);
   session?.stop();
   session = null;
@@ -216,19 +219,35 @@ function describe(err) {
   return err instanceof ApiError ? err.message : "Something went wrong while signing in.";
 }
 
-$("signin-form").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const token = $("token").value.trim();
-  if (!token) return;
+/** Sign in with ``token``. Only a refused token (401) is dropped; when the node cannot
+ * be reached or fails, the token stays in the field (and in this tab, if it was kept)
+ * and the page tries again by itself. */
+async function attempt(token) {
+  clearTimeout(signinTimer);
   const button = $("signin-button");
   button.disabled = true;
   try {
     await signIn(token);
   } catch (err) {
-    signOut(describe(err));
+    if (err instanceof ApiError && err.status === 401) {
+      signOut(describe(err));
+      return;
+    }
+    session?.stop();
+    session = null;
+    show("signin");
+    $("token").value = token;
+    signinError(`${describe(err)} Trying again…`);
+    signinTimer = setTimeout(() => attempt(token), SIGNIN_RETRY_MS);
   } finally {
     button.disabled = false;
   }
+}
+
+$("signin-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const token = $("token").value.trim();
+  if (token) attempt(token);
 });
 
 $("signout").addEventListener("click", () => signOut(null));
@@ -236,7 +255,7 @@ window.addEventListener("hashchange", () => session?.onHash());
 
 const saved = sessionStorage.getItem(TOKEN_KEY);
 if (saved) {
-  signIn(saved).catch((err) => signOut(describe(err)));
+  attempt(saved);
 } else {
   show("signin");
 }

@@ -42,6 +42,7 @@ export class Detail {
     this.steps = null;
     this.events = null;
     this.error = null;
+    this.gone = null; // why the selected object is no longer shown
     this.images = new Map(); // artifact hash -> object URL promise
     this.stepsTimer = null;
   }
@@ -59,6 +60,7 @@ export class Detail {
     this.steps = null;
     this.events = null;
     this.error = null;
+    this.gone = null;
     this.render();
     if (!selected) return;
     const { kind, id } = selected;
@@ -95,6 +97,12 @@ export class Detail {
   onEvent(kind, type, state, event) {
     const sel = this.selected;
     if (!sel || sel.kind !== kind || sel.id !== state.id) return;
+    if (type.endsWith(".deleted")) {
+      // Gone from the store and from reads: say so rather than "Loading…" for ever.
+      this.fetched = null;
+      this.gone = `This ${NOUNS[kind]} was deleted.`;
+      return;
+    }
     if (this.fetched) this.fetched = state;
     if (kind !== "process") return;
     if (this.events && !this.events.some((e) => e.seq === event.seq)) {
@@ -125,7 +133,7 @@ export class Detail {
         h("div", { class: "placeholder" }, h("h2", {}, "Nothing selected"), h("p", { class: "muted" }, "Pick a Process, FlowRun or CaseRun to see its steps, timings and history.")),
       );
     } else if (!item) {
-      replace(this.el, h("div", { class: "placeholder" }, h("h2", {}, NOUNS[sel.kind]), h("p", { class: this.error ? "error" : "muted" }, this.error ?? "Loading…")));
+      replace(this.el, h("div", { class: "placeholder" }, h("h2", {}, NOUNS[sel.kind]), h("p", { class: this.error ? "error" : "muted" }, this.error ?? this.gone ?? "Loading…")));
     } else {
       replace(this.el, this.header(sel.kind, item), ...this.body(sel.kind, item));
     }
