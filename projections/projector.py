@@ -54,6 +54,20 @@ class _Writing:
     task: asyncio.Task[None]
 
 
+def _check_retained(first: dict[TopicPartition, int], stored: dict[int, int]) -> None:
+    """ProjectorError when a partition's log now starts after the next offset this read
+    model needs (retention deleted records it never applied): starting anyway would
+    build a model that silently misses them. The log must be kept whole."""
+    for tp, offset in sorted(first.items()):
+        needed = stored.get(tp.partition, 0)
+        if offset > needed:
+            raise ProjectorError(
+                f"partition {tp.partition} of {tp.topic} starts at offset {offset}, but this "
+                f"read model needs offset {needed} next: the records before it were "
+                "deleted (retention), so it cannot be built from the log"
+            )
+
+
 class Projector:
     """Folds the events topic into ``store``; run it as a task of the node's event loop.
 
@@ -165,6 +179,7 @@ class Projector:
             partitions = await self._discover()
             consumer.assign(partitions)
             stored = await asyncio.to_thread(self.store.positions, self.topic)
+            _check_retained(await consumer.beginning_offsets(partitions), stored)
             for tp in partitions:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])

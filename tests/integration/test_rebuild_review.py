@@ -138,3 +138,21 @@ def test_parallel_replay_equals_the_projector_and_refuses_a_log_it_cannot_rebuil
     with pytest.raises(ReplayError, match=f"partition {victim} of the log starts at offset 2"):
         replay_parallel(cut, kafka_bootstrap, topics.events, workers=2)
     assert not list(tmp_path.glob("cut*"))
+
+    # The live projector refuses the same log for a new read model (it would miss the
+    # deleted records); the complete model, whose positions are past the cut, goes on.
+    from projections.errors import ProjectorError
+    from projections.projector import Projector
+
+    async def start(store: Store) -> None:
+        projector = Projector(store, bootstrap=kafka_bootstrap, topics=topics)
+        try:
+            await projector.start()
+        finally:
+            await projector.stop()
+
+    refused = pytest.raises(ProjectorError, match="retention")
+    with Store(tmp_path / "fresh.duckdb") as fresh, refused:
+        asyncio.run(start(fresh))
+    with Store(live) as store:
+        asyncio.run(start(store))
