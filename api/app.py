@@ -27,6 +27,14 @@ from api.routes import (
 )
 
 
+async def api_error_with_challenge(request: Request, exc: Exception) -> JSONResponse:
+    """The error; a 401 also names the scheme to use (RFC 9110 15.5.2 asks for it)."""
+    response = await api_error_handler(request, exc)
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="runledger"'
+    return response
+
+
 async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandPending)
     return exc.response()
@@ -50,7 +58,7 @@ def create_app(deps: ApiDeps) -> Starlette:
             *dashboard.routes,
         ],
         exception_handlers={
-            ApiError: api_error_handler,
+            ApiError: api_error_with_challenge,
             CommandPending: pending_handler,
             HTTPException: http_error_handler,
             Exception: unexpected_error_handler,

@@ -49,6 +49,8 @@ class Authenticator:
         token = header.strip()
         if token[:7].lower() == "bearer ":
             token = token[7:].strip()
+        elif token.lower() == "bearer":  # "Bearer " with its space stripped above
+            token = ""
         if not token:
             raise ApiError(401, "unauthenticated", "the Authorization header holds no token")
         digest = token_hash(token)

@@ -28,6 +28,7 @@ SOCKET_NAME = "node.sock"
 # sun_path holds 108 bytes with its terminating NUL on Linux (104 on BSDs).
 _MAX_PATH = 100
 _LINE_LIMIT = 1 << 20
+_TOO_LONG = f"the request is longer than {_LINE_LIMIT} bytes"
 
 Report = Callable[[str], Awaitable[None]]
 # A handler gets the request and a way to report progress; returns the result fields.
@@ -129,8 +130,12 @@ class ControlServer:
             if uid is not None and uid not in (0, os.getuid()):
                 await self._send(writer, {"ok": False, "error": "not the node's user"})
                 return
-            answer = await self._answer(await reader.readline(), writer)
-            await self._send(writer, answer)
+            try:
+                line = await reader.readline()
+            except ValueError:  # no newline within the limit
+                await self._send(writer, {"ok": False, "error": _TOO_LONG})
+                return
+            await self._send(writer, await self._answer(line, writer))
         except (ConnectionError, asyncio.IncompleteReadError):
             log.info("node: a control client went away")
         finally:
@@ -172,13 +177,16 @@ async def ask(
     NoNode when nothing listens there; ControlError with the node's message when it
     refuses or fails.
     """
+    line = json.dumps(request).encode() + b"\n"
+    if len(line) > _LINE_LIMIT:
+        raise ControlError(_TOO_LONG)
     try:
         with _address(path) as address:
             reader, writer = await asyncio.open_unix_connection(address, limit=_LINE_LIMIT)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
         raise NoNode(f"no node listens on {path}") from exc
     try:
-        writer.write(json.dumps(request).encode() + b"\n")
+        writer.write(line)
         await writer.drain()
         while True:
             line = await reader.readline()

@@ -6,44 +6,73 @@ reads ``os.environ``: the CLI builds a :class:`Settings` and hands plain values 
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PREFIX = "RUNLEDGER_"
+# Kafka names topics with these characters only; the longest name a prefix starts
+# (a faust changelog topic) must stay under Kafka's 249.
+_TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,180}")
 
 
 class SettingsError(ValueError):
     """A ``RUNLEDGER_*`` variable holds a value that cannot be used; the message names it."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, None when unset or blank (blank means "the default")."""
     raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
+    if raw is None or not raw.strip():
+        return None
+    return raw.strip()
+
+
+def _int(env: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise SettingsError(f"{PREFIX}{name} must be a whole number, got {raw!r}") from exc
+    if not least <= value <= most:
+        raise SettingsError(f"{PREFIX}{name} must be from {least} to {most}, got {raw!r}")
+    return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
+    """A finite number of seconds above 0 (or 0 too, with ``zero``): nan, inf and
+    negative values would otherwise reach timers that never fire or fire at once."""
+    raw = _text(env, name)
+    if raw is None:
         return default
     try:
         value = float(raw)
     except ValueError as exc:
-        raise SettingsError(f"{PREFIX}{name} must be a number, got {raw!r}") from exc
-    if value <= 0:
-        raise SettingsError(f"{PREFIX}{name} must be positive, got {raw!r}")
+        raise SettingsError(f"{PREFIX}{name} must be a number of seconds, got {raw!r}") from exc
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        least = "0 or more" if zero else "above 0"
+        raise SettingsError(f"{PREFIX}{name} must be a number of seconds {least}, got {raw!r}")
     return value
 
 
+def _topic_prefix(env: Mapping[str, str]) -> str:
+    raw = env.get(PREFIX + "TOPIC_PREFIX", "")
+    if not _TOPIC_PREFIX.fullmatch(raw):
+        raise SettingsError(
+            f"{PREFIX}TOPIC_PREFIX must be at most 180 letters, digits, '.', '_' or '-' "
+            f"(what Kafka allows in a topic name), got {raw!r}"
+        )
+    return raw
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(PREFIX + name)
-    if raw is None or raw == "":
+    raw = _text(env, name)
+    if raw is None:
         return default
     if raw.lower() in {"1", "true", "yes", "on"}:
         return True
@@ -83,20 +112,21 @@ class Settings:
         """Read ``RUNLEDGER_*`` variables; keyword overrides (from CLI flags) win."""
         env = os.environ if env is None else env
         base = cls(
-            data_dir=Path(env.get(PREFIX + "DATA_DIR") or ".runledger"),
-            kafka_bootstrap=env.get(PREFIX + "KAFKA_BOOTSTRAP", ""),
-            topic_prefix=env.get(PREFIX + "TOPIC_PREFIX", ""),
-            partitions=_int(env, "PARTITIONS", 4),
-            host=env.get(PREFIX + "HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 8000),
-            cache_dir=Path(env.get(PREFIX + "CACHE_DIR") or Path.home() / ".cache" / "runledger"),
-            kafka_version=env.get(PREFIX + "KAFKA_VERSION") or "3.9.1",
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576),
-            command_timeout_s=float(_int(env, "COMMAND_TIMEOUT_S", 10)),
-            wait_timeout_s=float(_int(env, "WAIT_TIMEOUT_S", 10)),
+            data_dir=Path(_text(env, "DATA_DIR") or ".runledger"),
+            kafka_bootstrap=_text(env, "KAFKA_BOOTSTRAP") or "",
+            topic_prefix=_topic_prefix(env),
+            partitions=_int(env, "PARTITIONS", 4, 1, 100_000),
+            host=_text(env, "HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8000, 1, 65535),
+            cache_dir=Path(_text(env, "CACHE_DIR") or Path.home() / ".cache" / "runledger"),
+            kafka_version=_text(env, "KAFKA_VERSION") or "3.9.1",
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 1, 1 << 40),
+            # 0: answer 202 at once, without waiting for the decider (docs/benchmarks.md)
+            command_timeout_s=_seconds(env, "COMMAND_TIMEOUT_S", 10.0, zero=True),
+            wait_timeout_s=_seconds(env, "WAIT_TIMEOUT_S", 10.0),
             allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", False),
-            sse_window_s=_float(env, "SSE_WINDOW_S", 25.0),
-            sse_heartbeat_s=_float(env, "SSE_HEARTBEAT_S", 5.0),
+            sse_window_s=_seconds(env, "SSE_WINDOW_S", 25.0),
+            sse_heartbeat_s=_seconds(env, "SSE_HEARTBEAT_S", 5.0),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **clean)  # type: ignore[arg-type]

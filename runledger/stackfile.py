@@ -28,6 +28,7 @@ class StackFile:
         path = data_dir / FILE_NAME
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a temp file left behind
         with os.fdopen(fd, "w") as out:
             json.dump(asdict(self), out, indent=2)
             out.write("\n")

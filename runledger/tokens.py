@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import unicodedata
 import uuid
 
 from api.auth import new_token, token_hash
@@ -13,9 +14,29 @@ from streams.bus import CommandBus
 from streams.domain.commands import Command, CreateToken, RevokeToken
 from streams.topics import Topics
 
+MAX_NAME = 200
+# A token command waits at least this long for the decider: a one-off command may reach
+# a decider that is still starting, and RUNLEDGER_COMMAND_TIMEOUT_S may be 0.
+MIN_WAIT_S = 30.0
+# Control and format characters (newlines, escapes, bidi overrides), lone surrogates and
+# line/paragraph separators: they would forge lines or colours wherever a name is shown.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
 
 class TokenError(Exception):
     """The ledger refused or did not answer a token command."""
+
+
+def check_name(what: str, value: str) -> None:
+    """TokenError unless ``value`` is 1 to 200 printable characters without spaces
+    around them: an account is known by its exact name, so ``"acme "`` would be an
+    account of its own, and names are printed in audit lines and ``created_by``."""
+    if not value or len(value) > MAX_NAME:
+        raise TokenError(f"the {what} name must be 1 to {MAX_NAME} characters")
+    if value != value.strip():
+        raise TokenError(f"the {what} name {value!r} has spaces around it")
+    if any(unicodedata.category(ch) in _UNPRINTABLE for ch in value):
+        raise TokenError(f"the {what} name {value!r} holds a control character")
 
 
 async def _run(settings: Settings, account: str, body: CreateToken | RevokeToken) -> None:
@@ -35,7 +56,8 @@ async def _run(settings: Settings, account: str, body: CreateToken | RevokeToken
             body=body,
             reply_to=bus.node_id,
         )
-        outcome = await bus.execute(cmd, timeout=settings.command_timeout_s * 3)
+        wait = max(settings.command_timeout_s * 3, MIN_WAIT_S)
+        outcome = await bus.execute(cmd, timeout=wait)
     finally:
         with contextlib.suppress(Exception):
             await bus.stop()
@@ -47,8 +69,8 @@ async def _run(settings: Settings, account: str, body: CreateToken | RevokeToken
 
 async def issue_token(settings: Settings, account: str, name: str) -> str:
     """Create a token for ``account``; returns it (the ledger keeps only its hash)."""
-    if not account or len(account) > 200:
-        raise TokenError("the account name must be 1 to 200 characters")
+    check_name("account", account)
+    check_name("token", name)
     token = new_token()
     await _run(settings, account, CreateToken(token_hash(token), name))
     return token
