@@ -1,10 +1,12 @@
 """``runledger token``: API tokens. ``create`` prints a new token once; the ledger keeps
-only its hash."""
+only its hash. ``revoke`` reads the token from standard input, never from the command
+line (where shell history and ``ps`` would keep it)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import sys
 from typing import Any
 
@@ -24,6 +26,24 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         f"token for account {args.account!r}: shown once; the ledger keeps only its hash",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from runledger.tokens import TokenError, revoke_token
+
+    settings = settings_of(args)
+    if sys.stdin.isatty():
+        token = getpass.getpass("token to revoke: ").strip()
+    else:
+        token = sys.stdin.readline().strip()
+    if not token:
+        raise CliError("no token given: pass it on standard input")
+    try:
+        asyncio.run(revoke_token(settings, args.account, token))
+    except TokenError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"token of account {args.account!r} revoked", file=sys.stderr)
     return 0
 
 
@@ -47,3 +67,13 @@ def add_token_commands(sub: Any) -> None:
     create.add_argument("--name", help="a label for the token (default: the account name)")
     add_data_dir(create)
     create.set_defaults(func=cmd_token_create)
+    revoke = token_sub.add_parser(
+        "revoke",
+        help="revoke a token of an account (the token is read from standard input)",
+        description="Revoke a token of ACCOUNT: requests with it answer 401 from then on "
+        "(a node learns it within seconds). The token is read from standard input, or "
+        "asked for without echo on a terminal, so it stays out of shell history.",
+    )
+    revoke.add_argument("--account", required=True, help="the account the token belongs to")
+    add_data_dir(revoke)
+    revoke.set_defaults(func=cmd_token_revoke)

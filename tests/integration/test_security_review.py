@@ -63,3 +63,24 @@ def test_token_create_refuses_an_unusable_account_name(cli: Any, account: str) -
     assert code == 2
     assert out == ""  # no token printed
     assert "account name" in err
+
+
+def test_token_revoke_reads_the_token_from_stdin_and_the_node_refuses_it(
+    stack: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    account = f"cli-{uuid.uuid4().hex[:8]}"
+    code, token, _ = cli("token", "create", "--account", account)
+    token = token.strip()
+    assert code == 0 and status_once_known(stack, token, 200) == 200
+    monkeypatch.setattr("sys.stdin", io.StringIO("rl_not_a_token_of_it\n"))
+    code, _, err = cli("token", "revoke", "--account", account)
+    assert code == 2 and err.strip()  # the decider's reason, one line
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    code, _, err = cli("token", "revoke", "--account", account)
+    assert code == 2 and "standard input" in err
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    code, out, err = cli("token", "revoke", "--account", account)
+    assert (code, out) == (0, "") and "revoked" in err
+    assert status_once_known(stack, token, 401) == 401
