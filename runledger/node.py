@@ -65,7 +65,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     topics = Topics(settings.topic_prefix)
     codec = default_codec()
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only when new
     store = Store(settings.data_dir / DB_FILE).open()
     swap.tidy(settings.data_dir, DB_FILE)
 

@@ -19,7 +19,14 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
 from runledger.services import stop_on_signals
-from runledger.settings import PREFIX, Settings, SettingsError
+from runledger.settings import (
+    PREFIX,
+    Settings,
+    SettingsError,
+    bool_setting,
+    int_setting,
+    text_setting,
+)
 from runners.artifacts import ArtifactStore
 from runners.browser import Browser, BrowserConfig
 from runners.guard import TargetGuard
@@ -57,25 +64,17 @@ class RunnerOptions:
         unknown = [k for k in chosen if k not in KINDS]
         if unknown:
             raise SettingsError(f"unknown job kinds {unknown}; known: {', '.join(KINDS)}")
-        try:
-            pages = int(env.get(PREFIX + "RUNNER_MAX_PAGES") or 4)
-            port = int(env.get(PREFIX + "SMTP_PORT") or 25)
-        except ValueError as exc:
-            raise SettingsError(
-                f"{PREFIX}RUNNER_MAX_PAGES and {PREFIX}SMTP_PORT are numbers"
-            ) from exc
-        if pages < 1:
-            raise SettingsError(f"{PREFIX}RUNNER_MAX_PAGES must be at least 1")
-        host = env.get(PREFIX + "SMTP_HOST", "")
+        pages = int_setting(env, "RUNNER_MAX_PAGES", 4, 1, 1_000)
+        host = text_setting(env, "SMTP_HOST")
         smtp = None
         if host:
             smtp = SmtpServer(
                 host=host,
-                port=port,
-                starttls=(env.get(PREFIX + "SMTP_STARTTLS", "").lower() in {"1", "true", "yes"}),
+                port=int_setting(env, "SMTP_PORT", 25, 1, 65535),
+                starttls=bool_setting(env, "SMTP_STARTTLS", False),
                 username=env.get(PREFIX + "SMTP_USERNAME", ""),
                 password=env.get(PREFIX + "SMTP_PASSWORD", ""),
-                sender=env.get(PREFIX + "SMTP_SENDER") or "runledger@localhost",
+                sender=text_setting(env, "SMTP_SENDER") or "runledger@localhost",
             )
         return cls(chosen, pages, smtp)
 

@@ -23,7 +23,7 @@ class SettingsError(ValueError):
     """A ``RUNLEDGER_*`` variable holds a value that cannot be used; the message names it."""
 
 
-def _text(env: Mapping[str, str], name: str) -> str | None:
+def text_setting(env: Mapping[str, str], name: str) -> str | None:
     """The variable's value, None when unset or blank (blank means "the default")."""
     raw = env.get(PREFIX + name)
     if raw is None or not raw.strip():
@@ -31,8 +31,8 @@ def _text(env: Mapping[str, str], name: str) -> str | None:
     return raw.strip()
 
 
-def _int(env: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
-    raw = _text(env, name)
+def int_setting(env: Mapping[str, str], name: str, default: int, least: int, most: int) -> int:
+    raw = text_setting(env, name)
     if raw is None:
         return default
     try:
@@ -47,7 +47,7 @@ def _int(env: Mapping[str, str], name: str, default: int, least: int, most: int)
 def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
     """A finite number of seconds above 0 (or 0 too, with ``zero``): nan, inf and
     negative values would otherwise reach timers that never fire or fire at once."""
-    raw = _text(env, name)
+    raw = text_setting(env, name)
     if raw is None:
         return default
     try:
@@ -70,8 +70,8 @@ def _topic_prefix(env: Mapping[str, str]) -> str:
     return raw
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _text(env, name)
+def bool_setting(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = text_setting(env, name)
     if raw is None:
         return default
     if raw.lower() in {"1", "true", "yes", "on"}:
@@ -112,19 +112,19 @@ class Settings:
         """Read ``RUNLEDGER_*`` variables; keyword overrides (from CLI flags) win."""
         env = os.environ if env is None else env
         base = cls(
-            data_dir=Path(_text(env, "DATA_DIR") or ".runledger"),
-            kafka_bootstrap=_text(env, "KAFKA_BOOTSTRAP") or "",
+            data_dir=Path(text_setting(env, "DATA_DIR") or ".runledger"),
+            kafka_bootstrap=text_setting(env, "KAFKA_BOOTSTRAP") or "",
             topic_prefix=_topic_prefix(env),
-            partitions=_int(env, "PARTITIONS", 4, 1, 100_000),
-            host=_text(env, "HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 8000, 1, 65535),
-            cache_dir=Path(_text(env, "CACHE_DIR") or Path.home() / ".cache" / "runledger"),
-            kafka_version=_text(env, "KAFKA_VERSION") or "3.9.1",
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", 1_048_576, 1, 1 << 40),
+            partitions=int_setting(env, "PARTITIONS", 4, 1, 100_000),
+            host=text_setting(env, "HOST") or "127.0.0.1",
+            port=int_setting(env, "PORT", 8000, 1, 65535),
+            cache_dir=Path(text_setting(env, "CACHE_DIR") or Path.home() / ".cache" / "runledger"),
+            kafka_version=text_setting(env, "KAFKA_VERSION") or "3.9.1",
+            max_body_bytes=int_setting(env, "MAX_BODY_BYTES", 1_048_576, 1, 1 << 40),
             # 0: answer 202 at once, without waiting for the decider (docs/benchmarks.md)
             command_timeout_s=_seconds(env, "COMMAND_TIMEOUT_S", 10.0, zero=True),
             wait_timeout_s=_seconds(env, "WAIT_TIMEOUT_S", 10.0),
-            allow_private_targets=_bool(env, "ALLOW_PRIVATE_TARGETS", False),
+            allow_private_targets=bool_setting(env, "ALLOW_PRIVATE_TARGETS", False),
             sse_window_s=_seconds(env, "SSE_WINDOW_S", 25.0),
             sse_heartbeat_s=_seconds(env, "SSE_HEARTBEAT_S", 5.0),
         )

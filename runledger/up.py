@@ -25,12 +25,15 @@ import httpx
 from runledger.broker import BrokerHandle, start_broker
 from runledger.settings import Settings
 from runledger.stackfile import StackFile
-from runledger.tokens import issue_token
+from runledger.tokens import TokenError, issue_token
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("runledger.up")
 
 RESTART_DELAY_S = 2.0
+# How long the last run's token may take to be accepted before a new one is issued
+# (the node learns tokens from the ledger as it catches up).
+REUSE_WAIT_S = 20.0
 
 
 class NotReady(Exception):
@@ -83,17 +86,25 @@ class Child:
 
 def _wait_http(url: str, timeout: float, token: str = "") -> None:
     """Until ``url`` answers 200 (with ``token``: until the node knows the token)."""
+    if not _accepted(url, token, timeout):
+        path = "/process?limit=1" if token else "/health"
+        raise NotReady(f"the node did not answer on {url}{path} within {timeout:.0f} s")
+
+
+def _accepted(url: str, token: str, timeout: float) -> bool:
+    """Whether ``url`` answers 200 within ``timeout`` s (with ``token``, on a read that
+    needs it: a node learns tokens from the ledger, so a new one takes a moment)."""
     path = "/process?limit=1" if token else "/health"
     headers = {"Authorization": token} if token else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if httpx.get(url + path, headers=headers, timeout=1.0).status_code == 200:
-                return
+                return True
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise NotReady(f"the node did not answer on {url}{path} within {timeout:.0f} s")
+    return False
 
 
 def _cannot_listen(host: str, port: int) -> str | None:
@@ -111,7 +122,8 @@ def _cannot_listen(host: str, port: int) -> str | None:
 def run_up(settings: Settings) -> int:
     """Run the stack until a signal; the exit status of the command."""
     data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner only when new: it holds every account's data, the logs and the token.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     previous = StackFile.read_optional(data_dir)
     if previous is not None and previous.running():
@@ -176,6 +188,12 @@ def run_up(settings: Settings) -> int:
         # the ledger it was issued on (another prefix is another ledger).
         same_ledger = previous is not None and previous.topic_prefix == settings.topic_prefix
         token = previous.token if previous is not None and same_ledger else ""
+        if token and not _accepted(api_url, token, REUSE_WAIT_S):
+            print(
+                "runledger: the last run's token is not accepted (revoked?); issuing a new one",
+                file=sys.stderr,
+            )
+            token = ""
         if not token:
             token = asyncio.run(issue_token(settings, "default", "default"))
         _wait_http(api_url, 60, token)
@@ -195,6 +213,9 @@ def run_up(settings: Settings) -> int:
         return 0
     except NotReady as exc:
         print(f"runledger: {exc}; see {data_dir / 'logs' / 'node.log'}", file=sys.stderr)
+        return 2
+    except TokenError as exc:
+        print(f"runledger: no token for account 'default': {exc}", file=sys.stderr)
         return 2
     finally:
         for child in reversed(children):

@@ -396,18 +396,16 @@ def test_export_writes_every_table_and_the_events_readable_by_pyarrow(
     assert json.loads(mine[0]["data"])["process_type"] == "review.cli"
 
 
-def test_up_does_not_reuse_the_token_of_another_ledger(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    """stack.json from a run on other topics: its token means nothing on these."""
-    StackFile("http://127.0.0.1:9", kafka_bootstrap, "other.", "stale-token").write(tmp_path)
+def _up_until_token(kafka_bootstrap: str, data_dir: Path, prefix: str) -> tuple[str, list[str]]:
+    """Run ``runledger up`` on ``data_dir`` until it prints its token; stop it; the
+    token and every line it printed (stdout and stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
     env |= {
         "RUNLEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "RUNLEDGER_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:8]}.",
+        "RUNLEDGER_TOPIC_PREFIX": prefix,
         "RUNLEDGER_PARTITIONS": "1",
     }
-    argv = ["up", "--data-dir", str(tmp_path), "--port", str(free_port())]
+    argv = ["up", "--data-dir", str(data_dir), "--port", str(free_port())]
     up = subprocess.Popen(
         [sys.executable, "-m", "runledger", *argv],
         env=env,
@@ -424,9 +422,9 @@ def test_up_does_not_reuse_the_token_of_another_ledger(
             if not line:
                 break
             lines.append(line.rstrip())
-        token = next(x for x in lines if "token for" in x).rsplit(" ", 1)[1]
-        assert token != "stale-token"
-        assert StackFile.read(tmp_path).token == token
+        found = [x for x in lines if "token for" in x]
+        assert found, lines
+        return found[0].rsplit(" ", 1)[1], lines
     finally:
         up.send_signal(signal.SIGTERM)
         try:
@@ -434,3 +432,25 @@ def test_up_does_not_reuse_the_token_of_another_ledger(
         except subprocess.TimeoutExpired:
             up.kill()
             up.wait()
+
+
+def test_up_does_not_reuse_the_token_of_another_ledger(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """stack.json from a run on other topics: its token means nothing on these."""
+    StackFile("http://127.0.0.1:9", kafka_bootstrap, "other.", "stale-token").write(tmp_path)
+    token, _ = _up_until_token(kafka_bootstrap, tmp_path, f"t{uuid.uuid4().hex[:8]}.")
+    assert token != "stale-token"
+    assert StackFile.read(tmp_path).token == token
+
+
+def test_up_issues_a_new_token_when_the_last_one_is_not_accepted(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A revoked (here: never issued) token in stack.json of the same ledger: up waited
+    60 s for the node to accept it, then failed, pointing at the node's log."""
+    prefix = f"t{uuid.uuid4().hex[:8]}."
+    StackFile("http://127.0.0.1:9", kafka_bootstrap, prefix, "rl_revoked").write(tmp_path)
+    token, lines = _up_until_token(kafka_bootstrap, tmp_path, prefix)
+    assert token != "rl_revoked" and StackFile.read(tmp_path).token == token
+    assert any("not accepted (revoked?)" in x for x in lines), lines

@@ -242,3 +242,32 @@ def test_an_over_long_control_request_is_answered_not_dropped(tmp_path: Path) ->
             await server.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("RUNNER_MAX_PAGES", "0", "RUNLEDGER_RUNNER_MAX_PAGES must be from 1"),
+        ("RUNNER_MAX_PAGES", "four", "RUNLEDGER_RUNNER_MAX_PAGES must be a whole number"),
+        ("SMTP_PORT", "70000", "RUNLEDGER_SMTP_PORT must be from 1 to 65535"),
+        ("SMTP_STARTTLS", "maybe", "RUNLEDGER_SMTP_STARTTLS must be true or false"),
+    ],
+)
+def test_runner_settings_are_checked_like_the_others(name: str, value: str, says: str) -> None:
+    from runledger.runner import RunnerOptions
+
+    env = {"RUNLEDGER_SMTP_HOST": "mail.example.com", f"RUNLEDGER_{name}": value}
+    with pytest.raises(SettingsError, match=says):
+        RunnerOptions.from_env(env)
+
+
+def test_runner_settings_read_the_usual_spellings() -> None:
+    from runledger.runner import RunnerOptions
+
+    options = RunnerOptions.from_env(
+        {"RUNLEDGER_SMTP_HOST": " mail.example.com ", "RUNLEDGER_SMTP_STARTTLS": "On"}
+    )
+    assert options.smtp is not None
+    assert (options.smtp.host, options.smtp.port, options.smtp.starttls) == (
+        "mail.example.com", 25, True,
+    )  # fmt: skip
