@@ -9,6 +9,7 @@ delay) and ``max_wait_time`` bounds each single page operation.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class JobContext:
 def _seconds(configs: dict[str, Any], key: str, default: float, top: float) -> float:
     value = configs.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return default
+    if isinstance(value, float) and math.isnan(value):  # JSON's NaN: never compares
         return default
     return float(min(value, top))
 

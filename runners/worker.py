@@ -34,6 +34,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runners.jobs_report import caserun_id_for
@@ -180,16 +181,28 @@ class JobLoop:
                     self.stats.started += 1
                     break
                 part.queue.popleft()  # done, cancelled, or never ours
+                part.retry_at = 0.0  # the pause was that job's, not the next one's
                 commits[tp] = head.offset + 1
             self._flow(tp, part)
         if commits:
-            await self.consumer.commit(commits)
+            try:
+                await self.consumer.commit(commits)
+            except KafkaError as exc:
+                # A rebalance (CommitFailedError, IllegalStateError) or a broker hiccup:
+                # the jobs are done but their offsets not stored. Ending the loop here
+                # would stop the runner; the next commit of the partition covers them,
+                # or its next owner runs them again (same report ids).
+                log.warning("commit of %s refused (%s); left to a later commit", commits, exc)
+                return
             self.stats.commits += 1
 
     def _dead(self, pending: _Pending) -> bool:
-        """A job of a run cancelled before it started: skip it."""
+        """A job of a cancelled run, or whose own CaseRun was cancelled (a case node's:
+        the other nodes of its FlowRun go on), not running now: skip it."""
         assert pending.dispatch is not None
-        return pending.dispatch.job.run_id in self._cancelled_runs
+        job = pending.dispatch.job
+        cancelled = self._cancelled_runs
+        return job.run_id in cancelled or caserun_id_for(job.job_id) in cancelled
 
     def _finished(self, head: _Pending) -> bool:
         """Whether the head's finished task counts as done (its offset may be committed)."""
@@ -243,7 +256,6 @@ class JobLoop:
                 job = pending.dispatch.job if pending.dispatch else None
                 if job is None or run_id not in (job.run_id, caserun_id_for(job.job_id)):
                     continue
-                self._cancelled_runs[job.run_id] = at
                 if pending.task is not None and not pending.task.done():
                     pending.cancelled_at = at
                     pending.task.cancel()
