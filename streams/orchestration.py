@@ -17,13 +17,16 @@ import json
 import uuid
 from dataclasses import dataclass
 
+from streams.domain import caserun as cr
 from streams.domain import flowrun as f
 from streams.domain.caserun_messages import CaseRunCreated
-from streams.domain.commands import Body
+from streams.domain.commands import Body, Command
+from streams.domain.events import Event
 
 # Fixed namespaces: job ids and orchestrator command ids are uuid5 of stable names.
 JOB_NAMESPACE = uuid.UUID("0b6f3e0a-58a4-4c5e-9a43-6e7d1c2f9a10")
 COMMAND_NAMESPACE = uuid.UUID("5d2b8c71-1f3e-4a8e-b1c4-93a0e6d7f215")
+ACTOR = "orchestrator"  # who the orchestrator's commands are from
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,36 @@ def caserun_cancel_command_id(caserun_id: str) -> str:
     """The one id of the orchestrator's cancel of a FlowRun node's CaseRun: sent again
     (a redelivery, the CaseRun appearing after the cancel), the decider drops it."""
     return str(uuid.uuid5(COMMAND_NAMESPACE, f"caserun:{caserun_id}/cancel"))
+
+
+def cancel_caserun(caserun_id: str, cause: Event, issued_at: int) -> Command:
+    """The cancel of the CaseRun of a case node its FlowRun's cancel stopped (the stopped
+    job reports nothing more), under an id the decider drops when repeated."""
+    data = cause.data
+    flowrun_id = data.flowrun_id if isinstance(data, CaseRunCreated) else cause.aggregate_id
+    return Command(
+        caserun_cancel_command_id(caserun_id), cr.AGGREGATE, caserun_id, issued_at,
+        cause.account, ACTOR, cause.correlation_id, cause.event_id,
+        cr.CancelCaseRun(f"flowrun {flowrun_id} cancelled"),
+    )  # fmt: skip
+
+
+def node_fail_command_id(run_id: str, node_id: str, attempt: int) -> str:
+    """The one id of the orchestrator's failing of node attempt ``attempt`` whose CaseRun
+    was cancelled or deleted on its own (its job then reports nothing more)."""
+    return str(uuid.uuid5(COMMAND_NAMESPACE, f"{run_id}/caserun-stopped/{node_id}/{attempt}"))
+
+
+def fail_node(run: f.FlowRunState, node_id: str, cause: Event, issued_at: int) -> Command:
+    """The failure of a working node whose CaseRun ``cause`` cancelled or deleted."""
+    node = run.node(node_id)
+    attempt = node.attempt if node is not None else 0
+    verb = "deleted" if cause.type.endswith("deleted") else "cancelled"
+    return Command(
+        node_fail_command_id(run.id, node_id, attempt), f.AGGREGATE, run.id, issued_at,
+        run.account, ACTOR, cause.correlation_id, cause.event_id,
+        f.NodeFail(node_id, f"its CaseRun {cause.aggregate_id} was {verb}"),
+    )  # fmt: skip
 
 
 # -- Processes that runners work on ---------------------------------------------------

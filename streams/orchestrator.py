@@ -55,16 +55,16 @@ from aiokafka.structs import TopicPartition
 from schemas import Codec, DecodeError
 from streams import serde
 from streams.domain import aggregates
-from streams.domain import caserun as cr
 from streams.domain import flowrun as f
-from streams.domain.caserun_messages import CaseRunCreated
 from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
 from streams.orchestration import (
+    ACTOR,
     body_for,
-    caserun_cancel_command_id,
+    cancel_caserun,
     command_id_for,
+    fail_node,
     next_steps,
 )
 from streams.orchestrator_memory import Memory
@@ -74,8 +74,6 @@ from streams.supervision import supervise
 from streams.topics import Topics, open_group_input
 
 log = logging.getLogger(__name__)
-
-ACTOR = "orchestrator"
 
 
 def now_micros() -> int:
@@ -232,8 +230,13 @@ class Orchestrator:
         for tp, messages in batch.items():
             for msg in messages:
                 plan.offsets[tp] = msg.offset + 1
-                if plan.caseruns and event_type(msg.headers) in CASERUN_STOPS:
-                    plan.stopped(_aggregate_id(msg.key))  # stopped before its job
+                if event_type(msg.headers) in CASERUN_STOPS:
+                    caserun_id = _aggregate_id(msg.key)
+                    plan.stopped(caserun_id)  # a standalone one: stopped before its job
+                    if caserun_id in self.memory.caserun_nodes:
+                        stop = self._decode_stop(msg)
+                        if stop is not None:
+                            plan.node_caserun_stopped(stop, self.memory)
                     continue
                 event = self._decode(msg)
                 if event is None:
@@ -256,6 +259,8 @@ class Orchestrator:
                     await self._publish_command(run, action, cause)
             for caserun_id, cause in plan.caseruns_to_stop(self.memory).items():
                 await self._cancel_caserun(caserun_id, cause)
+            for run, node_id, cause in plan.nodes_to_fail(self.memory):
+                await self._fail_node(run, node_id, cause)
             await publisher.send_offsets(plan.offsets, self.group_id)
         self.stats.batches += 1
 
@@ -274,22 +279,19 @@ class Orchestrator:
         await self._send(cmd)
 
     async def _cancel_caserun(self, caserun_id: str, cause: Event) -> None:
-        """Cancel the CaseRun of a case node its FlowRun's cancel stopped (the stopped
-        job reports nothing more), under an id the decider drops when repeated."""
-        flowrun_id = cause.data.flowrun_id if isinstance(cause.data, CaseRunCreated) else None
-        await self._send(
-            Command(
-                command_id=caserun_cancel_command_id(caserun_id),
-                aggregate_type=cr.AGGREGATE,
-                aggregate_id=caserun_id,
-                issued_at=self.clock(),
-                account=cause.account,
-                actor=ACTOR,
-                correlation_id=cause.correlation_id,
-                causation_id=cause.event_id,
-                body=cr.CancelCaseRun(f"flowrun {flowrun_id or cause.aggregate_id} cancelled"),
-            )
-        )
+        await self._send(cancel_caserun(caserun_id, cause, self.clock()))
+
+    async def _fail_node(self, run: f.FlowRunState, node_id: str, cause: Event) -> None:
+        await self._send(fail_node(run, node_id, cause, self.clock()))
+
+    def _decode_stop(self, msg: Any) -> Event | None:
+        """A CaseRun's cancel or delete, decoded (rare: only for a node's CaseRun)."""
+        try:
+            return serde.decode_event(self.codec, msg.value)
+        except DecodeError as exc:
+            self.stats.undecodable += 1
+            log.warning("event at offset %d cannot be decoded, skipped: %s", msg.offset, exc)
+            return None
 
     async def _send(self, cmd: Command) -> None:
         assert self._publisher is not None

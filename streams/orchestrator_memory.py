@@ -51,6 +51,8 @@ class Memory:
         self.generating: dict[str, GenerateProcess] = {}
         # (flowrun id, node id) -> the CaseRun its case node's job created last
         self.node_caseruns: dict[tuple[str, str], str] = {}
+        # the other way: CaseRun id -> (flowrun id, node id) of the job that created it
+        self.caserun_nodes: dict[str, tuple[str, str]] = {}
 
     def fold(self, event: Event) -> None:
         """Take ``event`` into account (a duplicate or older seq is ignored)."""
@@ -61,6 +63,7 @@ class Memory:
             data = event.data
             if isinstance(data, CaseRunCreated) and data.flowrun_id and data.node_id:
                 self.node_caseruns[(data.flowrun_id, data.node_id)] = event.aggregate_id
+                self.caserun_nodes[event.aggregate_id] = (data.flowrun_id, data.node_id)
             return  # a standalone one is dispatched from the batch
         key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
         state = self.states.get(key)

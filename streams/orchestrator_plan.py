@@ -47,10 +47,30 @@ class Plan:
     caseruns: dict[str, Dispatch] = field(default_factory=dict)  # standalone, created here
     cancelled: dict[str, Event] = field(default_factory=dict)  # run id -> its cancel
     stop_caseruns: dict[str, Event] = field(default_factory=dict)  # CaseRun -> the cause
+    # (run id, node id) -> the cancel or delete of the CaseRun that node's job created
+    stopped_nodes: dict[tuple[str, str], Event] = field(default_factory=dict)
 
     def stopped(self, caserun_id: str) -> None:
         """A CaseRun cancelled or deleted in this batch: its job is not published."""
         self.caseruns.pop(caserun_id, None)
+
+    def node_caserun_stopped(self, event: Event, memory: Memory) -> None:
+        """``event`` cancelled or deleted a CaseRun: when a FlowRun node's job created
+        it, that node fails (unless it has ended meanwhile; see ``nodes_to_fail``)."""
+        node = memory.caserun_nodes.get(event.aggregate_id)
+        if node is not None:
+            self.stopped_nodes[node] = event
+
+    def nodes_to_fail(self, memory: Memory) -> list[tuple[f.FlowRunState, str, Event]]:
+        """(run, node id, cause) of every node whose CaseRun was stopped while the node
+        still works: its job stops and reports nothing, so the run would wait for ever."""
+        found = []
+        for (run_id, node_id), cause in self.stopped_nodes.items():
+            run = memory.run_state(run_id)
+            node = run.node(node_id) if run is not None else None
+            if run is not None and node is not None and node.status == f.WORKING:
+                found.append((run, node_id, cause))
+        return found
 
     def add(self, event: Event, memory: Memory) -> None:
         """Sort ``event``, which ``memory`` has just folded."""

@@ -539,3 +539,33 @@ def test_a_restarted_case_generate_process_gets_a_job_for_its_new_attempt() -> N
     assert plan.generate == [("p-1", 1), ("p-1", 2)]
     first, again = (memory.generate_dispatch(pid, n) for pid, n in plan.generate)
     assert first is not None and again is not None and first.job.job_id != again.job.job_id
+
+
+def test_a_node_whose_caserun_is_cancelled_on_its_own_fails_instead_of_working_for_ever() -> None:
+    """Bug: POST /caserun/{id}/cancel on the CaseRun of a working case node stopped the
+    node's job, which then reports nothing: the node and its FlowRun stayed working."""
+    log = Log()
+    case_flow(log)
+    log.do(cr.AGGREGATE, "cr-k", cr.CreateCaseRun("site-1", "case-1", CASE_STEPS, "t", RID, "k"))
+    before = list(log.events)
+    log.do(cr.AGGREGATE, "cr-k", cr.CancelCaseRun("not needed"))
+    commands = _orchestrate([before, log.events[len(before) :]])
+    fails = [x for x in commands if isinstance(x.body, f.NodeFail)]
+    assert [(x.aggregate_id, x.body.node_id) for x in fails] == [(RID, "k")]  # type: ignore[attr-defined]
+    (fail,) = fails
+    assert "its CaseRun cr-k was cancelled" in fail.body.exception  # type: ignore[attr-defined]
+    assert fail.command_id == o.node_fail_command_id(RID, "k", 1)
+    assert _orchestrate([log.events]) == commands  # the same, redelivered in one batch
+    # The run's decider takes it: the node fails, and the run goes on from there.
+    for event in f.decide(log.states[RID], fail):
+        log.states[RID] = f.evolve(log.states[RID], event)
+    assert log.states[RID].node("k").status == "failed"
+    # A CaseRun stopped by its FlowRun's own cancel fails no node: it is not working.
+    cancelled = Log()
+    case_flow(cancelled)
+    cancelled.do(
+        cr.AGGREGATE, "cr-k", cr.CreateCaseRun("site-1", "case-1", CASE_STEPS, "t", RID, "k")
+    )
+    cancelled.do(f.AGGREGATE, RID, f.CancelFlowRun("user"))
+    cancelled.do(cr.AGGREGATE, "cr-k", cr.CancelCaseRun("flowrun cancelled"))
+    assert not [x for x in _orchestrate([cancelled.events]) if isinstance(x.body, f.NodeFail)]
