@@ -7,8 +7,17 @@ cd "$(dirname "$0")/.."
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 
-command -v java >/dev/null 2>&1 \
+# The broker runs $JAVA_HOME/bin/java when JAVA_HOME is set, else the java on PATH.
+java=java
+if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then java=$JAVA_HOME/bin/java; fi
+command -v "$java" >/dev/null 2>&1 \
   || die "java is not on PATH; the local Kafka broker needs Java 17+ (apt-get install openjdk-17-jre-headless)"
+# "17.0.15" -> 17, "1.8.0_392" -> 8
+java_version=$("$java" -version 2>&1 | sed -n 's/.* version "\([0-9._]*\).*/\1/p' | head -n 1)
+java_major=${java_version%%.*}
+if [ "$java_major" = 1 ]; then java_major=$(echo "$java_version" | cut -d. -f2); fi
+[ -n "$java_major" ] && [ "$java_major" -ge 17 ] 2>/dev/null \
+  || die "$(command -v "$java") is Java ${java_version:-of unknown version}; the local Kafka broker needs Java 17+ (apt-get install openjdk-17-jre-headless)"
 command -v mvn >/dev/null 2>&1 \
   || die "mvn is not on PATH; it fetches the Kafka broker's jars once (apt-get install maven)"
 

@@ -40,6 +40,10 @@ class BrokerHandle(Protocol):
 
     def stop(self) -> None: ...
 
+    def failure(self) -> str | None:
+        """Why the broker stopped on its own while in use, or ``None`` while it runs."""
+        ...
+
 
 @dataclass(frozen=True)
 class ExternalBroker:
@@ -49,6 +53,9 @@ class ExternalBroker:
 
     def stop(self) -> None:
         pass
+
+    def failure(self) -> str | None:
+        return None  # its health is its operator's to watch; clients report errors
 
 
 def start_broker(settings: Settings, log_dir: Path, *, keep_data: bool = True) -> BrokerHandle:

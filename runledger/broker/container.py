@@ -25,6 +25,18 @@ class ContainerBroker:
     def stop(self) -> None:
         self.container.stop()
 
+    def failure(self) -> str | None:
+        """Why the container stopped on its own, or ``None`` while it runs."""
+        try:
+            wrapped = self.container.get_wrapped_container()
+            wrapped.reload()
+        except Exception as exc:  # the engine itself went away
+            return f"the {KAFKA_IMAGE} container cannot be inspected: {exc}"
+        if wrapped.status == "running":
+            return None
+        code = wrapped.attrs.get("State", {}).get("ExitCode")
+        return f"the {KAFKA_IMAGE} container is {wrapped.status} (exit code {code})"
+
 
 def docker_answers(timeout: float = 5.0) -> bool:
     """True when a Docker engine answers ``docker info`` within ``timeout`` seconds."""

@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 from runledger.broker.errors import BrokerError, tail
@@ -18,10 +19,44 @@ FETCHED_MARKER = "fetched.ok"
 
 
 def jars_cached(cache_dir: Path, version: str) -> bool:
-    """True when :func:`fetch_jars` finished for this version and will not run Maven."""
+    """True when :func:`fetch_jars` finished for this version and will not run Maven.
+
+    The jars are checked too, not only the marker: a jar cut short (a disk that filled,
+    a cache copied while it was written) would otherwise reach Java, which fails with a
+    ``NoClassDefFoundError`` that says nothing about the cache."""
     home = cache_dir / f"kafka-{version}"
-    jar = home / "libs" / f"kafka_2.13-{version}.jar"
-    return (home / FETCHED_MARKER).exists() and jar.exists()
+    return _damage(home, version) is None
+
+
+def _complete(jar: Path) -> bool:
+    """Whether ``jar`` is a whole zip file: a cut-short one lacks the central directory
+    at its end (only the end of the file is read)."""
+    try:
+        return jar.stat().st_size > 0 and zipfile.is_zipfile(jar)
+    except OSError:
+        return False
+
+
+def _damage(home: Path, version: str) -> str | None:
+    """What is wrong with the cache in ``home``, or None when it is complete. The marker
+    lists each jar with its size; a marker of older runs holds only the version."""
+    libs = home / "libs"
+    try:
+        lines = (home / FETCHED_MARKER).read_text().splitlines()
+    except OSError:
+        return "the last fetch did not finish"
+    listed = dict(line.rsplit(" ", 1) for line in lines[1:] if " " in line)
+    wanted = set(listed) | {f"kafka_2.13-{version}.jar"}
+    for name in sorted(wanted):
+        jar = libs / name
+        if not jar.exists():
+            return f"{jar} is missing"
+        if name in listed and str(jar.stat().st_size) != listed[name]:
+            return f"{jar} has {jar.stat().st_size} bytes, not {listed[name]}"
+    for jar in sorted(libs.glob("*.jar")):
+        if not _complete(jar):
+            return f"{jar} is not a complete jar"
+    return None
 
 
 def fetch_jars(cache_dir: Path, version: str) -> Path:
@@ -37,8 +72,12 @@ def fetch_jars(cache_dir: Path, version: str) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     with open(home / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if jars_cached(cache_dir, version):  # another process fetched while we waited
+        damage = _damage(home, version)
+        if damage is None:  # another process fetched while we waited
             return libs
+        if (home / FETCHED_MARKER).exists():
+            log.warning("the cached Kafka jars are damaged (%s); fetching them again", damage)
+            (home / FETCHED_MARKER).unlink()
         mvn = shutil.which("mvn")
         if mvn is None:
             raise BrokerError(
@@ -65,8 +104,17 @@ def fetch_jars(cache_dir: Path, version: str) -> Path:
                 f"mvn failed to fetch Kafka {version} (exit {done.returncode}):\n"
                 + tail(done.stdout + done.stderr)
             )
+        broken = [jar.name for jar in sorted(partial.glob("*.jar")) if not _complete(jar)]
+        if broken:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise BrokerError(
+                f"Maven delivered {', '.join(broken)} but it is not a complete jar: the copy "
+                "in Maven's local repository (~/.m2/repository) is damaged. Delete it there "
+                "and run again."
+            )
         _settle(partial, libs)
-        (home / FETCHED_MARKER).write_text(f"{version}\n")
+        sizes = "".join(f"{jar.name} {jar.stat().st_size}\n" for jar in sorted(libs.iterdir()))
+        (home / FETCHED_MARKER).write_text(f"{version}\n{sizes}")
     return libs
 
 
@@ -77,7 +125,7 @@ def _settle(fresh: Path, libs: Path) -> None:
     wanted = {jar.name for jar in fresh.iterdir()}
     for jar in fresh.iterdir():
         old = libs / jar.name
-        if not (old.exists() and old.stat().st_size == jar.stat().st_size):
+        if not (old.exists() and old.stat().st_size == jar.stat().st_size and _complete(old)):
             os.replace(jar, old)
     for stale in libs.iterdir():
         if stale.name not in wanted:

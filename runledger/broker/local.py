@@ -5,9 +5,12 @@ from __future__ import annotations
 import atexit
 import base64
 import ctypes
+import fcntl
+import functools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,12 +22,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 from runledger.broker.errors import BrokerError, read_tail, tail
 
 log = logging.getLogger(__name__)
 
 STARTED_LINE = "Kafka Server started"
+PORT_ATTEMPTS = 3
 
 # Broker settings that make one node a complete cluster: replication factors and ISR of
 # 1 for the internal topics (transactions and idempotent producers need them), one
@@ -102,6 +107,93 @@ def _new_cluster_id() -> str:
             return cid
 
 
+JAVA_NEEDED = 17
+
+
+def find_java() -> str:
+    """The ``java`` to run the broker with: ``$JAVA_HOME/bin/java`` when JAVA_HOME is set
+    (as Kafka's own scripts choose), else the one on PATH; checked to be Java 17 or later,
+    so an older one gives this message instead of a class-version error from the JVM.
+
+    Raises :class:`BrokerError` when there is none, it does not run, or it is too old.
+    """
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else None
+    if java is None or not os.access(java, os.X_OK):
+        java = shutil.which("java")
+    if java is None:
+        raise BrokerError(
+            f"java is not on PATH; the local Kafka broker needs Java {JAVA_NEEDED} or later "
+            "(apt-get install openjdk-17-jre-headless, or set RUNLEDGER_KAFKA_BOOTSTRAP to an "
+            "existing broker)"
+        )
+    version = _java_version(java)
+    if version < JAVA_NEEDED:
+        raise BrokerError(
+            f"{java} is Java {version}; the local Kafka broker needs Java {JAVA_NEEDED} or later "
+            "(apt-get install openjdk-17-jre-headless, and put it first on PATH or in JAVA_HOME)"
+        )
+    return java
+
+
+@functools.cache
+def _java_version(java: str) -> int:
+    """The feature version of ``java`` (8 for "1.8.0_392", 17 for "17.0.15")."""
+    try:
+        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BrokerError(f"{java} -version did not run: {exc}") from exc
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if done.returncode != 0 or found is None:
+        raise BrokerError(
+            f"{java} -version failed (exit {done.returncode}):\n" + tail(done.stderr + done.stdout)
+        )
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major
+
+
+LOW_SPACE = 64 * 1024 * 1024
+
+
+def _disk_full_note(log_dir: Path) -> str | None:
+    """A sentence when the disk of ``log_dir`` is (nearly) full: Kafka then cannot write
+    even its own log, and what it left says nothing about the cause."""
+    try:
+        free = shutil.disk_usage(log_dir).free
+    except OSError:
+        return None
+    if free >= LOW_SPACE:
+        return None
+    return (
+        f"Little or no space left on the disk of {log_dir} ({free // 1024} KiB free): Kafka "
+        "needs room for its data and log; free some space or choose another --data-dir."
+    )
+
+
+def _unusable(log_dir: Path, exc: OSError) -> BrokerError:
+    """The error for a log dir that cannot be written (read-only, full, not a folder):
+    a write's ENOSPC names no file, so this names the folder."""
+    return BrokerError(
+        f"the Kafka log dir {log_dir} cannot be used: {exc.strerror or exc}"
+        + (f" ({exc.filename})" if exc.filename else "")
+        + "; free some space, make it writable, or choose another --data-dir"
+    )
+
+
+def _kafka_lock_free(path: Path) -> bool:
+    """Whether no process holds Kafka's own lock on a data dir (a POSIX record lock,
+    which ours only tests: closing the file lets it go again)."""
+    try:
+        with path.open("a") as f:
+            try:
+                fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False
+            return True
+    except FileNotFoundError:
+        return True
+
+
 # Looked up here, not in the child: between fork and exec the child must not load anything.
 _prctl: Callable[..., int] | None
 try:
@@ -131,14 +223,27 @@ class LocalKafka:
     Everything lives in ``log_dir``: the configuration, ``broker.log``, the chosen ports
     (``ports.json``, so a restart keeps its address) and the data (``data/``), so a broker
     started again on the same ``log_dir`` has every record the previous one stored.
+
+    ``broker.lock`` in ``log_dir`` is locked for as long as the broker's JVM lives (the JVM
+    inherits the lock), so a second broker never runs on the same files: Kafka's own lock
+    comes too late, its controller writes to the metadata log before the log manager
+    takes it. A start waits up to ``lock_wait`` seconds for a previous broker to exit
+    (one left by a killed parent shuts down on its own).
     """
 
     def __init__(
-        self, libs: Path, log_dir: Path, port: int | None = None, *, heap: str = "512m"
+        self,
+        libs: Path,
+        log_dir: Path,
+        port: int | None = None,
+        *,
+        heap: str = "512m",
+        lock_wait: float = 30,
     ) -> None:
         self.libs = libs
         self.log_dir = log_dir
         self.heap = heap
+        self.lock_wait = lock_wait
         self._wanted_port = port
         self._ports: tuple[int, int] | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -166,16 +271,38 @@ class LocalKafka:
         """
         if self.pid is not None:
             return self.bootstrap
-        java = shutil.which("java")
-        if java is None:
-            raise BrokerError("java is not on PATH; the local Kafka broker needs Java 17 or later")
+        java = find_java()
         if not any(self.libs.glob("kafka_2.13-*.jar")):
             raise BrokerError(
                 f"no Kafka broker jars in {self.libs}; run scripts/setup.sh (or fetch_jars)"
             )
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._ports = self._choose_ports()
-        config = self._write_config()
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            lock = self._lock_log_dir()
+        except OSError as exc:
+            raise _unusable(self.log_dir, exc) from exc
+        with lock:  # ours until the JVM holds it too
+            for attempt in range(1, PORT_ATTEMPTS + 1):
+                try:
+                    return self._start_locked(java, lock, timeout)
+                except BrokerError as exc:
+                    # Another program can bind a port between our choosing it and the JVM
+                    # binding it; ports the caller did not ask for are simply chosen again.
+                    this_start = str(exc).split("\nLast lines of ")[0]
+                    if self._wanted_port is not None or attempt == PORT_ATTEMPTS:
+                        raise
+                    if "Address already in use" not in this_start:
+                        raise
+                    log.warning("a Kafka port was taken while the broker started; new ports")
+                    (self.log_dir / "ports.json").unlink(missing_ok=True)
+        raise AssertionError("unreachable")
+
+    def _start_locked(self, java: str, lock: IO[str], timeout: float) -> str:
+        try:
+            self._ports = self._choose_ports()
+            config = self._write_config()
+        except OSError as exc:
+            raise _unusable(self.log_dir, exc) from exc
         if not (self.log_dir / "data" / "meta.properties").exists():
             self._format(java, config)
         broker_log = self.log_dir / "broker.log"
@@ -196,7 +323,11 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for us must not kill it mid-write
                 preexec_fn=_die_with_parent if die_with_us else None,
+                pass_fds=(lock.fileno(),),  # the lock lives as long as the JVM
             )
+        lock.truncate(0)
+        lock.write(f"{self._process.pid}\n")
+        lock.flush()
         _running.add(self)
         log.info("local Kafka broker starting, pid %d, log %s", self._process.pid, broker_log)
         try:
@@ -205,6 +336,23 @@ class LocalKafka:
             self.stop()
             raise
         return self.bootstrap
+
+    def failure(self) -> str | None:
+        """Why the broker is gone when it died after :meth:`start` (killed, out of memory,
+        disk full), or ``None`` while it runs or after :meth:`stop`: for a supervisor
+        to say so instead of its clients retrying in silence."""
+        process = self._process
+        if process is None or process.poll() is None:
+            return None
+        code = process.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        broker_log = self.log_dir / "broker.log"
+        full = _disk_full_note(self.log_dir)
+        return (
+            f"the local Kafka broker (pid {process.pid}) {how}; its log is {broker_log}:\n"
+            + (f"{full}\n" if full else "")
+            + read_tail(broker_log, 10)
+        )
 
     def stop(self, timeout: float = 20) -> None:
         """Ask the broker to shut down cleanly, and kill it after ``timeout`` seconds."""
@@ -230,6 +378,35 @@ class LocalKafka:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    def _lock_log_dir(self) -> IO[str]:
+        """``log_dir/broker.lock``, opened and locked; waits up to ``lock_wait`` seconds
+        while another broker holds it (or Kafka's own lock on ``data/``, for a broker
+        started otherwise). Raises :class:`BrokerError` naming that broker's pid."""
+        lock = open(self.log_dir / "broker.lock", "a+")  # noqa: SIM115 - returned open
+        deadline = time.monotonic() + self.lock_wait
+        waited = False
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if _kafka_lock_free(self.log_dir / "data" / ".lock"):
+                    return lock
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            except BlockingIOError:
+                pass
+            lock.seek(0)
+            pid = lock.read().strip() or "unknown"
+            if time.monotonic() >= deadline:
+                lock.close()
+                raise BrokerError(
+                    f"another Kafka broker (pid {pid}) is using {self.log_dir}; two brokers "
+                    f"must not share it. Stop that one (kill {pid}) or choose another data dir."
+                )
+            if not waited:
+                log.info("waiting up to %gs for the Kafka broker (pid %s) on %s to exit",
+                         self.lock_wait, pid, self.log_dir)  # fmt: skip
+                waited = True
+            time.sleep(0.2)
 
     def _choose_ports(self) -> tuple[int, int]:
         stored_file = self.log_dir / "ports.json"
@@ -321,6 +498,9 @@ class LocalKafka:
             if "] ERROR " in line or "] FATAL " in line:
                 errors += [line, *[n for n in lines[at + 1 : at + 2] if not n.startswith("[")]]
         parts = [f"First errors in {broker_log}:\n" + "\n".join(errors[:10])] if errors else []
+        full = _disk_full_note(self.log_dir)
+        if full:
+            parts.insert(0, full)
         out = self.log_dir / "broker.out"
         if out.exists() and out.stat().st_size:
             parts.append(f"Last lines of {out}:\n{read_tail(out, 10)}")
