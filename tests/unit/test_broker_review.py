@@ -217,7 +217,7 @@ def test_failed_start_on_a_full_disk_says_the_disk_is_full(
     from collections import namedtuple
 
     from runledger.broker import LocalKafka
-    from runledger.broker import local as local_module
+    from runledger.broker import host as host_module
 
     usage = namedtuple("usage", "total used free")
     log_dir = tmp_path / "kafka"
@@ -226,7 +226,7 @@ def test_failed_start_on_a_full_disk_says_the_disk_is_full(
     broker_log.write_text("\tsocket.listen.backlog.size = 50\n\tsocket.receive.buffer.byte")
     broker = LocalKafka(tmp_path / "libs", log_dir)
 
-    monkeypatch.setattr(local_module.shutil, "disk_usage", lambda p: usage(2**21, 2**21, 0))
+    monkeypatch.setattr(host_module.shutil, "disk_usage", lambda p: usage(2**21, 2**21, 0))
     assert f"no space left on the disk of {log_dir}" in broker._diagnosis(broker_log, 0)
-    monkeypatch.setattr(local_module.shutil, "disk_usage", lambda p: usage(2**40, 0, 2**39))
+    monkeypatch.setattr(host_module.shutil, "disk_usage", lambda p: usage(2**40, 0, 2**39))
     assert "space" not in broker._diagnosis(broker_log, 0)
