@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from streams.domain import commands as c
 from streams.domain import events as e
@@ -84,7 +85,11 @@ def _navigate_target(action: dict[str, Any], where: str) -> None:
     )
     if not target.strip():
         raise InvalidCommand(f"{where}.path", f"{where}.path (or value) is required to navigate")
-    if "://" in target:
+    try:  # "file:/etc/passwd" has a scheme but no "//"; the runner would refuse it
+        scheme = urlsplit(target).scheme
+    except ValueError as exc:
+        raise InvalidCommand(f"{where}.path", f"{where}.path is not a valid URL: {exc}") from exc
+    if "://" in target or scheme:
         http_url(target, f"{where}.path")
 
 

@@ -29,8 +29,12 @@ class DeleteSite(c.Body):
     NAME: ClassVar[str] = "site.delete"
 
 
-def http_url(value: Any, field: str, *, required: bool = True) -> str | None:
-    """``value`` when it is an absolute http(s) URL with a host; InvalidCommand otherwise."""
+def http_url(
+    value: Any, field: str, *, required: bool = True, credentials: bool = True
+) -> str | None:
+    """``value`` when it is an absolute http(s) URL with a host; InvalidCommand otherwise.
+    ``credentials=False`` also refuses a ``user:password@`` part: a Site's URL is shown
+    by every read of the Site and its runs, and the ledger keeps it forever."""
     if value is None or value == "":
         if required:
             raise InvalidCommand(field, f"{field} is required")
@@ -50,6 +54,10 @@ def http_url(value: Any, field: str, *, required: bool = True) -> str | None:
         raise InvalidCommand(field, f"{field} must be an http or https URL")
     if not parts.hostname:
         raise InvalidCommand(field, f"{field} must name a host")
+    if not credentials and "@" in parts.netloc:
+        raise InvalidCommand(
+            field, f"{field} must not carry credentials (user:password@): the ledger keeps them"
+        )
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -58,7 +66,9 @@ def http_url(value: Any, field: str, *, required: bool = True) -> str | None:
 
 
 BODY_PARSERS: dict[str, Callable[[Mapping[str, Any]], c.Body]] = {
-    CreateSite.NAME: lambda data: CreateSite(http_url(data.get("site_url"), "site_url") or ""),
+    CreateSite.NAME: lambda data: CreateSite(
+        http_url(data.get("site_url"), "site_url", credentials=False) or ""
+    ),
     DeleteSite.NAME: lambda data: DeleteSite(),
 }
 

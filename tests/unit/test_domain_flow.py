@@ -123,7 +123,7 @@ def test_a_condition_must_name_a_parent_and_a_status() -> None:
     assert _invalid(_fields(nodes=nodes, edges=edges)).field == "nodes[2].data.conditions[0].parent"
     nodes[2]["data"]["conditions"] = [{"parent": "1", "status": "maybe"}]
     assert _invalid(_fields(nodes=nodes, edges=edges)).field == "nodes[2].data.conditions[0].status"
-    nodes[2]["data"]["conditions"] = [{"parent": "1", "status": "failed"}]
+    nodes[2]["data"].update(start_if="failed", conditions=[{"parent": "1", "status": "failed"}])
     parse_body("flow.create", _fields(nodes=nodes, edges=edges))
 
 
