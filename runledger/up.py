@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from runledger.broker import BrokerHandle, start_broker
+from runledger.broker.host import die_with_parent
 from runledger.settings import Settings
 from runledger.stackfile import StackFile
 from runledger.tokens import TokenError, issue_token
@@ -54,8 +56,16 @@ class Child:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        # Its own session (Ctrl-C reaches `up`, which stops it in order), and a SIGTERM
+        # when `up` dies, even by SIGKILL: no orphan keeps the port for the next `up`.
+        main = threading.current_thread() is threading.main_thread()
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            self.argv,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=die_with_parent if main else None,  # only prctl: safe after fork
         )
         out.close()
         log.info("started %s (pid %d), log in %s", self.name, self.proc.pid, self.log_path)
@@ -206,6 +216,10 @@ def run_up(settings: Settings) -> int:
             f"runledger: stack file {data_dir / 'stack.json'}; Ctrl-C stops everything", flush=True
         )
         while not stopping:
+            failure = broker.failure()
+            if failure is not None:  # the clients would retry in silence
+                print(f"runledger: {failure}", file=sys.stderr, flush=True)
+                return 2
             for child in children:
                 child.check()
             time.sleep(0.5)

@@ -18,7 +18,6 @@ from typing import IO
 from runledger.broker.errors import BrokerError, read_tail, tail
 from runledger.broker.host import (
     _answers_api_versions,
-    _die_with_parent,
     _disk_full_note,
     _free_ports,
     _kafka_lock_free,
@@ -26,6 +25,7 @@ from runledger.broker.host import (
     _port_free,
     _prctl,
     _unusable,
+    die_with_parent,
 )
 from runledger.broker.java import find_java
 
@@ -182,7 +182,7 @@ class LocalKafka:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for us must not kill it mid-write
-                preexec_fn=_die_with_parent if die_with_us else None,
+                preexec_fn=die_with_parent if die_with_us else None,
                 pass_fds=(lock.fileno(),),  # the lock lives as long as the JVM
             )
         lock.truncate(0)

@@ -454,3 +454,75 @@ def test_up_issues_a_new_token_when_the_last_one_is_not_accepted(
     token, lines = _up_until_token(kafka_bootstrap, tmp_path, prefix)
     assert token != "rl_revoked" and StackFile.read(tmp_path).token == token
     assert any("not accepted (revoked?)" in x for x in lines), lines
+
+
+def _pids_of(lines: list[str]) -> dict[str, int]:
+    """The pids ``up`` logged: ``started node (pid 123)``, ``broker starting, pid 45``."""
+    found: dict[str, int] = {}
+    for line in lines:
+        if " started " in line and "(pid " in line:
+            name = line.split(" started ", 1)[1].split(" (pid ", 1)[0]
+            found[name] = int(line.split("(pid ", 1)[1].split(")", 1)[0])
+        elif "broker starting, pid " in line:
+            found["broker"] = int(line.split("broker starting, pid ", 1)[1].split(",", 1)[0])
+    return found
+
+
+def _gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_up_says_when_its_broker_dies_and_its_children_die_with_it(tmp_path: Path) -> None:
+    """up printed nothing when its broker was killed (the clients retried in silence),
+    and a SIGKILLed up left its node, decider, orchestrator and runner running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
+    env |= {"RUNLEDGER_PARTITIONS": "1"}
+
+    def up(data_dir: Path) -> tuple[subprocess.Popen[str], list[str]]:
+        argv = ["up", "--data-dir", str(data_dir), "--port", str(free_port())]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runledger", *argv],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        lines: list[str] = []
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("token for" in x for x in lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+        return proc, lines
+
+    first, lines = up(tmp_path / "a")
+    try:
+        pids = _pids_of(lines)
+        assert {"broker", "node", "decider"} <= set(pids), lines
+        os.kill(pids["broker"], signal.SIGKILL)
+        out, _ = first.communicate(timeout=60)
+        assert first.returncode == 2
+        assert f"broker (pid {pids['broker']}) was killed by signal 9" in out
+        assert all(_gone(pid, 30) for name, pid in pids.items() if name != "broker")
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    second, lines = up(tmp_path / "b")
+    try:
+        pids = _pids_of(lines)
+        second.kill()  # SIGKILL: no handler runs in up
+        second.wait()
+        assert all(_gone(pid, 30) for pid in pids.values()), pids
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
