@@ -396,15 +396,9 @@ def test_export_writes_every_table_and_the_events_readable_by_pyarrow(
     assert json.loads(mine[0]["data"])["process_type"] == "review.cli"
 
 
-def _up_until_token(kafka_bootstrap: str, data_dir: Path, prefix: str) -> tuple[str, list[str]]:
-    """Run ``runledger up`` on ``data_dir`` until it prints its token; stop it; the
-    token and every line it printed (stdout and stderr)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
-    env |= {
-        "RUNLEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "RUNLEDGER_TOPIC_PREFIX": prefix,
-        "RUNLEDGER_PARTITIONS": "1",
-    }
+def _start_up(env: dict[str, str], data_dir: Path) -> tuple[subprocess.Popen[str], list[str]]:
+    """``runledger up`` on ``data_dir``, read until it prints its token: the running
+    process and every line it printed so far (stdout and stderr)."""
     argv = ["up", "--data-dir", str(data_dir), "--port", str(free_port())]
     up = subprocess.Popen(
         [sys.executable, "-m", "runledger", *argv],
@@ -414,14 +408,27 @@ def _up_until_token(kafka_bootstrap: str, data_dir: Path, prefix: str) -> tuple[
         text=True,
     )
     lines: list[str] = []
+    assert up.stdout is not None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("token for" in x for x in lines):
+        line = up.stdout.readline()
+        if not line:
+            break
+        lines.append(line.rstrip())
+    return up, lines
+
+
+def _up_until_token(kafka_bootstrap: str, data_dir: Path, prefix: str) -> tuple[str, list[str]]:
+    """Run ``runledger up`` on ``data_dir`` until it prints its token; stop it; the
+    token and every line it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
+    env |= {
+        "RUNLEDGER_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "RUNLEDGER_TOPIC_PREFIX": prefix,
+        "RUNLEDGER_PARTITIONS": "1",
+    }
+    up, lines = _start_up(env, data_dir)
     try:
-        assert up.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any("token for" in x for x in lines):
-            line = up.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip())
         found = [x for x in lines if "token for" in x]
         assert found, lines
         return found[0].rsplit(" ", 1)[1], lines
@@ -487,23 +494,7 @@ def test_up_says_when_its_broker_dies_and_its_children_die_with_it(tmp_path: Pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
     env |= {"RUNLEDGER_PARTITIONS": "1"}
 
-    def up(data_dir: Path) -> tuple[subprocess.Popen[str], list[str]]:
-        argv = ["up", "--data-dir", str(data_dir), "--port", str(free_port())]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runledger", *argv],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        lines: list[str] = []
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any("token for" in x for x in lines):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip())
-        return proc, lines
-
-    first, lines = up(tmp_path / "a")
+    first, lines = _start_up(env, tmp_path / "a")
     try:
         pids = _pids_of(lines)
         assert {"broker", "node", "decider"} <= set(pids), lines
@@ -516,7 +507,7 @@ def test_up_says_when_its_broker_dies_and_its_children_die_with_it(tmp_path: Pat
         if first.poll() is None:
             first.kill()
             first.wait()
-    second, lines = up(tmp_path / "b")
+    second, lines = _start_up(env, tmp_path / "b")
     try:
         pids = _pids_of(lines)
         second.kill()  # SIGKILL: no handler runs in up
