@@ -41,6 +41,7 @@ export class Detail {
     this.fetched = null; // an object not among the loaded ones (a deep link)
     this.steps = null;
     this.events = null;
+    this.early = []; // live events that came while the history was loading
     this.error = null;
     this.gone = null; // why the selected object is no longer shown
     this.images = new Map(); // artifact hash -> object URL promise
@@ -59,6 +60,7 @@ export class Detail {
     this.fetched = null;
     this.steps = null;
     this.events = null;
+    this.early = [];
     this.error = null;
     this.gone = null;
     this.render();
@@ -77,8 +79,11 @@ export class Detail {
         .latest(`/process/${encodeURIComponent(id)}/events`, HISTORY)
         .then((page) => {
           if (!mine()) return;
+          // The page may have been read before the newest events were applied: keep the
+          // live ones that came meanwhile too.
           const bySeq = new Map((this.events ?? []).map((e) => [e.seq, e]));
-          for (const e of page.results) bySeq.set(e.seq, e);
+          for (const e of [...page.results, ...this.early]) bySeq.set(e.seq, e);
+          this.early = [];
           this.events = [...bySeq.values()].sort((a, b) => a.seq - b.seq);
           this.render();
         })
@@ -105,7 +110,9 @@ export class Detail {
     }
     if (this.fetched) this.fetched = state;
     if (kind !== "process") return;
-    if (this.events && !this.events.some((e) => e.seq === event.seq)) {
+    if (this.events === null) {
+      this.early.push(event); // merged when the history arrives
+    } else if (!this.events.some((e) => e.seq === event.seq)) {
       this.events.push(event);
       this.events.sort((a, b) => a.seq - b.seq);
     }

@@ -285,3 +285,28 @@ def test_small_texts_have_enough_contrast(ui_stack: Stack, browser: Any, scheme:
     finally:
         context.close()
     assert low == [], "\n".join(map(str, low))
+
+
+def test_a_live_event_during_the_history_load_is_kept(ui_stack: Stack, page: Any) -> None:
+    """The history of a Process opened in the detail pane is fetched, and live events
+    came in meanwhile: they were dropped, and the fetched page (read before them) did
+    not have them either, so the event never showed until the Process was reopened."""
+    from playwright.sync_api import expect
+
+    client = _client(ui_stack, "early")
+    pid = str(send(client, "/process", {"type": "early.events"}).json()["id"])
+    _sign_in(page, ui_stack, ui_stack.token("early"))
+
+    def stale_history(route: Any) -> None:
+        # The page of events (the history is read as a count, then the page): as it is
+        # now, before the log below, which reaches the page live meanwhile.
+        response = route.fetch()
+        if "offset=" in route.request.url:
+            send(client, f"/process/{pid}/log", {"message": "written during the load"})
+            time.sleep(1.5)
+        route.fulfill(response=response)
+
+    page.route("**/process/*/events*", stale_history)
+    page.locator(f'.row[data-id="{pid}"]').click()
+    logged = page.locator(".history .msg").filter(has_text="written during the load")
+    expect(logged).to_have_count(1, timeout=15_000)
