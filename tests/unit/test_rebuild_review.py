@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -34,10 +32,10 @@ from projections.verify import compare
 from schemas import default_codec
 from streams.consumer import Delivery, partition_for
 from streams.domain import commands as c
-from streams.domain.aggregates import decide, evolve, stream_key
+from streams.domain.aggregates import stream_key
 from streams.domain.events import Event, ProcessCreated, StepDefinition
-from streams.domain.rejection import Rejected
 from streams.serde import decode_event, encode_event, event_from_record
+from tests.unit.test_replay_bulk import interleaved, live_path, tables
 
 TOPIC = "t.ledger.events"
 T0 = 1_700_000_000_000_000
@@ -66,23 +64,7 @@ def _domain_history(processes: int = 24, accounts: int = 3) -> list[Event]:
     for a in range(accounts):
         tokens: list[c.Body] = [c.CreateToken(f"h{a}-{i}", f"tok{i}") for i in range(4)]
         scripts.append(("account", f"acct{a}", [*tokens, c.RevokeToken(f"h{a}-1")]))
-    states: dict[str, Any] = {}
-    out: list[Event] = []
-    clock = T0
-    for i in range(max(len(s) for _, _, s in scripts)):
-        for kind, aid, bodies in scripts:
-            if i >= len(bodies):
-                continue
-            clock += 1000
-            cmd = c.Command(f"{aid}-{i}", kind, aid, clock, "acme", "tester", "r", "r", bodies[i])
-            try:
-                events = decide(states.get(aid), cmd)
-            except Rejected:
-                continue
-            for ev in events:
-                states[aid] = evolve(states.get(aid), ev)
-                out.append(ev)
-    return out
+    return interleaved(scripts)
 
 
 def _golden_events() -> list[Event]:
@@ -153,28 +135,8 @@ def awkward_log(partitions: int = 3) -> Log:
     return log
 
 
-def live_file(path: Path, messages: Sequence[RawMessage], batch: int = 5) -> Path:
-    with Store(path) as store:
-        ordered = sorted(messages, key=lambda m: (m.partition, m.offset))
-        for start in range(0, len(ordered), batch):
-            chunk = ordered[start : start + batch]
-            store.write(fold_batch({}, chunk, topic=TOPIC, load=store.load_states))
-    return path
-
-
-def table_rows(path: Path) -> dict[str, list[tuple[object, ...]]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        names = [
-            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        ]
-        return {n: con.execute(f'SELECT * FROM "{n}" ORDER BY ALL').fetchall() for n in names}
-    finally:
-        con.close()
-
-
 def assert_same(live: Path, bulk: Path) -> None:
-    expected, got = table_rows(live), table_rows(bulk)
+    expected, got = tables(live), tables(bulk)
     assert set(expected) == set(got)
     for name in sorted(expected):
         assert got[name] == expected[name], f"table {name} differs"
@@ -188,7 +150,7 @@ def log() -> Log:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory, log: Log) -> Path:
-    return live_file(tmp_path_factory.mktemp("live") / "live.duckdb", log.messages)
+    return live_path(tmp_path_factory.mktemp("live") / "live.duckdb", log.messages, batch=5)
 
 
 def test_the_awkward_log_has_what_it_claims(live: Path, log: Log) -> None:
@@ -198,7 +160,7 @@ def test_the_awkward_log_has_what_it_claims(live: Path, log: Log) -> None:
     assert batch.duplicates > 10
     kinds = {k for k, _ in batch.states}
     assert {"process", "account", "flowrun", "caserun", "flow", "site", "case"} <= kinds
-    got = table_rows(live)
+    got = tables(live)
     assert all(got[n] for n in ("processes", "steps", "tokens", "flowruns", "caseruns"))
 
 
@@ -253,7 +215,7 @@ def test_an_aggregate_evicted_and_brought_back_many_times(tmp_path: Path) -> Non
     log = Log(1)
     for ev in sorted(events, key=lambda e: (e.seq, e.aggregate_id)):
         log.event(ev)
-    live = live_file(tmp_path / "live.duckdb", log.messages)
+    live = live_path(tmp_path / "live.duckdb", log.messages, batch=5)
     bulk = tmp_path / "bulk.duckdb"
     with Store(bulk) as store, StateSpill() as spill:
         replay = BulkReplay(store, TOPIC, chunk_events=2, max_states=1, spill=spill)
@@ -272,7 +234,7 @@ def test_a_topic_with_an_empty_partition_gives_the_live_positions(tmp_path: Path
         log.event(ev)
     ends = {p: log.next[p] for p in range(log.partitions)}
     assert 0 in ends.values()
-    live = live_file(tmp_path / "live.duckdb", log.messages)
+    live = live_path(tmp_path / "live.duckdb", log.messages, batch=5)
     bulk = tmp_path / "bulk.duckdb"
     with Store(bulk) as store:
         replay = BulkReplay(store, TOPIC)
@@ -283,7 +245,7 @@ def test_a_topic_with_an_empty_partition_gives_the_live_positions(tmp_path: Path
 
 
 def test_an_empty_log_gives_an_empty_model(tmp_path: Path) -> None:
-    live = live_file(tmp_path / "live.duckdb", [])
+    live = live_path(tmp_path / "live.duckdb", [], batch=5)
     bulk = tmp_path / "bulk.duckdb"
     with Store(bulk) as store:
         assert BulkReplay(store, TOPIC).finish({0: 0, 1: 0}) == {}
@@ -345,7 +307,7 @@ def test_export_of_an_empty_ledger_has_every_table_and_no_rows(tmp_path: Path) -
 
 def test_export_of_every_table_has_the_rows_of_the_model(tmp_path: Path, live: Path) -> None:
     written = export_tables(live, tmp_path / "out")
-    expected = table_rows(live)
+    expected = tables(live)
     assert set(written) == set(expected)
     con = duckdb.connect()
     try:

@@ -67,6 +67,12 @@ def history() -> list[Event]:
     for a in range(3):
         tokens: list[c.Body] = [c.CreateToken(f"h{a}-{i}", f"tok{i}") for i in range(3)]
         scripts.append(("account", f"acct{a}", [*tokens, c.RevokeToken(f"h{a}-1")]))
+    return interleaved(scripts)
+
+
+def interleaved(scripts: Sequence[tuple[str, str, list[c.Body]]]) -> list[Event]:
+    """The events of (aggregate type, id, commands) scripts decided one command of each
+    in turn, as the decider would write them; rejected commands leave nothing."""
     states: dict[str, Any] = {}
     out: list[Event] = []
     clock = T0
@@ -108,12 +114,15 @@ def log(events: Sequence[Event]) -> list[RawMessage]:
     return out
 
 
-def live_path(path: Path, messages: Sequence[RawMessage], batch: int = 7) -> None:
+def live_path(path: Path, messages: Sequence[RawMessage], batch: int = 7) -> Path:
+    """``path`` built by the live path: ``fold_batch`` and ``Store.write``, ``batch``
+    messages at a time in partition order."""
     with Store(path) as store:
         by_partition = sorted(messages, key=lambda m: (m.partition, m.offset))
         for start in range(0, len(by_partition), batch):
             chunk = by_partition[start : start + batch]
             store.write(fold_batch({}, chunk, topic=TOPIC, load=store.load_states))
+    return path
 
 
 def tables(path: Path) -> dict[str, list[tuple[object, ...]]]:
