@@ -188,7 +188,7 @@ class Orchestrator:
                 for tp, messages in batch.items():
                     for msg in messages:
                         if msg.offset < upto[tp]:
-                            event = self._decode(msg)
+                            event = self._decode(msg, event_type(msg.headers))
                             if event is not None:
                                 self.memory.fold(event)
                                 self.stats.rebuilt_events += 1
@@ -200,19 +200,21 @@ class Orchestrator:
 
     # -- folding -----------------------------------------------------------------------
 
-    def _decode(self, msg: Any) -> Event | None:
-        kind = event_type(msg.headers)
+    def _decode(self, msg: Any, kind: str | None) -> Event | None:
+        """The event of ``msg`` (whose type header is ``kind``) when it is one of ours."""
         if kind is not None and not kind.startswith(DECODED):
             return None  # not ours: no need to decode it
+        event = self._read(msg)
+        return event if event is not None and event.type.startswith(DECODED) else None
+
+    def _read(self, msg: Any) -> Event | None:
+        """The event of ``msg``; None (counted and logged) when it does not decode."""
         try:
-            event = serde.decode_event(self.codec, msg.value)
+            return serde.decode_event(self.codec, msg.value)
         except DecodeError as exc:
             self.stats.undecodable += 1
             log.warning("event at offset %d cannot be decoded, skipped: %s", msg.offset, exc)
             return None
-        if not event.type.startswith(DECODED):
-            return None
-        return event
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -230,15 +232,16 @@ class Orchestrator:
         for tp, messages in batch.items():
             for msg in messages:
                 plan.offsets[tp] = msg.offset + 1
-                if event_type(msg.headers) in CASERUN_STOPS:
+                kind = event_type(msg.headers)
+                if kind in CASERUN_STOPS:
                     caserun_id = _aggregate_id(msg.key)
                     plan.stopped(caserun_id)  # a standalone one: stopped before its job
                     if caserun_id in self.memory.caserun_nodes:
-                        stop = self._decode_stop(msg)
+                        stop = self._read(msg)  # rare: only a node's CaseRun
                         if stop is not None:
                             plan.node_caserun_stopped(stop, self.memory)
                     continue
-                event = self._decode(msg)
+                event = self._decode(msg, kind)
                 if event is None:
                     continue
                 self.stats.events += 1
@@ -283,15 +286,6 @@ class Orchestrator:
 
     async def _fail_node(self, run: f.FlowRunState, node_id: str, cause: Event) -> None:
         await self._send(fail_node(run, node_id, cause, self.clock()))
-
-    def _decode_stop(self, msg: Any) -> Event | None:
-        """A CaseRun's cancel or delete, decoded (rare: only for a node's CaseRun)."""
-        try:
-            return serde.decode_event(self.codec, msg.value)
-        except DecodeError as exc:
-            self.stats.undecodable += 1
-            log.warning("event at offset %d cannot be decoded, skipped: %s", msg.offset, exc)
-            return None
 
     async def _send(self, cmd: Command) -> None:
         assert self._publisher is not None
