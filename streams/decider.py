@@ -51,6 +51,7 @@ def now_micros() -> int:
 class _Accepted:
     aggregate: Aggregate
     events: list[Event]
+    key: bytes  # the aggregate's stream key: its events' Kafka key
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Decider:
                     futures = []
                     # The aggregate's key, not the command's: docs/events.md promises
                     # it, and it keeps an aggregate's events on one partition in order.
-                    key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
+                    key = decided.key
                     for event in events:
                         value = serde.encode_event(self.codec, event)
                         headers = [("type", event.type.encode())]
@@ -245,7 +246,7 @@ class Decider:
         agg.commands[cmd.command_id] = ()  # positions filled in when Kafka acknowledges
         self.stats.accepted += 1
         self.stats.events += len(events)
-        return _Accepted(agg, events)
+        return _Accepted(agg, events, key.encode())
 
     def _duplicate(self, cmd: Command, agg: Aggregate) -> serde.Outcome:
         positions = agg.commands[cmd.command_id]
