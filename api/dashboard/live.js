@@ -33,6 +33,7 @@ export function follow(token, { onEvent, onStatus, onBroken }) {
     source = new EventSource(`/stream?token=${encodeURIComponent(token)}`);
     source.addEventListener("open", () => {
       clearTimeout(slowTimer);
+      slowTimer = null;
       onStatus("live");
     });
     for (const type of EVENT_TYPES) {
@@ -55,8 +56,11 @@ export function follow(token, { onEvent, onStatus, onBroken }) {
         return;
       }
       // The window ended and the browser is reconnecting: only say so if it is slow.
-      clearTimeout(slowTimer);
+      // Counted from the first error: a node that is down makes the browser retry (and
+      // fail) every few seconds, and restarting the count at each would never say so.
+      if (slowTimer !== null) return;
       slowTimer = setTimeout(() => {
+        slowTimer = null;
         if (!stopped && source.readyState !== EventSource.OPEN) onStatus("reconnecting");
       }, SLOW_RECONNECT_MS);
     });

@@ -186,16 +186,18 @@ def test_a_revoked_token_signs_the_page_out_with_a_reason(ui_stack: Stack, page:
 def test_a_node_that_goes_away_shows_and_the_page_follows_it_back(
     ui_stack: Stack, page: Any
 ) -> None:
-    # Last in the file: it restarts the module's node.
+    # It restarts the module's node; the tests after it need it back in any case.
     from playwright.sync_api import expect
 
     client = _client(ui_stack, "acme")
     _sign_in(page, ui_stack, ui_stack.token("acme"))
     live = page.locator("#live")
     ui_stack.kill("node")
-    expect(live).not_to_have_attribute("data-state", "live", timeout=15_000)
-    expect(live).to_be_visible()
-    ui_stack.start("node")
+    try:
+        expect(live).not_to_have_attribute("data-state", "live", timeout=15_000)
+        expect(live).to_be_visible()
+    finally:
+        ui_stack.start("node")
     expect(live).to_have_attribute("data-state", "live", timeout=30_000)
     pid = _create_when_ready(client)
     expect(page.locator(f'.row[data-id="{pid}"]')).to_contain_text("came.back", timeout=15_000)
