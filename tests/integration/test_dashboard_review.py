@@ -38,6 +38,19 @@ def ui_stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         running.stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def patient_expectations() -> Iterator[None]:
+    """Every ``expect`` waits up to 15 s, not Playwright's 5 s: CI's two cores are busy
+    with Kafka, the node and Chromium at once, and a wait is not what these tests check."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=15_000)
+    try:
+        yield
+    finally:
+        expect.set_options(timeout=5_000)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
