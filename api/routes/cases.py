@@ -24,9 +24,9 @@ from api.gateway import derived_id, idempotency_key, run_command
 from api.representations import case_json, process_json
 from api.requests import json_body
 from api.responses import JSONResponse
-from api.routes.definitions import Resource, routes_of
+from api.routes.definitions import Resource, parsed_body, routes_of
 from streams.domain.case import CreateCase
-from streams.domain.commands import MAX_ID, MAX_TEXT, InvalidCommand, parse_body
+from streams.domain.commands import MAX_ID, MAX_TEXT
 from streams.domain.site import SiteState
 from streams.orchestration import GENERATE_PROCESS
 
@@ -36,10 +36,7 @@ DEFAULT_LAYERS = 10
 
 
 async def _site_exists(ctx: Context, fields: dict[str, Any]) -> None:
-    try:
-        body = parse_body(CreateCase.NAME, fields)  # field errors first, by their path
-    except InvalidCommand as exc:
-        raise ApiError(422, "invalid_field", exc.message, exc.field) from exc
+    body = parsed_body(CreateCase.NAME, fields)  # field errors first, by their path
     assert isinstance(body, CreateCase)
     await _site_of(ctx, body.site_id)
 

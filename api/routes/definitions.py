@@ -23,6 +23,7 @@ from api.gateway import derived_id, idempotency_key, run_command
 from api.requests import json_body, page_json, page_of
 from api.responses import JSONResponse
 from api.routes.process_reads import _sync
+from streams.domain.commands import Body, InvalidCommand, parse_body
 from streams.domain.snapshot import definition_from_dict
 
 
@@ -109,6 +110,15 @@ def routes_of(res: Resource) -> list[Route]:
         Route(one, get, methods=["GET"], name=f"{res.noun}_get"),
         Route(one, delete, methods=["DELETE"], name=f"{res.noun}_delete"),
     ]
+
+
+def parsed_body(command: str, fields: dict[str, Any]) -> Body:
+    """The command body of ``fields``; ApiError 422 on the first unusable field, so a
+    ``before_create`` check reports field errors before it looks anything up."""
+    try:
+        return parse_body(command, fields)
+    except InvalidCommand as exc:
+        raise ApiError(422, "invalid_field", exc.message, exc.field) from exc
 
 
 async def _json(request: Request, ctx: Context) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 A step is ``{"action": {...}, "assertion": {...}}`` as in the reference Case:
 ``action.type`` is ``navigate`` (``path`` or ``value``: a path on the site or an
 http(s) URL), ``click`` (``element``), ``change`` (``element`` and the ``value`` to
-fill in), ``keyDown`` (``key``, e.g. ``Enter``) or ``wait`` (``value`` milliseconds);
+fill in), ``keyDown`` (``key``, a name Playwright can press: ``Enter``, ``a``,
+``Control+A``; see :mod:`streams.domain.key_names`) or ``wait`` (``value`` milliseconds);
 ``assertion.type`` is ``exists`` or ``visible`` (``element``), or ``match``
 (``element``, the expected ``value`` and ``operator``: ``equals`` (default),
 ``contains`` or ``regex``, a Python regular expression searched in the element's
@@ -27,6 +28,7 @@ from streams.domain import events as e
 from streams.domain.commands import MAX_ID, MAX_TEXT, InvalidCommand
 from streams.domain.definition import canonical_json, decoded, require_live, require_new
 from streams.domain.envelope import event
+from streams.domain.key_names import unknown_key_part, unknown_key_sentence
 from streams.domain.rejection import INVALID, Rejected
 from streams.domain.site import http_url
 
@@ -93,6 +95,18 @@ def _navigate_target(action: dict[str, Any], where: str) -> None:
         http_url(target, f"{where}.path")
 
 
+def _key(action: dict[str, Any], where: str) -> None:
+    """A key Playwright can press (``Enter``, ``a``, ``Control+A``): an unknown name is
+    otherwise only found when a runner presses it. A space is a key, so no strip."""
+    field = f"{where}.key"
+    key = _string(action, "key", where, required=False)
+    if not key:
+        raise InvalidCommand(field, f"{field} is required, e.g. Enter")
+    part = unknown_key_part(key)
+    if part is not None:
+        raise InvalidCommand(field, f"{field} {unknown_key_sentence(key, part)}")
+
+
 def _wait_ms(action: dict[str, Any], where: str) -> None:
     value = action.get("value")
     try:
@@ -119,7 +133,7 @@ def _check_action(action: dict[str, Any], where: str) -> bool:
         _element(action, where)
         _string(action, "value", where, required=False)
     elif kind == "keyDown":
-        _string(action, "key", where, required=True)
+        _key(action, where)
     else:
         _wait_ms(action, where)
     return True

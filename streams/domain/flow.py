@@ -14,6 +14,9 @@ which must hold. A root node (no parents) starts when the run starts. Conditions
 which a node could never start (a parent wanted failed with ``start_if`` passed, one
 parent wanted both ways, ``start_if`` failed with every parent wanted passed) are
 refused at create; Flows already recorded are read as they are.
+
+That a ``case`` node's ``case_id`` names a Case of the account is checked by the API
+against the read model: ``decide`` sees one aggregate only.
 """
 
 from __future__ import annotations
