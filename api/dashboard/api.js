@@ -43,12 +43,20 @@ export class Api {
     return (await this.fetch(path)).json();
   }
 
-  /** The newest ``n`` items of a list ordered oldest first: {count, results}. */
+  /** The newest ``n`` items of a list ordered oldest first: {count, offset, results},
+   * ``offset`` being the list position of the first (oldest) of them. */
   async latest(path, n) {
     const sep = path.includes("?") ? "&" : "?";
     const head = await this.json(`${path}${sep}limit=1`);
     const offset = Math.max(0, head.count - n);
     const page = await this.json(`${path}${sep}limit=${n}&offset=${offset}`);
+    return { count: page.count, offset, results: page.results };
+  }
+
+  /** ``limit`` items of a list from position ``offset``, oldest first: {count, results}. */
+  async page(path, offset, limit) {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await this.json(`${path}${sep}limit=${limit}&offset=${offset}`);
     return { count: page.count, results: page.results };
   }
 

@@ -4,7 +4,7 @@
 import { Api, ApiError, KINDS } from "./api.js";
 import { Detail } from "./detail.js";
 import { follow } from "./live.js";
-import { renderFeed, renderList, renderTabs, renderTiles, tick } from "./overview.js";
+import { TAB_NAMES, renderFeed, renderList, renderMore, renderTabs, renderTiles, tick } from "./overview.js";
 import { Store, KEEP } from "./store.js";
 
 const TOKEN_KEY = "runledger.token";
@@ -48,6 +48,8 @@ class Session {
     this.tab = "process";
     this.filter = null;
     this.selected = null;
+    // Per kind, the last "Show older": in flight, or the sentence of its failure.
+    this.paging = Object.fromEntries(KINDS.map((k) => [k, { loading: false, error: null }]));
     this.buffer = null; // stream messages that arrive while the lists load
     this.countsTimer = null;
     this.retryMs = 1000;
@@ -55,6 +57,7 @@ class Session {
     this.stopped = false;
     this.ticker = setInterval(() => tick($("dashboard")), 1000);
     this.unsubscribe = this.store.subscribe(() => this.render());
+    $("list-older").onclick = () => this.showOlder(this.tab);
   }
 
   async start() {
@@ -93,7 +96,8 @@ class Session {
       return;
     }
     if (this.stopped) return;
-    KINDS.forEach((kind, i) => this.store.load(kind, pages[i].count, pages[i].results));
+    KINDS.forEach((kind, i) => this.store.load(kind, pages[i].count, pages[i].offset, pages[i].results));
+    for (const kind of KINDS) this.paging[kind].error = null;
     this.store.processCounts = counts;
     const waiting = this.buffer;
     this.buffer = null;
@@ -116,6 +120,30 @@ class Session {
     const sel = this.selected;
     if (sel && sel.kind === kind && sel.id === state.id) this.detail.render();
     if (kind === "process" && type !== "process.progress" && type !== "process.log") this.refreshCounts();
+  }
+
+  /** Fetch the page of ``kind`` just older than the loaded ones and add it. A failure
+   * is said under the list (a 401 signs out); the stream is not affected. */
+  async showOlder(kind) {
+    const paging = this.paging[kind];
+    if (paging.loading) return;
+    const page = this.store.olderPage(kind);
+    if (!page) return;
+    const generation = this.store.generation;
+    paging.loading = true;
+    paging.error = null;
+    this.render();
+    try {
+      const { results } = await this.api.page(`/${kind}`, page.offset, page.limit);
+      // A reload of the lists meanwhile (the stream broke) starts from the newest again.
+      if (!this.stopped && generation === this.store.generation) this.store.older(kind, page, results);
+    } catch (err) {
+      if (this.stopped || (err instanceof ApiError && err.status === 401 && this.failed(err))) return;
+      paging.error = `Older ${TAB_NAMES[kind]} could not be loaded: ${err.message}`;
+    } finally {
+      paging.loading = false;
+    }
+    if (!this.stopped) this.render();
   }
 
   /** At most one count refresh a second, however busy the stream is. */
@@ -179,7 +207,17 @@ class Session {
       this.tab = t;
       this.render();
     });
-    renderList($("list"), store, this.tab, this.filter, this.selected);
+    const filter = this.tab === "process" ? this.filter : null;
+    const shown = renderList($("list"), store, this.tab, this.filter, this.selected);
+    renderMore($("list-more"), {
+      tab: this.tab,
+      filter,
+      shown,
+      total: filter ? (store.processCounts?.[filter] ?? null) : store.totals[this.tab],
+      more: store.hasOlder(this.tab),
+      capped: store.capped(this.tab),
+      paging: this.paging[this.tab],
+    });
     renderFeed($("feed"), store.feed);
   }
 

@@ -4,7 +4,7 @@
 import { PROCESS_STATUSES } from "./api.js";
 import { h, replace, badge, progressBar, tone, label } from "./dom.js";
 import { ago, clock, duration, seconds, shortId } from "./format.js";
-import { titleOf } from "./store.js";
+import { KEEP, MAX_KEPT, titleOf } from "./store.js";
 
 export const TAB_NAMES = { process: "Processes", flowrun: "FlowRuns", caserun: "CaseRuns" };
 const ACTIVE = new Set(["pending", "running", "queued", "working", "waiting_review"]);
@@ -140,8 +140,8 @@ function buildRow(tab, item, isSelected) {
 
 const rows = new WeakMap(); // list element -> Map(key -> {sig, el})
 
-/** The rows of ``tab``, newest first. A row is rebuilt only when its object changed,
- * and a rebuilt progress bar slides from where the old one was. */
+/** The rows of ``tab``, newest first; returns how many. A row is rebuilt only when its
+ * object changed, and a rebuilt progress bar slides from where the old one was. */
 export function renderList(el, store, tab, filter, selected) {
   let items = store.sorted(tab);
   if (tab === "process" && filter) items = items.filter((i) => i.status === filter);
@@ -153,11 +153,11 @@ export function renderList(el, store, tab, filter, selected) {
         "div",
         { class: "empty" },
         filter
-          ? `No ${label(filter)} Processes among the latest loaded.`
+          ? `No ${label(filter)} Processes among those loaded.`
           : `No ${TAB_NAMES[tab]} yet. They appear here the moment they are created.`,
       ),
     );
-    return;
+    return 0;
   }
   const keep = el.scrollTop;
   const before = rows.get(el) ?? new Map();
@@ -197,6 +197,31 @@ export function renderList(el, store, tab, filter, selected) {
       }),
     );
   }
+  return items.length;
+}
+
+/** The line under the list: how many of how many it shows, and "Show older" while
+ * there is an older page (the elements are static, so the button keeps focus).
+ * ``paging`` is {loading, error} of the tab's last "Show older". */
+export function renderMore(el, { tab, filter, shown, total, more, capped, paging }) {
+  const noun = filter ? `${label(filter)} Processes` : TAB_NAMES[tab];
+  const status = el.querySelector("#list-status");
+  const known = total !== null && total !== undefined;
+  status.textContent = known ? `Showing ${shown} of ${Math.max(shown, total)} ${noun}` : "";
+  if (capped) {
+    status.textContent += ` · the dashboard keeps at most ${MAX_KEPT}; page further through GET /${tab}?offset=…`;
+  }
+  status.hidden = !known || (total === 0 && shown === 0);
+  const error = el.querySelector("#list-error");
+  error.textContent = paging.error ?? "";
+  error.hidden = !paging.error;
+  const button = el.querySelector("#list-older");
+  button.hidden = !more && !paging.loading;
+  // aria-disabled rather than disabled: a disabled button drops the keyboard focus.
+  button.setAttribute("aria-disabled", paging.loading ? "true" : "false");
+  button.textContent = paging.loading ? "Loading…" : "Show older";
+  button.title = filter ? `The next ${KEEP} older Processes of any status` : "";
+  el.setAttribute("aria-busy", paging.loading ? "true" : "false");
 }
 
 function feedText(entry) {

@@ -1,14 +1,31 @@
 // What the page knows: the newest objects of each kind, by id, kept current by the
 // stream. Listeners are told once per animation frame, however many events arrived.
+//
+// Each kind's loaded objects are a window of its list (ordered oldest first, as the
+// list endpoint pages it): every object from position ``start`` to the newest. The
+// first load is the newest KEEP; "Show older" moves ``start`` back a page at a time.
+// Until the user asks for older pages, new objects push the oldest out so the window
+// stays at KEEP. Once they did, nothing is dropped below MAX_KEPT: what they asked to
+// see stays, across tab switches and live events, until sign-out or a full reload of
+// the lists after the stream broke (the world may have moved on; it starts again from
+// the newest page). Past MAX_KEPT the oldest are dropped and "Show older" is replaced
+// by a note: a page holding more rows than that gets slow, and the API pages further.
 
 import { KINDS } from "./api.js";
 
-export const KEEP = 200; // newest objects kept per kind
+export const KEEP = 200; // newest objects kept per kind, and the size of an older page
+export const MAX_KEPT = 5000; // upper bound of a kind's loaded objects
+const GONE_KEPT = 1000; // ids of deleted objects remembered, against stale older pages
 
 export class Store {
   constructor() {
     this.items = Object.fromEntries(KINDS.map((k) => [k, new Map()]));
     this.totals = Object.fromEntries(KINDS.map((k) => [k, 0]));
+    this.start = Object.fromEntries(KINDS.map((k) => [k, 0])); // list position of the oldest loaded
+    this.edge = Object.fromEntries(KINDS.map((k) => [k, null])); // sort key of the oldest loaded
+    this.keep = Object.fromEntries(KINDS.map((k) => [k, KEEP]));
+    this.gone = Object.fromEntries(KINDS.map((k) => [k, new Set()])); // deleted while paging
+    this.generation = 0; // a reload makes pages fetched before it stale
     this.processCounts = null;
     this.feed = [];
     this.serial = 0;
@@ -23,12 +40,56 @@ export class Store {
     this.changed();
   }
 
-  load(kind, count, results) {
+  /** The first load: the newest page, which starts at list position ``offset``. */
+  load(kind, count, offset, results) {
     const map = this.items[kind];
     map.clear();
     for (const item of results) map.set(item.id, item);
     this.totals[kind] = count;
+    this.start[kind] = offset;
+    this.edge[kind] = results.length ? sortKey(results[0]) : null;
+    this.keep[kind] = KEEP;
+    this.gone[kind].clear();
+    this.generation += 1;
     this.changed();
+  }
+
+  /** The next older page to fetch, {offset, limit}, or null: all loaded, or MAX_KEPT.
+   * From now on the window keeps up to MAX_KEPT, so no trim makes a hole above the
+   * page while it is fetched. */
+  olderPage(kind) {
+    const limit = Math.min(KEEP, this.start[kind], MAX_KEPT - this.items[kind].size);
+    if (limit <= 0) return null;
+    this.keep[kind] = MAX_KEPT;
+    return { offset: this.start[kind] - limit, limit };
+  }
+
+  /** Whether there is an older page to fetch: not all loaded, and below MAX_KEPT. */
+  hasOlder(kind) {
+    return this.start[kind] > 0 && this.items[kind].size < MAX_KEPT;
+  }
+
+  /** Add the older page ``page`` (from olderPage) with its ``results``, oldest first.
+   * Objects already here came from the stream and are at least as new, so they stay.
+   * False when the window moved meanwhile (trimmed at MAX_KEPT): the page would leave
+   * a hole, so it is dropped and can be asked for again. */
+  older(kind, page, results) {
+    const { offset, limit } = page;
+    if (this.start[kind] !== offset + limit) return false;
+    const map = this.items[kind];
+    for (const item of results) {
+      if (!map.has(item.id) && !this.gone[kind].has(item.id)) map.set(item.id, item);
+    }
+    // An empty page means positions moved (deletions) past the list's start: all loaded.
+    this.start[kind] = results.length ? offset : 0;
+    if (results.length) this.edge[kind] = sortKey(results[0]);
+    this.changed();
+    return true;
+  }
+
+  /** Older objects exist but MAX_KEPT are loaded: the page loads no more. */
+  capped(kind) {
+    return this.start[kind] > 0 && this.items[kind].size >= MAX_KEPT;
   }
 
   /** Apply one stream message; true when it created an object this page had not seen. */
@@ -40,7 +101,14 @@ export class Store {
         map.delete(state.id);
         this.totals[kind] = Math.max(0, this.totals[kind] - 1);
       }
-    } else {
+      // Remembered so an older page read before the deletion does not bring it back.
+      // ``start`` stays as it is even when this one was older than the window: the next
+      // page then overlaps the window by one (a duplicate, dropped), which loses
+      // nothing, whereas moving ``start`` back one too many would skip an object.
+      const gone = this.gone[kind];
+      gone.add(state.id);
+      if (gone.size > GONE_KEPT) gone.delete(gone.values().next().value);
+    } else if (known || !this.outside(kind, state)) {
       map.set(state.id, state);
       if (type.endsWith(".created") && !known) this.totals[kind] += 1;
       this.trim(kind);
@@ -51,11 +119,20 @@ export class Store {
     return !known;
   }
 
+  /** An object older than the loaded window: shown once its page is loaded. */
+  outside(kind, state) {
+    const edge = this.edge[kind];
+    return this.start[kind] > 0 && edge !== null && compareKeys(sortKey(state), edge) < 0;
+  }
+
   trim(kind) {
     const map = this.items[kind];
-    if (map.size <= KEEP) return;
-    const oldest = this.sorted(kind).slice(KEEP);
-    for (const item of oldest) map.delete(item.id);
+    const keep = this.keep[kind];
+    if (map.size <= keep) return;
+    const sorted = this.sorted(kind);
+    for (const item of sorted.slice(keep)) map.delete(item.id);
+    this.start[kind] += sorted.length - keep;
+    this.edge[kind] = sortKey(sorted[keep - 1]);
   }
 
   get(kind, id) {
@@ -64,9 +141,7 @@ export class Store {
 
   /** Newest first. */
   sorted(kind) {
-    return [...this.items[kind].values()].sort((a, b) =>
-      (b.time_created ?? "").localeCompare(a.time_created ?? "") || b.id.localeCompare(a.id),
-    );
+    return [...this.items[kind].values()].sort((a, b) => compareKeys(sortKey(b), sortKey(a)));
   }
 
   subscribe(fn) {
@@ -82,6 +157,15 @@ export class Store {
       for (const fn of this.listeners) fn();
     });
   }
+}
+
+/** Where an object sorts in its list: by ``time_created``, then ``id``, as the API does. */
+function sortKey(item) {
+  return [item.time_created ?? "", item.id];
+}
+
+function compareKeys(a, b) {
+  return a[0].localeCompare(b[0]) || a[1].localeCompare(b[1]);
 }
 
 const UUID = /\b([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi;
