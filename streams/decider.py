@@ -10,7 +10,9 @@ together or not at all (consumers read with ``read_committed``). On start, and a
 any failure, the decider fences older instances (``init_transactions``) and rebuilds
 every aggregate's state by folding ``ledger.events`` from offset 0 with the same
 ``evolve`` as the projector (:mod:`streams.decider_rebuild`). Outcomes are built by
-:mod:`streams.outcome`.
+:mod:`streams.outcome`. A message that does not decode goes to ``ledger.dlq``; when
+only its body is at fault (:class:`streams.serde.UnusableBody`) its command is also
+rejected, in its place among the outcomes, since its sender may be waiting.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from streams.domain import aggregates
 from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.rejection import Rejected
-from streams.outcome import build_outcome
+from streams.outcome import build_outcome, unusable_body_outcome
 from streams.outcome import process_state_dict as process_state_dict  # kept importable here
 from streams.outcome import state_to_json as _state_json
 from streams.publisher import Publisher
@@ -176,6 +178,12 @@ class Decider:
                     offsets[tp] = msg.offset + 1
                     try:
                         cmd = serde.decode_command(self.codec, msg.value)
+                    except serde.UnusableBody as exc:
+                        # Its sender may be waiting: reject it in its place, and keep
+                        # the message for operators too.
+                        await self._dead_letter(tp, msg, exc)
+                        ready.append(unusable_body_outcome(exc, self.clock()))
+                        continue
                     except DecodeError as exc:
                         await self._dead_letter(tp, msg, exc)
                         continue

@@ -18,13 +18,14 @@ from typing import Any
 
 from schemas import Codec, DecodeError
 from streams import serde
+from streams.bus import outcome_headers
 from streams.decider import DeciderStats
 from streams.domain import aggregates
 from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.rejection import Rejected
 from streams.faust_table import TableAggregate
-from streams.outcome import build_outcome, state_to_json
+from streams.outcome import build_outcome, state_to_json, unusable_body_outcome
 from streams.topics import Topics
 
 log = logging.getLogger("streams.faust_decider")  # the name it logged under before
@@ -58,13 +59,21 @@ class BatchDecider:
         """Decide ``batch`` (faust events of command messages); returns once everything
         it wrote is acknowledged, so faust acks (and commits) the commands only then."""
         touched: dict[bytes, TableAggregate] = {}
-        accepted: list[tuple[Command, TableAggregate, list[Event], list[Any]]] = []
-        ready: list[serde.Outcome | tuple[Command, TableAggregate]] = []
+        accepted: list[tuple[Command, TableAggregate, list[Event], list[Any], Any]] = []
+        # Outcomes in command order, as the aiokafka decider sends them: an accepted
+        # command is its index in ``accepted``, a duplicate a (command, aggregate, state)
+        # triple, both resolved once the events' positions are known. Each carries the
+        # state when its command was decided, not the state after the whole batch.
+        ready: list[serde.Outcome | tuple[Command, TableAggregate, Any] | int] = []
         pending: list[Any] = []
         for message_event in batch:
             msg = message_event.message
             try:
                 cmd = serde.decode_command(self.codec, msg.value)
+            except serde.UnusableBody as exc:  # its sender may be waiting: reject it too
+                pending.append(await self._dead_letter(msg, exc))
+                ready.append(unusable_body_outcome(exc, self.clock()))
+                continue
             except DecodeError as exc:
                 pending.append(await self._dead_letter(msg, exc))
                 continue
@@ -75,7 +84,7 @@ class BatchDecider:
                 agg = self.table.get(key)
             if agg is not None and cmd.command_id in agg.commands:
                 self.stats.duplicates += 1
-                ready.append((cmd, agg))
+                ready.append((cmd, agg, agg.state))
                 continue
             state = agg.state if agg is not None else None
             try:
@@ -105,10 +114,12 @@ class BatchDecider:
             for event, value in zip(events, values, strict=True):
                 headers = [("type", event.type.encode())]
                 futures.append(await self.events.send(key=msg.key, value=value, headers=headers))
-            accepted.append((cmd, changed, events, futures))
-        metas = await asyncio.gather(*(f for *_, futures in accepted for f in futures))
+            ready.append(len(accepted))
+            accepted.append((cmd, changed, events, futures, after))
+        metas = await asyncio.gather(*(f for *_, futures, _ in accepted for f in futures))
         start = 0
-        for cmd, agg, events, _ in accepted:
+        decided: list[serde.Outcome] = []
+        for cmd, agg, events, _, after in accepted:
             landed = metas[start : start + len(events)]
             start += len(events)
             positions = tuple(
@@ -116,17 +127,19 @@ class BatchDecider:
                 for ev, m in zip(events, landed, strict=True)
             )
             agg.commands[cmd.command_id] = positions
-            ready.append(self._outcome(cmd, True, events=positions, state=agg.state))
+            decided.append(self._outcome(cmd, True, events=positions, state=after))
         # The Table is written once the events it remembers are acknowledged: a crash
         # then repeats a command (same seq, same event ids) rather than remembering a
         # command whose events were lost.
         for key, agg in touched.items():
             pending.append(await self._write_state(key, agg))
         for item in ready:
-            if isinstance(item, tuple):
-                cmd, agg = item
+            if isinstance(item, int):
+                item = decided[item]
+            elif isinstance(item, tuple):
+                cmd, agg, state = item
                 positions = agg.commands[cmd.command_id]
-                item = self._outcome(cmd, True, duplicate=True, events=positions, state=agg.state)
+                item = self._outcome(cmd, True, duplicate=True, events=positions, state=state)
             pending.append(await self._publish_outcome(item))
         await asyncio.gather(*pending)
         self.stats.batches += 1
@@ -166,7 +179,7 @@ class BatchDecider:
 
     async def _publish_outcome(self, outcome: serde.Outcome) -> Any:
         key = aggregates.stream_key(outcome.aggregate_type, outcome.aggregate_id).encode()
-        headers = [("reply_to", (outcome.reply_to or "").encode())]
+        headers = outcome_headers(outcome.reply_to, outcome.command_id)
         value = serde.encode_outcome(self.codec, outcome)
         return await self.outcomes.send(key=key, value=value, headers=headers)
 

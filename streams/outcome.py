@@ -15,7 +15,7 @@ from typing import Any
 from streams import serde
 from streams.domain.commands import Command
 from streams.domain.process import ProcessState, StepState
-from streams.domain.rejection import Rejected
+from streams.domain.rejection import INVALID, Rejected
 from streams.domain.snapshot import is_definition, is_run, run_to_dict
 
 _PROCESS_FIELDS = tuple(f.name for f in fields(ProcessState))
@@ -76,5 +76,26 @@ def build_outcome(
         field=rejected.field if rejected else None,
         events=events,
         state_json=state_json,
+        reply_to=cmd.reply_to,
+    )
+
+
+def unusable_body_outcome(bad: serde.UnusableBody, decided_at: int) -> serde.Outcome:
+    """The rejection of a command whose record decoded but whose body did not: code
+    ``invalid`` (as a field the domain refuses, so the API would answer 422) with the
+    field and reason of ``bad``, built from its envelope. No state: none was read."""
+    cmd = bad.envelope
+    return serde.Outcome(
+        command_id=cmd.command_id,
+        aggregate_type=cmd.aggregate_type,
+        aggregate_id=cmd.aggregate_id,
+        command=cmd.name,
+        decided_at=decided_at,
+        account=cmd.account,
+        actor=cmd.actor,
+        accepted=False,
+        reason_code=INVALID,
+        reason=bad.reason,
+        field=bad.field,
         reply_to=cmd.reply_to,
     )

@@ -23,6 +23,39 @@ class MalformedMessage(DecodeError):
     """Bytes that decode as Avro but do not make a valid event or command: dead-letter."""
 
 
+@dataclass(frozen=True, slots=True)
+class CommandEnvelope:
+    """Everything of a command record but its body: who sent what to which aggregate,
+    and where the answer goes."""
+
+    command_id: str
+    aggregate_type: str
+    aggregate_id: str
+    name: str
+    issued_at: int
+    account: str
+    actor: str
+    correlation_id: str
+    causation_id: str
+    reply_to: str | None
+
+
+class UnusableBody(MalformedMessage):
+    """A command record whose envelope decodes but whose ``payload_json`` does not make
+    the body of its command: dead-letter it, and reject the command by its ``envelope``
+    (the sender may be waiting). ``field`` names what is unusable (``payload_json`` when
+    the text is not a JSON object); ``reason`` is a sentence for the sender, the
+    message (the dead letter's reason) is the one operators have always seen."""
+
+    def __init__(
+        self, envelope: CommandEnvelope, field: str | None, reason: str, cause: Exception
+    ) -> None:
+        super().__init__(f"command {envelope.command_id}: {cause}")
+        self.envelope = envelope
+        self.field = field
+        self.reason = reason
+
+
 # -- events ---------------------------------------------------------------------------
 
 
@@ -120,17 +153,25 @@ def encode_command(codec: Codec, cmd: Command) -> bytes:
 
 
 def decode_command(codec: Codec, data: bytes) -> Command:
-    """Raises DecodeError for bytes that are not a valid command (with the reason)."""
+    """Raises DecodeError for bytes that are not a valid command (with the reason):
+    UnusableBody when only the record's ``payload_json`` is at fault."""
     name, r = codec.decode(data)
     if name != COMMAND_SCHEMA:
         raise MalformedMessage(f"expected a command, got a {name} record")
     try:
         payload = json.loads(r["payload_json"])
+    except (ValueError, RecursionError) as exc:  # not JSON, or nested too deep to parse
+        reason = f"payload_json is not JSON: {exc}"
+        raise UnusableBody(_envelope(r), "payload_json", reason, exc) from exc
+    try:
         if not isinstance(payload, dict):
             raise InvalidCommand("payload_json", "payload_json must hold a JSON object")
         body = parse_body(r["name"], payload)
+    except InvalidCommand as exc:
+        raise UnusableBody(_envelope(r), exc.field, exc.message, exc) from exc
     except (ValueError, RecursionError) as exc:  # InvalidCommand is a ValueError
-        raise MalformedMessage(f"command {r['command_id']}: {exc}") from exc
+        reason = f"payload_json is unusable: {exc}"
+        raise UnusableBody(_envelope(r), "payload_json", reason, exc) from exc
     return Command(
         command_id=r["command_id"],
         aggregate_type=r["aggregate_type"],
@@ -141,6 +182,21 @@ def decode_command(codec: Codec, data: bytes) -> Command:
         correlation_id=r["correlation_id"],
         causation_id=r["causation_id"],
         body=body,
+        reply_to=r["reply_to"],
+    )
+
+
+def _envelope(r: dict[str, Any]) -> CommandEnvelope:
+    return CommandEnvelope(
+        command_id=r["command_id"],
+        aggregate_type=r["aggregate_type"],
+        aggregate_id=r["aggregate_id"],
+        name=r["name"],
+        issued_at=r["issued_at"],
+        account=r["account"],
+        actor=r["actor"],
+        correlation_id=r["correlation_id"],
+        causation_id=r["causation_id"],
         reply_to=r["reply_to"],
     )
 
