@@ -186,7 +186,10 @@ def _changes(s: ProcessState, data: e.Payload, t: int) -> dict[str, Any]:  # noq
         summary = data.result_summary_json or s.result_summary_json
         return dict(status=WAITING_REVIEW, result_summary_json=summary)
     if isinstance(data, e.ProcessCompleted):
+        # As failed and cancelled do: no ended Process keeps a step running.
+        steps = _steps_where(s.steps, RUNNING, status=COMPLETED, time_completed=t)
         return dict(
+            steps=steps,
             status=COMPLETED,
             success=True,
             progress=100.0,

@@ -707,3 +707,29 @@ def test_aggregates_route_by_aggregate_type() -> None:
 def test_a_snapshot_round_trips() -> None:
     ledger = _full_life()
     assert process_from_dict(process_to_dict(ledger.s)) == ledger.s
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [
+        (c.CompleteProcess(), "completed"),
+        (c.FailProcess("boom"), "failed"),
+        (c.CancelProcess(), "cancelled"),
+    ],
+)
+def test_a_step_still_running_when_the_process_ends_ends_with_it(
+    ending: c.Body, status: str
+) -> None:
+    """No ended Process keeps a step ``running`` (its duration would grow for ever):
+    the step takes the Process's end; finished and pending steps keep theirs."""
+    ledger = _ledger("running")
+    ledger.do(c.StartStep("fetch"))
+    ledger.do(c.CompleteStep("fetch"))
+    ledger.do(c.StartStep("audit"))
+    ledger.do(ending)
+    ended = ledger.events[-1].occurred_at
+    steps = {s.step_id: s for s in ledger.s.steps}
+    assert ledger.s.status == status
+    assert (steps["audit"].status, steps["audit"].time_completed) == (status, ended)
+    assert steps["fetch"].status == "completed" and steps["fetch"].time_completed != ended
+    assert steps["report"].status == "pending" and steps["report"].time_completed is None
