@@ -4,20 +4,39 @@ Tables are written by DuckDB itself (``COPY ... TO (FORMAT parquet)``, in
 ``database.copy_tables``) from a file opened read-only. Events are flattened to one
 row each: the envelope columns, where the event was read (partition, offset) and
 ``data``, the payload as a JSON object.
+
+An export folder holds exactly one export: :func:`staged_export` builds it in a new
+folder beside it and renames that into place, so a stale file of an earlier export
+never mixes with a new one, and a failed export leaves the earlier one as it was. A
+manifest (``MANIFEST``) lists the files an export wrote; those, and only those, are
+what a later export may remove. A folder holding anything else is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from projections.database import copy_tables
+from projections.errors import ProjectionError
 from streams.consumer import Delivery, event_document
 from streams.domain.events import ENVELOPE_FIELDS
+
+MANIFEST = "runledger-export.json"
+WRITTEN_BY = "runledger export"
+
+
+class ExportFolderError(ProjectionError):
+    """The folder holds files an export did not write: choose a new or empty folder."""
+
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -69,3 +88,98 @@ class EventWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- the export folder ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def staged_export(out: str | Path) -> Iterator[Path]:
+    """A new, empty folder beside ``out`` to write one export into. On a normal exit it
+    becomes ``out``, with a manifest of its files; an earlier export there is removed
+    (only the files its manifest lists). On an error it is removed and ``out`` is left
+    as it was. ExportFolderError, before anything is written, when ``out`` holds files
+    no export wrote; OSError when the folder beside it cannot be made or renamed."""
+    target = Path(out).resolve()
+    earlier_export(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.export-{os.getpid()}-{secrets.token_hex(4)}")
+    staged.mkdir()
+    try:
+        yield staged
+        files = sorted(p.name for p in staged.iterdir())
+        manifest = {"written_by": WRITTEN_BY, "files": files}
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _swap_in(staged, target)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)  # a folder this call made, all of it ours
+        raise
+
+
+def earlier_export(folder: Path) -> list[str]:
+    """The files of the export in ``folder`` (its manifest last); none for a missing or
+    empty folder. ExportFolderError when it holds anything its manifest does not list."""
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise ExportFolderError(f"{folder} is a file: name a folder for the export")
+    files, foreign = _contents(folder)
+    if foreign:
+        raise _refusal(folder, foreign)
+    return files
+
+
+def _contents(folder: Path) -> tuple[list[str], list[str]]:
+    """(the files of an earlier export, manifest last; every other name), of ``folder``."""
+    present = {p.name for p in folder.iterdir()}
+    listed = _manifest_files(folder) if MANIFEST in present else set()
+    foreign = sorted(present - listed - {MANIFEST})
+    files = sorted(present & listed) + ([MANIFEST] if MANIFEST in present else [])
+    return files, foreign
+
+
+def _refusal(folder: Path, foreign: list[str]) -> ExportFolderError:
+    shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+    return ExportFolderError(
+        f"cannot export into {folder}: it holds files runledger export did not write "
+        f"({shown}); name a new or empty folder, or an earlier export's"
+    )
+
+
+def _manifest_files(folder: Path) -> set[str]:
+    """The plain file names an earlier export's manifest lists; none when it is not one
+    (so every file counts as foreign and nothing is removed)."""
+    try:
+        doc = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(doc, dict) or doc.get("written_by") != WRITTEN_BY:
+        return set()
+    names = doc.get("files")
+    if not isinstance(names, list):
+        return set()
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", "..")}
+
+
+def _swap_in(staged: Path, target: Path) -> None:
+    """``staged`` becomes ``target``. An empty ``target`` is replaced in one rename; an
+    earlier export is moved aside first, checked again there (a file may have been added
+    since the export began; then it is moved back and the new export dropped), and its
+    files removed once the new one is in place."""
+    if not target.exists():
+        os.rename(staged, target)
+        return
+    shutil.copymode(target, staged)  # keep the folder's permissions
+    if not any(target.iterdir()):
+        os.replace(staged, target)  # rename(2) replaces an empty folder
+        return
+    retired = target.with_name(f".{target.name}.retired-{staged.name.rsplit('-', 1)[-1]}")
+    os.rename(target, retired)
+    files, foreign = _contents(retired)
+    if foreign:
+        os.rename(retired, target)
+        raise _refusal(target, foreign)
+    os.rename(staged, target)
+    for name in files:
+        (retired / name).unlink(missing_ok=True)
+    retired.rmdir()

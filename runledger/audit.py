@@ -21,7 +21,7 @@ from streams.domain.aggregates import EVOLVERS, stream_key
 from streams.domain.events import Event
 from streams.domain.history import NotYetCreated, unique_events
 from streams.serde import Outcome, decode_event, decode_outcome
-from streams.topics import Topics
+from streams.topics import Topics, require_topics
 
 
 class AuditError(Exception):
@@ -172,11 +172,13 @@ async def load(
     """The history of ``aggregate_id`` under the first of ``types`` (default: every
     aggregate type, process first) that has anything in the log.
 
-    AuditError when none has; ConsumerError when the broker cannot be read.
+    AuditError when none has; TopicError at once when the ledger's topics do not exist;
+    ConsumerError when the broker cannot be read.
     """
     candidates = list(types or EVOLVERS)
+    found = await require_topics(bootstrap, [topics.events, topics.outcomes])
     if partitions is None:
-        partitions = await _partition_count(bootstrap, topics.events)
+        partitions = len(found[topics.events])
     keys = {stream_key(t, aggregate_id).encode(): t for t in candidates}
     wanted = {partition_for(k, partitions) for k in keys}
     raw_events = await _matching(bootstrap, topics.events, wanted, set(keys))
@@ -197,23 +199,6 @@ def _decoded(fn: Any, codec: Codec, value: bytes) -> Any:
         return fn(codec, value)
     except (DecodeError, KeyError, TypeError, ValueError):
         return None  # the projector dead-letters such a message; audit skips it too
-
-
-async def _partition_count(bootstrap: str, topic: str) -> int:
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.errors import KafkaError
-
-    from streams.consumer import ConsumerError
-    from streams.topics import partitions_of
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, client_id="runledger-audit")
-    try:
-        await consumer.start()
-        return len(await partitions_of(consumer, topic, timeout=10))
-    except KafkaError as exc:
-        raise ConsumerError(f"cannot read {topic}: {exc}") from exc
-    finally:
-        await consumer.stop()  # also after a failed start: no "Unclosed consumer" noise
 
 
 # -- rendering ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@
   DuckDB refuses while a node holds it: stop the node, or pass ``--copy`` to compare a
   copy of the file (see docs/operations.md for what a copy of a live file can show).
 - export: events from the log and every table (of a fresh replay, or of ``--db``) as
-  Parquet.
+  Parquet, built beside ``--out`` and renamed into place: ``--out`` holds one export.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TextIO
 
 from projections.errors import StoreError
-from projections.export import EventWriter, export_tables
+from projections.export import EventWriter, ExportFolderError, export_tables, staged_export
 from projections.replay import Progress, ReplayResult
 from projections.replay_parallel import replay_parallel
 from projections.verify import TableCheck, compare, positions, stored_topics
@@ -35,7 +35,9 @@ from runledger.node import DB_FILE, GC_THRESHOLD
 from schemas import default_codec
 from streams.consumer import ConsumerError, Delivery, read_to_end
 from streams.serde import decode_event
-from streams.topics import Topics
+from streams.topics import TopicError, Topics, require_topics
+
+EVENTS_FILE = "ledger_events.parquet"
 
 
 class ToolError(Exception):
@@ -64,6 +66,16 @@ class ProgressLine:
         if final:
             self._out.write("\n")
         self._out.flush()
+
+
+def require_log(bootstrap: str, topics: Topics, tool: str) -> None:
+    """ToolError (``<tool> failed: ...``) at once, naming the topic and the broker, when
+    ``topics.events`` does not exist (a wrong prefix or broker) or the broker does not
+    answer, instead of the readers' 30 s metadata wait."""
+    try:
+        asyncio.run(require_topics(bootstrap, [topics.events]))
+    except TopicError as exc:
+        raise ToolError(f"{tool} failed: {exc}") from exc
 
 
 def rebuild(
@@ -105,6 +117,7 @@ def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> Rep
     file is complete, so a failed replay (broker gone, disk full) leaves it as it was."""
     if target.exists() and not force:
         raise ToolError(f"{target} exists: choose a new file, or pass --force to replace it")
+    require_log(bootstrap, topics, "replay")
     _fewer_collections()
     if not target.exists():
         return rebuild(bootstrap, topics, target, on_progress=ProgressLine())
@@ -166,6 +179,7 @@ def run_verify(
                 f"{live} is a read model of {', '.join(sorted(others))}, not of "
                 f"{topics.events}: check --data-dir and RUNLEDGER_TOPIC_PREFIX"
             )
+        require_log(bootstrap, topics, "verify")
         fresh = scratch / "rebuilt.duckdb"
         _fewer_collections()
         rebuild(bootstrap, topics, fresh, until=applied, on_progress=ProgressLine())
@@ -239,17 +253,21 @@ async def _export_events(bootstrap: str, topics: Topics, target: Path) -> int:
 
 
 def run_export(bootstrap: str, topics: Topics, out: Path, db: Path | None) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    events_path = out / "ledger_events.parquet"
-    asyncio.run(_export_events(bootstrap, topics, events_path))
+    """Export the events and every table (of ``db``, else of a fresh replay) into
+    ``out``, which afterwards holds this export only (see projections.export). ToolError
+    when the log, ``db`` or ``out`` cannot serve; ``out`` is then as it was."""
+    require_log(bootstrap, topics, "export")
     try:
-        if db is not None:
-            tables = export_tables(db, out)
-        else:
-            with tempfile.TemporaryDirectory(prefix="runledger-export-") as scratch:
-                fresh = Path(scratch) / "replayed.duckdb"
-                rebuild(bootstrap, topics, fresh, on_progress=ProgressLine())
-                tables = export_tables(fresh, out)
-    except StoreError as exc:
+        with staged_export(out) as folder:
+            asyncio.run(_export_events(bootstrap, topics, folder / EVENTS_FILE))
+            if db is not None:
+                tables = export_tables(db, folder)
+            else:
+                with tempfile.TemporaryDirectory(prefix="runledger-export-") as scratch:
+                    fresh = Path(scratch) / "replayed.duckdb"
+                    rebuild(bootstrap, topics, fresh, on_progress=ProgressLine())
+                    tables = export_tables(fresh, folder)
+    except (StoreError, ExportFolderError) as exc:
         raise ToolError(str(exc)) from exc
-    return {"ledger_events": events_path, **tables}
+    written = {"ledger_events": EVENTS_FILE, **{n: p.name for n, p in tables.items()}}
+    return {name: out / file for name, file in written.items()}

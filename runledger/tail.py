@@ -17,6 +17,7 @@ from typing import TextIO
 from runledger.audit import parse_time
 from streams.consumer import Delivery, LedgerConsumer, Start, Undecodable, event_document
 from streams.domain.events import Event
+from streams.topics import require_topics
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,8 @@ async def tail(
     warn: Callable[[str], None] | None = None,
 ) -> int:
     """Print matching events until ``max_events`` were printed or nothing arrived for
-    ``idle_timeout_s`` (forever when both are None). Returns the count printed."""
+    ``idle_timeout_s`` (forever when both are None). Returns the count printed.
+    TopicError at once when ``topic`` does not exist; ConsumerError when it cannot be read."""
 
     out = out or sys.stdout
     say = warn or (lambda m: print(m, file=sys.stderr))
@@ -72,6 +74,7 @@ async def tail(
     def undecodable(u: Undecodable) -> None:
         say(f"runledger tail: skipped partition {u.partition} offset {u.offset}: {u.error}")
 
+    await require_topics(bootstrap, [topic])  # fail at once, not after a metadata wait
     printed = 0
     last = time.monotonic()
     async with LedgerConsumer(

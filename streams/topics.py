@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,43 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None
             log.info("created topics %s", ", ".join(t.name for t in new))
     except KafkaError as exc:
         raise TopicError(f"could not create topics on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+
+
+async def require_topics(
+    bootstrap: str, names: Sequence[str], grace_s: float = 2.0
+) -> dict[str, list[int]]:
+    """``{topic: sorted partitions}`` of ``names``; TopicError, naming the topic and the
+    broker, when one is missing or the broker cannot be asked.
+
+    For tools that read a ledger which must already exist: they fail in seconds, where
+    :func:`partitions_of` waits 30 s for a just-created topic. ``grace_s`` still covers
+    a broker whose metadata trails a creation by a moment. The broker is asked for the
+    metadata of every topic, never of these names: a request that names a topic lets a
+    broker with ``auto.create.topics.enable`` create it.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="runledger-tools")
+    deadline = time.monotonic() + grace_s
+    try:
+        await admin.start()
+        while True:
+            found = {
+                t["topic"]: sorted(p["partition"] for p in t["partitions"])
+                for t in await admin.describe_topics(None)
+                if t["topic"] in names and t["partitions"]
+            }
+            missing = [n for n in names if n not in found]
+            if not missing:
+                return found
+            if time.monotonic() > deadline:
+                raise TopicError(
+                    f"topic {missing[0]} does not exist on {bootstrap}: check "
+                    "RUNLEDGER_TOPIC_PREFIX and the broker, or start the stack with `runledger up`"
+                )
+            await asyncio.sleep(0.25)
+    except KafkaError as exc:
+        raise TopicError(f"cannot read the topics of {bootstrap}: {exc}") from exc
     finally:
         await admin.close()
 

@@ -29,6 +29,7 @@ def _history(args: argparse.Namespace) -> History:
     from schemas import default_codec
     from streams.consumer import ConsumerError
     from streams.domain.aggregates import EVOLVERS
+    from streams.topics import TopicError
 
     if args.type and args.type not in EVOLVERS:
         known = ", ".join(EVOLVERS)
@@ -41,7 +42,7 @@ def _history(args: argparse.Namespace) -> History:
                 settings.kafka_bootstrap, topics_of(settings), default_codec(), args.id, types
             )
         )
-    except ConsumerError as exc:
+    except (ConsumerError, TopicError) as exc:
         raise CliError(str(exc)) from exc
 
 
@@ -88,6 +89,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from runledger.tail import Filter, parse_start, tail
     from streams.consumer import ConsumerError
     from streams.domain.aggregates import EVOLVERS
+    from streams.topics import TopicError
 
     try:
         start = parse_start(args.start)
@@ -112,7 +114,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
                 idle_timeout_s=args.idle_timeout,
             )
         )
-    except ConsumerError as exc:
+    except (ConsumerError, TopicError) as exc:
         raise CliError(str(exc)) from exc
     return 0
 

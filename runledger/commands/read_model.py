@@ -185,13 +185,20 @@ def add_read_model_commands(sub: Any) -> None:
         help="write the events and every projection table as Parquet",
         description="Write OUT/ledger_events.parquet (decoded from the log: envelope "
         "columns, partition, offset, data as JSON) and OUT/<table>.parquet for every table "
-        "of a fresh replay (or of --db FILE, opened read-only).",
+        "of a fresh replay (or of --db FILE, opened read-only). OUT holds exactly one "
+        "export: it is built in a folder beside OUT and renamed into place at the end, "
+        "replacing an earlier export there (only the files listed in its "
+        "runledger-export.json); a failed export leaves OUT as it was. A folder holding "
+        "files runledger export did not write is refused and left untouched.",
     )
     export.add_argument(
         "--format", choices=["parquet"], default="parquet", help="the file format (parquet)"
     )
     export.add_argument(
-        "--out", required=True, metavar="DIR", help="the folder to write into (created if missing)"
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="a new or empty folder, or an earlier export's (replaced whole)",
     )
     export.add_argument("--db", metavar="FILE", help="export this DuckDB file's tables instead")
     add_data_dir(export)
