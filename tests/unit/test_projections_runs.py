@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from projections.fold import RawMessage, fold_batch
 from projections.queries import Queries
 from projections.store import Store
 from schemas import default_codec
-from streams.domain import aggregates
+from streams.domain import aggregates, snapshot
 from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import flowrun as fr
@@ -160,3 +161,19 @@ def test_run_rows_round_trip() -> None:
     assert back == flowruns
     columns = rows.caserun_columns(caseruns)
     assert [rows.caserun_from_row(r) for r in zip(*columns.values(), strict=True)] == caseruns
+
+
+def test_a_caserun_with_a_step_that_only_asserts_reads_back() -> None:
+    # A generated Case ends with such a step; its CaseRun's row and the decider's answer
+    # (a JSON snapshot) failed to read back, so GET /caserun and POST /caserun were 500s.
+    steps = [*STEPS, {"action": None, "assertion": {"type": "exists", "selector": "#done"}}]
+    body = c.parse_body("caserun.create", {"site_id": "s-1", "case_id": "k-1", "steps": steps})
+    cmd = c.Command("r-0", "caserun", "k-9", T0, "acme", "tester", "r", "r", body)
+    state = None
+    for event in aggregates.decide(None, cmd):
+        state = aggregates.evolve(state, event)
+    assert isinstance(state, cr.CaseRunState) and state.steps[2].action is None
+    columns = rows.caserun_columns([state])
+    assert [rows.caserun_from_row(r) for r in zip(*columns.values(), strict=True)] == [state]
+    answer = json.loads(json.dumps(snapshot.run_to_dict(state)))
+    assert snapshot.run_from_dict("caserun", answer) == state
