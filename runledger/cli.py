@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     quiet = args.command in TOOLS and not args.verbose
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL if quiet else logging.WARNING)
+    # httpx logs every request's full URL at INFO: noise in what ``up`` prints (its
+    # health checks), and a Slack webhook's URL is its secret, which must stay out of
+    # runner.log.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
