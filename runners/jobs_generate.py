@@ -111,6 +111,11 @@ async def run_generate(
 ) -> NodeOutcome:
     job = dispatch.job
     process_id = job.run_id
+    if not job.site_id:  # POST /process with this type and no "site"
+        raise TargetInvalid(
+            "a case.generate Process needs a Site to explore and names none: create it "
+            'with POST /case/generate {"site_id": ...}'
+        )
     if not dispatch.site_url:
         raise TargetInvalid(f"site {job.site_id} has no URL (deleted or unknown)")
     info = json_object(job.data_json)

@@ -17,9 +17,9 @@ from runners.jobs_executor import perform
 from runners.jobs_report import CaseProgress, JobReporter, NodeOutcome
 from streams.domain import caserun as cr
 from streams.domain import flowrun as f
-from streams.domain.commands import Command
+from streams.domain.commands import Command, FailProcess
 from streams.jobs import Dispatch, decode_dispatch, encode_dispatch
-from streams.orchestration import Job
+from streams.orchestration import Job, generate_job
 from streams.publisher import PublishError
 
 JOB = Job("job-1", "wait", "run-1", "acme", "site-1", "n1", 1, '{"timeout": 0.2}', "{}", 95.0)
@@ -195,3 +195,14 @@ def test_an_assertion_only_step_has_no_action_part_to_fail() -> None:
     fail = sent[-1].body
     # The part that was next is step 1's assertion, which the CaseRun has.
     assert isinstance(fail, cr.CaseStepFail) and (fail.index, fail.part) == (1, "assertion")
+
+
+def test_a_generate_process_without_a_site_fails_saying_so() -> None:
+    # POST /process {"type": "case.generate"} without "site": the job has no site id,
+    # and "site  has no URL" would name none.
+    sent = perform_case(Dispatch(generate_job("p-1", "acme", "", "{}"), ""))
+    assert [(c.aggregate_type, c.aggregate_id) for c in sent] == [("process", "p-1")]
+    fail = sent[0].body
+    assert isinstance(fail, FailProcess)
+    assert "needs a Site to explore and names none" in fail.exception
+    assert "POST /case/generate" in fail.exception
