@@ -63,9 +63,10 @@ def add_stack_commands(sub: Any) -> None:
     """up, node, decider, orchestrator, runner, in this order in ``runledger --help``."""
     up = sub.add_parser(
         "up",
-        help="run broker, decider and node locally until Ctrl-C",
+        help="run broker, decider, node, orchestrator and a runner locally until Ctrl-C",
         description="Start a local Kafka broker (unless RUNLEDGER_KAFKA_BOOTSTRAP is set), "
-        "create the topics, start the decider and a node, print the API URL and a token for "
+        "create the topics, start the decider, a node, the orchestrator and a runner (all job "
+        "kinds), print the API URL and a token for "
         "account 'default', and write DIR/stack.json. Ctrl-C stops everything; running it "
         "again on the same DIR resumes with all data.",
     )
