@@ -23,6 +23,15 @@ class ApiError(Exception):
 
 
 REJECTION_STATUS = {NOT_FOUND: 404, INVALID_STATE: 409, ALREADY_EXISTS: 409, INVALID: 422}
+# The decider's ``invalid`` (a field of the command it cannot use) is, to a client, the
+# same error as a field the API's own checks refuse: docs/api.md lists ``invalid_field``.
+REJECTION_CODE = {INVALID: "invalid_field"}
+
+
+def rejection(code: str | None) -> tuple[int, str]:
+    """The HTTP status and error code of a decider's rejection ``code`` (409 if unknown)."""
+    found = code or "rejected"
+    return REJECTION_STATUS.get(found, 409), REJECTION_CODE.get(found, found)
 
 
 def error_response(

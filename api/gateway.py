@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from api.auth import Principal
 from api.deps import ApiDeps
-from api.errors import REJECTION_STATUS, ApiError
+from api.errors import ApiError, rejection
 from api.requests import Wait, wait_of
 from api.responses import JSONResponse
 from streams.domain.commands import Command, InvalidCommand, parse_body
@@ -165,10 +165,8 @@ async def run_command(
             requested=wait.respond_async,
         )
     if not outcome.accepted:
-        status = REJECTION_STATUS.get(outcome.reason_code or "", 409)
-        raise ApiError(
-            status, outcome.reason_code or "rejected", outcome.reason or "", outcome.field
-        )
+        status, code = rejection(outcome.reason_code)
+        raise ApiError(status, code, outcome.reason or "", outcome.field)
     applied = False
     if outcome.position is not None:
         partition, offset = outcome.position

@@ -21,6 +21,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "type": {"schema": {"type": "string"}},
     "object_id": {"schema": {"type": "string"}},
     "site_id": {"schema": {"type": "string"}},
+    "site": {"schema": {"type": "string"}, "description": "The same as site_id."},
     "status": {"schema": {"type": "string"}},
     "wait": {
         "schema": {"type": "boolean"},
@@ -46,16 +47,43 @@ PARAMS: dict[str, dict[str, Any]] = {
 }
 
 _ERRORS = {
-    "400": "Malformed request (query, JSON, Idempotency-Key)",
-    "401": "Missing or unknown token",
-    "404": "No such object for this account",
-    "409": "The command does not fit the current state",
-    "413": "Body too large",
-    "415": "Body is not JSON",
-    "422": "A field is unusable; error.field names it",
-    "503": "Kafka did not acknowledge the command",
-    "504": "The node did not catch up within the wait",
+    "400": "Malformed request: query, JSON, Idempotency-Key, X-Correlation-Id "
+    "(invalid_query, invalid_json, invalid_idempotency_key, invalid_correlation_id)",
+    "401": "Missing or unknown token (unauthenticated, invalid_token)",
+    "404": "No such object for this account (not_found)",
+    "409": "The command does not fit the current state (invalid_state, already_exists)",
+    "413": "Body too large (body_too_large)",
+    "415": "Body is not JSON (unsupported_media_type)",
+    "422": "A field is unusable; error.field names it (invalid_field)",
+    "500": "The node failed to answer; its log has the cause (internal)",
+    "503": "Kafka did not acknowledge the command (ledger_unavailable)",
+    "504": "The node did not catch up within the wait (wait_timeout)",
 }
+# What a request can fail with, by kind of operation; every other 400 is a bad query.
+_COMMAND_ERRORS = ("400", "401", "404", "409", "413", "415", "422", "500", "503")
+_WAITING_READ_ERRORS = ("400", "401", "404", "500", "504")
+_OTHER_READ_ERRORS = ("401", "404", "500")
+_BAD_REQUEST = {
+    "/artifact/{hash}": "The hash is not 64 lowercase hex digits (invalid_hash)",
+    "/stream": "A type or status no streamed event can have (invalid_query), or a "
+    "Last-Event-ID that is not a cursor (invalid_last_event_id)",
+}
+for _path in STREAMS - {"/stream"}:
+    _BAD_REQUEST[_path] = "A Last-Event-ID that is not PARTITION:OFFSET (invalid_last_event_id)"
+
+
+def _errors(method: str, path: str, query: list[str]) -> dict[str, str]:
+    """The error statuses of an operation, with what each means there."""
+    if method in ("POST", "DELETE"):
+        codes: tuple[str, ...] = _COMMAND_ERRORS
+    elif "wait" in query:  # reads that honour ?wait / ?after can time out
+        codes = _WAITING_READ_ERRORS
+    else:
+        codes = _OTHER_READ_ERRORS
+    found = {code: _ERRORS[code] for code in codes}
+    if path in _BAD_REQUEST:
+        found["400"] = _BAD_REQUEST[path]
+    return dict(sorted(found.items()))
 
 
 def _operation(method: str, path: str) -> dict[str, Any]:
@@ -98,7 +126,7 @@ def _operation(method: str, path: str) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref("Accepted")}},
         }
     if not public:
-        for code, text in _ERRORS.items():
+        for code, text in _errors(method, path, query).items():
             responses[code] = {
                 "description": text,
                 "content": {"application/json": {"schema": _ref("Error")}},

@@ -47,7 +47,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, Any, Any, list[str]]] = {
         "List Processes ordered by time_created.",
         None,
         _page("Process"),
-        [*PAGE_PARAMS, "type", "object_id", "site_id", "status", *WAIT_PARAMS],
+        [*PAGE_PARAMS, "type", "object_id", "site_id", "site", "status", *WAIT_PARAMS],
     ),
     ("POST", "/process"): (
         "Create a Process (status pending).",

@@ -158,6 +158,7 @@ RUN_SCHEMAS: dict[str, Any] = {
             "data": {
                 "type": "object",
                 "properties": {
+                    "id": {"type": "string", "description": "The node's id, as the node's."},
                     "task_type": {"enum": ["scan", "case", "webhook", "slack", "email", "wait"]},
                     "status": {"enum": ["queued", "working", "passed", "failed", "skipped"]},
                     "attempt": {"type": "integer"},

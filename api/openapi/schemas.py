@@ -11,6 +11,28 @@ from api.openapi.run_schemas import RUN_SCHEMAS
 from api.openapi.values import NULL_STR as _NULL_STR
 from api.openapi.values import TIME as _TIME
 
+# Every error code the API answers with; docs/api.md's error table gives their statuses.
+ERROR_CODES = (
+    "invalid_json",
+    "invalid_query",
+    "invalid_idempotency_key",
+    "invalid_correlation_id",
+    "invalid_last_event_id",
+    "invalid_hash",
+    "unauthenticated",
+    "invalid_token",
+    "not_found",
+    "method_not_allowed",
+    "invalid_state",
+    "already_exists",
+    "body_too_large",
+    "unsupported_media_type",
+    "invalid_field",
+    "internal",
+    "ledger_unavailable",
+    "wait_timeout",
+)
+
 LEDGER_SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -18,7 +40,7 @@ LEDGER_SCHEMAS: dict[str, Any] = {
             "error": {
                 "type": "object",
                 "properties": {
-                    "code": {"type": "string"},
+                    "code": {"enum": list(ERROR_CODES)},
                     "message": {"type": "string"},
                     "field": _NULL_STR,
                 },

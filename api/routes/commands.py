@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from api.context import context
-from api.errors import REJECTION_STATUS, ApiError
+from api.errors import ApiError, rejection
 from api.responses import JSONResponse
 from streams.bus import Submitted
 
@@ -45,9 +45,8 @@ def command_json(entry: Submitted) -> dict[str, Any]:
         if position is not None:
             body["position"] = f"{position[0]}:{position[1]}"
         return body
-    code = outcome.reason_code or "rejected"
     body["status"] = "rejected"
-    body["http_status"] = REJECTION_STATUS.get(code, 409)
+    body["http_status"], code = rejection(outcome.reason_code)
     body["error"] = {"code": code, "message": outcome.reason or "", "field": outcome.field}
     return body
 
