@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 
 from runledger.settings import Settings
 from schemas import default_codec
@@ -14,11 +16,50 @@ from streams.topics import Topics, ensure_topics
 log = logging.getLogger("runledger.decider")
 
 
-def stop_on_signals(stop: asyncio.Event) -> None:
-    """SIGINT and SIGTERM set ``stop`` so services close Kafka clients cleanly."""
+# How long a service may take to stop cleanly once asked. A clean stop talks to Kafka
+# (abort a transaction, leave the group) and may wait for a page a runner is loading;
+# when the broker died too (`up` killed, its children sent SIGTERM by the kernel), those
+# calls retry for far longer. A stop that has not finished by then ends the process:
+# the same as a crash, which the ledger is built to survive (open transactions abort,
+# uncommitted offsets are read again).
+STOP_GRACE_S = 20.0
+FORCED_EXIT = 3
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGINT and SIGTERM set ``stop`` so services close Kafka clients cleanly; if the
+    process is still running ``grace_s`` later, or a second signal comes, it exits at
+    once (status 3) with a log line saying so."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+
+    def on_signal(sig: signal.Signals) -> None:
+        stop.set()
+        # A second signal is handled by Python itself, not the loop: it ends a stop that
+        # blocks the loop too.
+        for again in SIGNALS:
+            loop.remove_signal_handler(again)
+            signal.signal(again, _second_signal)
+        # A thread, not the loop: a stop that hangs may be blocking the loop itself.
+        reason = f"it did not stop within {grace_s:g} s of {sig.name}"
+        timer = threading.Timer(grace_s, _exit_now, args=(reason,))
+        timer.daemon = True
+        timer.start()
+
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+def _second_signal(signum: int, _frame: object) -> None:
+    _exit_now(f"a second {signal.Signals(signum).name} came while stopping")
+
+
+def _exit_now(reason: str) -> None:
+    logging.getLogger("runledger.services").error(
+        "exiting without a clean stop: %s (nothing recorded is lost)", reason
+    )
+    logging.shutdown()  # flush the log line above
+    os._exit(FORCED_EXIT)
 
 
 async def run_decider(settings: Settings) -> None:
