@@ -1,0 +1,54 @@
+"""The replay tools' progress: a rewritten line on a terminal, plain lines (no carriage
+returns, at most one per interval) in a log file or pipe."""
+
+from __future__ import annotations
+
+import io
+
+from projections.replay import Progress
+from runledger.replay import ProgressLine
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _progress(read: int, events: int) -> Progress:
+    p = Progress()
+    p.set_range({0: 0}, {0: 1000})
+    p.reach({0: read})
+    p.events = events
+    return p
+
+
+def test_a_terminal_gets_one_rewritten_line() -> None:
+    out = _Terminal()
+    line = ProgressLine(out, every_s=0)
+    line(_progress(100, 100))
+    line(_progress(500, 500))
+    line(_progress(1000, 1000), True)
+    text = out.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+    assert " 50%" in text and "100%" in text
+
+
+def test_a_log_gets_plain_lines_at_most_one_per_interval() -> None:
+    out = io.StringIO()  # not a terminal
+    line = ProgressLine(out, log_every_s=3600)
+    for read in range(0, 1000, 10):
+        line(_progress(read, read))
+    line(_progress(1000, 1000), True)
+    text = out.getvalue()
+    assert "\r" not in text
+    # Within the hour, only the final line: a CI log is not flooded.
+    assert len(text.splitlines()) == 1 and text.strip().startswith("100%")
+
+
+def test_a_log_gets_a_line_each_interval() -> None:
+    out = io.StringIO()
+    line = ProgressLine(out, log_every_s=0)
+    line(_progress(250, 250))
+    line(_progress(1000, 1000), True)
+    lines = out.getvalue().splitlines()
+    assert [x.split()[0] for x in lines] == ["25%", "100%"]
