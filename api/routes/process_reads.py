@@ -126,9 +126,9 @@ async def runstatus(request: Request) -> JSONResponse:
 
 
 async def steps(request: Request) -> JSONResponse:
+    page = page_of(request)  # a bad query is 400 before any lookup, as for /events
     await _sync(request)
     state = await load_process(request)
-    page = page_of(request)
     ordered = sorted(state.steps, key=lambda s: (s.order, s.step_id))
     chosen = ordered[page.offset : page.offset + page.limit]
     return JSONResponse(page_json(request, page, len(ordered), [step_json(s) for s in chosen]))

@@ -259,6 +259,11 @@ def test_a_bad_page_of_events_or_steps_is_400(client: httpx.Client) -> None:
     pid = create(client)["id"]
     assert_error(client.get(f"/process/{pid}/events?limit=0"), 400, "invalid_query", "limit")
     assert_error(client.get(f"/process/{pid}/steps?offset=-1"), 400, "invalid_query", "offset")
+    # The query is read before the Process is looked up, on both: the same answer for an
+    # id that does not exist, not a 404 on one and a 400 on the other.
+    for path in ("events", "steps"):
+        r = client.get(f"/process/no-such-process/{path}?limit=0")
+        assert_error(r, 400, "invalid_query", "limit")
 
 
 def test_the_largest_limit_is_accepted(client: httpx.Client) -> None:
