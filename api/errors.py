@@ -56,11 +56,32 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    message = {
-        404: f"no route for {request.method} {request.url.path}",
-        405: f"{request.method} is not allowed on {request.url.path}",
-    }.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, code, message, headers=exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        allowed = _methods_of(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        message = (
+            f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
+        )
+    elif exc.status_code == 404:
+        message = f"no route for {request.method} {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, code, message, headers=headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route of the app takes on this path. Starlette's own 405 names
+    only the first matching route's (``GET, HEAD`` for ``PUT /process``, though
+    ``POST /process`` is another route)."""
+    path = request.scope.get("path", request.url.path)
+    found: set[str] = set()
+    for route in getattr(request.app, "routes", ()):
+        methods = getattr(route, "methods", None)
+        regex = getattr(route, "path_regex", None)
+        if methods and regex is not None and regex.match(path):
+            found |= set(methods)
+    return sorted(found)
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:

@@ -167,6 +167,12 @@ def test_an_unknown_route_is_404_json(client: httpx.Client, path: str) -> None:
 def test_a_wrong_method_is_an_error_in_the_same_shape(client: httpx.Client) -> None:
     r = client.put("/process", json={"type": "scan"})
     assert_error(r, 405, "method_not_allowed")
+    # Allow names every method of the path, though list and create are two routes.
+    assert r.headers["Allow"] == "GET, HEAD, POST"
+    assert "allowed: GET, HEAD, POST" in r.json()["error"]["message"]
+    r = client.post("/process/some-id")
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "DELETE, GET, HEAD"
 
 
 # -- 400 -------------------------------------------------------------------------------
