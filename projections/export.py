@@ -15,6 +15,7 @@ what a later export may remove. A folder holding anything else is refused.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import secrets
@@ -101,6 +102,8 @@ def staged_export(out: str | Path) -> Iterator[Path]:
     as it was. ExportFolderError, before anything is written, when ``out`` holds files
     no export wrote; OSError when the folder beside it cannot be made or renamed."""
     target = Path(out).resolve()
+    _not_around_cwd(target)
+    _none_left_aside(target)
     earlier_export(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.export-{os.getpid()}-{secrets.token_hex(4)}")
@@ -114,6 +117,30 @@ def staged_export(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)  # a folder this call made, all of it ours
         raise
+
+
+def _not_around_cwd(target: Path) -> None:
+    """ExportFolderError when ``target`` is the working folder or holds it: the swap
+    would move it away, leaving the shell that ran the export in a removed folder
+    that looks empty (``--out .``)."""
+    cwd = Path.cwd().resolve()
+    if target == cwd or target in cwd.parents:
+        raise ExportFolderError(
+            f"cannot export into {target}: it is the current folder or holds it, and an "
+            "export replaces its folder whole; run it from elsewhere (cd ..; --out NAME)"
+        )
+
+
+def _none_left_aside(target: Path) -> None:
+    """ExportFolderError naming the folder an interrupted swap moved an earlier export
+    to (a crash between its two renames): only the operator knows whether it is still
+    wanted, so nothing goes on until it is moved back or removed."""
+    aside = sorted(target.parent.glob(f".{glob.escape(target.name)}.retired-*"))
+    if aside:
+        raise ExportFolderError(
+            f"an earlier export into {target} was interrupted: the export it replaced is in "
+            f"{aside[0]}; move it back to {target.name} (or remove it), then export again"
+        )
 
 
 def earlier_export(folder: Path) -> list[str]:
@@ -133,6 +160,9 @@ def _contents(folder: Path) -> tuple[list[str], list[str]]:
     """(the files of an earlier export, manifest last; every other name), of ``folder``."""
     present = {p.name for p in folder.iterdir()}
     listed = _manifest_files(folder) if MANIFEST in present else set()
+    # An export writes plain files: a listed name that is a folder is not one of them
+    # (removing it would fail half-way through the swap).
+    listed = {n for n in listed if (folder / n).is_symlink() or not (folder / n).is_dir()}
     foreign = sorted(present - listed - {MANIFEST})
     files = sorted(present & listed) + ([MANIFEST] if MANIFEST in present else [])
     return files, foreign
@@ -175,11 +205,15 @@ def _swap_in(staged: Path, target: Path) -> None:
         return
     retired = target.with_name(f".{target.name}.retired-{staged.name.rsplit('-', 1)[-1]}")
     os.rename(target, retired)
-    files, foreign = _contents(retired)
-    if foreign:
-        os.rename(retired, target)
-        raise _refusal(target, foreign)
-    os.rename(staged, target)
+    try:
+        files, foreign = _contents(retired)
+        if foreign:
+            raise _refusal(target, foreign)
+        os.rename(staged, target)
+    except BaseException:  # a refusal, Ctrl-C, a failed rename: the earlier export returns
+        if not target.exists():
+            os.rename(retired, target)
+        raise
     for name in files:
         (retired / name).unlink(missing_ok=True)
     retired.rmdir()
