@@ -101,7 +101,8 @@ class Session {
     this.store.processCounts = counts;
     const waiting = this.buffer;
     this.buffer = null;
-    for (const [type, data] of waiting) this.apply(type, data);
+    // Not live: the lists may or may not include what these did (see Store.apply).
+    for (const [type, data] of waiting) this.apply(type, data, false);
     this.store.changed();
     this.detail.render();
   }
@@ -112,10 +113,10 @@ class Session {
     else this.apply(type, data);
   }
 
-  apply(type, { state, event }) {
+  apply(type, { state, event }, live = true) {
     const kind = type.split(".")[0];
     if (!KINDS.includes(kind)) return;
-    this.store.apply(kind, type, state, event);
+    this.store.apply(kind, type, state, event, live);
     this.detail.onEvent(kind, type, state, event);
     const sel = this.selected;
     if (sel && sel.kind === kind && sel.id === state.id) this.detail.render();

@@ -25,6 +25,7 @@ export class Store {
     this.edge = Object.fromEntries(KINDS.map((k) => [k, null])); // sort key of the oldest loaded
     this.keep = Object.fromEntries(KINDS.map((k) => [k, KEEP]));
     this.gone = Object.fromEntries(KINDS.map((k) => [k, new Set()])); // deleted while paging
+    this.below = Object.fromEntries(KINDS.map((k) => [k, 0])); // deletions below the window, ever
     this.generation = 0; // a reload makes pages fetched before it stale
     this.processCounts = null;
     this.feed = [];
@@ -61,7 +62,7 @@ export class Store {
     const limit = Math.min(KEEP, this.start[kind], MAX_KEPT - this.items[kind].size);
     if (limit <= 0) return null;
     this.keep[kind] = MAX_KEPT;
-    return { offset: this.start[kind] - limit, limit };
+    return { offset: this.start[kind] - limit, limit, below: this.below[kind] };
   }
 
   /** Whether there is an older page to fetch: not all loaded, and below MAX_KEPT. */
@@ -75,13 +76,17 @@ export class Store {
    * a hole, so it is dropped and can be asked for again. */
   older(kind, page, results) {
     const { offset, limit } = page;
-    if (this.start[kind] !== offset + limit) return false;
+    // Deletions below the window since the request moved ``start`` down; the page may
+    // have been read before or after them, so it is placed as if before: at worst it
+    // overlaps the window (duplicates, dropped), it never leaves a hole.
+    const deleted = this.below[kind] - page.below;
+    if (this.start[kind] + deleted !== offset + limit) return false;
     const map = this.items[kind];
     for (const item of results) {
       if (!map.has(item.id) && !this.gone[kind].has(item.id)) map.set(item.id, item);
     }
     // An empty page means positions moved (deletions) past the list's start: all loaded.
-    this.start[kind] = results.length ? offset : 0;
+    this.start[kind] = results.length ? Math.max(0, offset - deleted) : 0;
     if (results.length) this.edge[kind] = sortKey(results[0]);
     this.changed();
     return true;
@@ -93,19 +98,28 @@ export class Store {
   }
 
   /** Apply one stream message; true when it created an object this page had not seen. */
-  apply(kind, type, state, event) {
+  apply(kind, type, state, event, live = true) {
     const map = this.items[kind];
     const known = map.has(state.id);
     if (type.endsWith(".deleted")) {
+      const gone = this.gone[kind];
       if (known) {
         map.delete(state.id);
         this.totals[kind] = Math.max(0, this.totals[kind] - 1);
+      } else if (live && this.start[kind] > 0 && !gone.has(state.id)) {
+        // Every newer object is loaded, so this one was below the window: the list is
+        // one shorter there. Else ``start`` would overstate where the window begins
+        // (by hundreds when old objects are cleaned up), "Show older" would ask for
+        // pages past the list's end and take the empty one for "all loaded".
+        this.start[kind] -= 1;
+        this.below[kind] += 1;
+        this.totals[kind] = Math.max(0, this.totals[kind] - 1);
       }
-      // Remembered so an older page read before the deletion does not bring it back.
-      // ``start`` stays as it is even when this one was older than the window: the next
-      // page then overlaps the window by one (a duplicate, dropped), which loses
-      // nothing, whereas moving ``start`` back one too many would skip an object.
-      const gone = this.gone[kind];
+      // A deletion that arrived while the lists loaded (``live`` false) may be in them
+      // or not: ``start`` stays, and the next page overlaps the window by one at worst
+      // (a duplicate, dropped), which loses nothing, whereas moving ``start`` back one
+      // too many would skip an object. Remembered so an older page read before the
+      // deletion does not bring it back.
       gone.add(state.id);
       if (gone.size > GONE_KEPT) gone.delete(gone.values().next().value);
     } else if (known || !this.outside(kind, state)) {

@@ -144,3 +144,59 @@ def test_show_older_loads_the_next_page_and_keeps_it_live(ui_stack: Stack) -> No
         finally:
             browser.close()
     assert errors == []
+
+
+@pytest.mark.integration
+def test_deleting_objects_older_than_the_loaded_page_keeps_count_and_paging_right(
+    ui_stack: Stack,
+) -> None:
+    """Old objects cleaned up while the page is open: the total drops with them, and
+    "Show older" then asks for the page that now holds the remaining older ones. The
+    window's list position used to stay where it was, so the total stayed too and,
+    after enough deletions, "Show older" read past the list's end and took the empty
+    page for "all loaded", hiding the older objects left."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    account = "paging-cleanup"
+    client = ui_stack.authenticated(account)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda n: _create(ui_stack.client(account), n), range(TOTAL)))
+    older = [p["id"] for p in _page(client, limit=TOTAL - 200, offset=0)["results"]]
+    deleted, kept = older[:10], older[10:]
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(ui_stack.url + "/ui")
+            page.fill("#token", ui_stack.token(account))
+            page.click("#signin-button")
+            rows = page.locator("#list .row")
+            status = page.locator("#list-status")
+            expect(rows).to_have_count(200, timeout=WAIT_MS)
+            expect(status).to_contain_text(f"200 of {TOTAL}", timeout=WAIT_MS)
+
+            for pid in deleted:
+                r = client.delete(f"/process/{pid}", params={"wait": "true"})
+                assert r.status_code == 200, r.text
+            left = TOTAL - len(deleted)
+            expect(status).to_contain_text(f"200 of {left}", timeout=WAIT_MS)
+
+            page.get_by_role("button", name="Show older").click()
+            expect(rows).to_have_count(left, timeout=WAIT_MS)
+            expect(status).to_contain_text(f"{left} of {left}")
+            expect(page.get_by_role("button", name="Show older")).to_have_count(0)
+            for pid in (kept[0], kept[-1]):
+                expect(page.locator(f'.row[data-id="{pid}"]')).to_have_count(1)
+            for pid in deleted:
+                expect(page.locator(f'.row[data-id="{pid}"]')).to_have_count(0)
+        finally:
+            browser.close()
+    assert errors == []
