@@ -52,10 +52,16 @@ def routes_of(res: Resource) -> list[Route]:
         fields = await _json(request, ctx)
         if "id" in fields:
             raise ApiError(422, "invalid_field", "id is assigned by the server", "id")
-        if res.before_create is not None:
-            await res.before_create(ctx, fields)
         key = idempotency_key(request)
         new_id = derived_id(ctx.principal, key, res.noun) if key else ctx.deps.new_id()
+        if res.before_create is not None:
+            try:
+                await res.before_create(ctx, fields)
+            except ApiError:
+                # A retry (same Idempotency-Key) of a create already made is answered as
+                # the first was, whatever became of what it named since.
+                if not key or await run_in_threadpool(res.get, ctx, new_id) is None:
+                    raise
         accepted = await run_command(
             ctx.deps,
             request,

@@ -90,3 +90,20 @@ def test_field_errors_of_the_graph_come_before_the_lookup(client: httpx.Client) 
     body = _flow([str(uuid.uuid4())])
     body["edges"].append({"id": "loop", "source": "case0", "target": "scan"})
     assert _refused(client, body)["field"] == "edges"
+
+
+def test_a_retried_create_replays_though_its_case_was_deleted_since(
+    client: httpx.Client,
+) -> None:
+    """An Idempotency-Key retry of an accepted create is answered as the first was: the
+    Flow exists, whatever became of its Case since (a lost response, then a retry)."""
+    case_id = _case(client)
+    key = {"Idempotency-Key": f"flow-{uuid.uuid4()}"}
+    first = _created(client.post("/flow", json=_flow([case_id]), headers=key))
+    assert client.delete(f"/case/{case_id}", params={"wait": "true"}).status_code == 200
+    again = client.post("/flow", json=_flow([case_id]), headers=key)
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == first["id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    # Without the key it is a new Flow, and its Case is gone: refused.
+    _refused(client, _flow([case_id]))
