@@ -14,18 +14,17 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.chromium import launch, require_chromium
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_api_process_events import all_events, send
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
 WINDOW_S = 1.0
 
 
@@ -282,8 +281,7 @@ BROWSER_SCRIPT = """
 def test_an_event_source_in_chromium_follows_a_process_to_done(
     sse_stack: Stack, client: httpx.Client
 ) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     pid = new_process(client)
@@ -292,16 +290,7 @@ def test_an_event_source_in_chromium_follows_a_process_to_done(
         target=drive, args=(sse_stack.client("acme"), pid, 12, 0.25), daemon=True
     )
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-gpu",
-            ],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page()
             page.goto(sse_stack.url + "/health")  # same origin as the stream

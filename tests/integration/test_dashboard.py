@@ -19,10 +19,10 @@ from starlette.testclient import TestClient
 
 from api import ApiDeps, create_app
 from api.routes.dashboard import ASSETS, FOLDER
+from tests.integration.chromium import launch, require_chromium
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_api_process_events import send
 
-CHROMIUM = "/usr/bin/chromium"
 WINDOW_S = 2.0  # short SSE windows: the page must follow across reconnects
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 ESCAPES = [
@@ -166,8 +166,7 @@ def _note(problems: list[str], text: str, bad: bool) -> None:
 
 @pytest.mark.integration
 def test_chromium_signs_in_and_follows_a_new_process_live(ui_stack: Stack) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     client = ui_stack.authenticated("acme")
@@ -175,10 +174,7 @@ def test_chromium_signs_in_and_follows_a_new_process_live(ui_stack: Stack) -> No
     send(client, f"/process/{before}/progress", {"progress": 30, "message": "warming up"})
     problems: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             # A blocked script, style or connection shows up as a console error.

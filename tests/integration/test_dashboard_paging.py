@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.integration.chromium import launch, require_chromium
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_api_process_events import send
 
-CHROMIUM = "/usr/bin/chromium"
 TOTAL = 230  # one page of 200 on the first load, then 30 older ones
 WAIT_MS = 30_000
 
@@ -49,8 +48,7 @@ def _page(client: httpx.Client, **params: Any) -> dict[str, Any]:
 
 @pytest.mark.integration
 def test_show_older_loads_the_next_page_and_keeps_it_live(ui_stack: Stack) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    require_chromium()
     from playwright.sync_api import Route, expect, sync_playwright
 
     client = ui_stack.authenticated("paging")
@@ -64,10 +62,7 @@ def test_show_older_loads_the_next_page_and_keeps_it_live(ui_stack: Stack) -> No
     held: list[Route] = []
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -155,8 +150,7 @@ def test_deleting_objects_older_than_the_loaded_page_keeps_count_and_paging_righ
     window's list position used to stay where it was, so the total stayed too and,
     after enough deletions, "Show older" read past the list's end and took the empty
     page for "all loaded", hiding the older objects left."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    require_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     account = "paging-cleanup"
@@ -168,10 +162,7 @@ def test_deleting_objects_older_than_the_loaded_page_keeps_count_and_paging_righ
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        browser = launch(p)
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.on("pageerror", lambda exc: errors.append(str(exc)))

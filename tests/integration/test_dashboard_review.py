@@ -10,17 +10,16 @@ import asyncio
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from runledger.tokens import revoke_token
+from tests.integration.chromium import launch, require_chromium
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_api_process_events import send
 
-CHROMIUM = "/usr/bin/chromium"
 WINDOW_S = 2.0
 PAYLOAD = "<img src=x onerror=window.__pwned=1>"
 LONG = "x" * 5000  # one unbroken word
@@ -53,15 +52,11 @@ def patient_expectations() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/setup.sh (installs Debian's chromium)")
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
+        launched = launch(p)
         try:
             yield launched
         finally:
