@@ -109,7 +109,10 @@ def history(
     entries: list[Entry] = []
     shown: set[str] = set()
     for o in outcomes:
-        produced = () if o.duplicate else tuple(by_command.get(o.command_id, ()))
+        # Only an accepted first decision produced events: a rejection did not, though
+        # the same command_id may be accepted later (rejections are not remembered).
+        decided_first = o.accepted and not o.duplicate
+        produced = tuple(by_command.get(o.command_id, ())) if decided_first else ()
         if produced:
             shown.add(o.command_id)
         entries.append(

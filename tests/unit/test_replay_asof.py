@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -120,3 +122,17 @@ def test_history_has_one_entry_per_command_with_events_or_reason() -> None:
     # Aligned: the RESULT column starts at the same place on every entry line.
     starts = {line.index("accepted") for line in lines if " accepted " in line}
     assert len(starts) == 1
+
+
+def test_a_command_rejected_then_accepted_shows_its_events_only_once() -> None:
+    """Rejections are not remembered, so a command_id may be sent again and accepted:
+    its events belong to the accepted decision, not to the earlier rejection too."""
+    rejected = OUTCOMES[-1]
+    assert not rejected.accepted
+    # The same command_id was first rejected, before the create that accepted it.
+    early = replace(rejected, command_id="c0", decided_at=T0 - 1)
+    h = history("process", "p1", EVENTS, [early, *OUTCOMES])
+    first, accepted = h.entries[0], h.entries[1]
+    assert (first.command_id, first.result, first.events) == ("c0", "rejected", ())
+    assert accepted.command_id == "c0" and accepted.result == "accepted" and accepted.events
+    assert sum(len(e.events) for e in h.entries) == len(EVENTS)
