@@ -24,6 +24,7 @@ from streams.domain import flowrun as f
 from streams.domain import site as site_domain
 from streams.domain.commands import Body, Command
 from streams.domain.events import Event
+from streams.domain.flowrun_messages import FlowRunLogged
 from streams.topics import Topics, partitions_of
 from tests.integration.conftest import Stack, start_stack
 from tests.site.server import TestSite, serve_site
@@ -194,7 +195,9 @@ def completed(run_id: str, times: int = 1) -> Done:
 def logged(run_id: str, prefix: str) -> Done:
     """Done once the run has a log line starting with ``prefix``."""
     return lambda events: any(
-        e.aggregate_id == run_id and e.type == "flowrun.log" and e.data.message.startswith(prefix)
+        e.aggregate_id == run_id
+        and isinstance(e.data, FlowRunLogged)
+        and e.data.message.startswith(prefix)
         for e in events
     )
 

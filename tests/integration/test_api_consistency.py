@@ -3,8 +3,9 @@
 - A repeated POST or DELETE with the same key is the same command: the decider
   applies it once, and the answer repeats the first one (``Idempotent-Replayed``).
 - A command names where its last event landed (``Ledger-Position``); ``?wait=true``
-  on a command, ``?wait=true``/``Prefer: wait=N``/``?after=P:O`` on a read wait for
-  the node's projection; a read that cannot catch up answers 504 ``wait_timeout``.
+  or ``Prefer: wait=N`` on a command, ``?wait=true``/``Prefer: wait=N``/``?after=P:O``
+  on a read wait for the node's projection; a read that cannot catch up answers 504
+  ``wait_timeout``.
 """
 
 from __future__ import annotations
@@ -181,11 +182,18 @@ def test_a_repeated_delete_with_the_same_key_answers_as_the_first(client: httpx.
 # -- read your writes ------------------------------------------------------------------
 
 
-def test_wait_true_on_a_command_answers_once_the_node_shows_it(client: httpx.Client) -> None:
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [({"wait": "true"}, {}), ({}, {"Prefer": "wait=5"})],
+    ids=["wait-true", "prefer-wait"],
+)
+def test_wait_true_on_a_command_answers_once_the_node_shows_it(
+    client: httpx.Client, params: dict[str, str], headers: dict[str, str]
+) -> None:
     pid = create(client)
     for value in (10, 20, 30, 40, 50):
         r = client.post(
-            f"/process/{pid}/progress", json={"progress": value}, params={"wait": "true"}
+            f"/process/{pid}/progress", json={"progress": value}, params=params, headers=headers
         )
         assert r.status_code == 200, r.text
         assert r.headers["Ledger-Applied"] == "true"

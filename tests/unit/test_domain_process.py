@@ -637,6 +637,28 @@ def test_restart_from_any_started_status(status: str) -> None:
     assert (ledger.s.status, ledger.s.attempt) == ("pending", 2)
 
 
+def test_restart_goes_on_with_the_run_and_keeps_its_result_until_a_new_one() -> None:
+    """Unlike retry, a restart continues the run: its start time, progress, object id and
+    result summary stay until the restarted run reports new ones (docs/events.md)."""
+    ledger = _ledger("running")
+    ledger.do(c.StartStep("fetch"))
+    ledger.do(c.CompleteProcess("obj-1", '{"pages": 3}'))
+    done = ledger.s
+    ledger.do(c.RestartFromStep("fetch"))
+    s = ledger.s
+    assert (s.status, s.success, s.exception, s.time_completed) == ("pending", False, None, None)
+    assert (s.time_started, s.progress, s.object_id, s.result_summary_json) == (
+        done.time_started,
+        100.0,
+        "obj-1",
+        '{"pages": 3}',
+    )
+    ledger.do(c.StartStep("fetch"))
+    assert ledger.s.time_started == done.time_started
+    ledger.do(c.CompleteProcess("obj-2", None))
+    assert (ledger.s.object_id, ledger.s.result_summary_json) == ("obj-2", '{"pages": 3}')
+
+
 def test_restart_of_a_pending_process_is_refused() -> None:
     rejected = _ledger("pending").reject(c.RestartFromStep("fetch"))
     assert rejected.code == INVALID_STATE
