@@ -95,6 +95,16 @@ def test_up_runs_everything_and_a_second_up_resumes_with_the_data(tmp_path: Path
         )
         assert created.status_code == 201, created.text
         pid = created.json()["id"]
+        # up starts the orchestrator and a runner of every job kind too (issue 3).
+        assert any("started orchestrator (pid" in line for line in lines), lines
+        runner_log = data_dir / "logs" / "runner.log"
+        ready = "runner ready: kinds scan,case,webhook,slack,email,wait,generate,"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (
+            runner_log.exists() and ready in runner_log.read_text(errors="replace")
+        ):
+            time.sleep(0.2)
+        assert runner_log.exists() and ready in runner_log.read_text(errors="replace")
     finally:
         code = _stop(proc)
     assert code == 0, "\n".join(lines)
