@@ -169,6 +169,14 @@ def check_messages(client: httpx.Client, noun: str, run_id: str, got: list[Messa
     assert datas[-1]["state"] == current
     assert done.event == "done" and done.id is None
     assert json.loads(done.data) == {"status": current["status"], "position": events[-1].id}
+    # ?as_of at each event's time answers the state sent after it, unless a later event
+    # (of the same command) has the same time.
+    times = [d["event"]["created_at"] for d in datas]
+    for i, d in enumerate(datas):
+        if times[i] not in times[i + 1 :]:
+            r = client.get(f"/{noun}/{run_id}", params={"as_of": times[i]})
+            assert r.status_code == 200, r.text
+            assert r.json() == d["state"], (noun, d["event"]["type"])
 
 
 # -- tests -------------------------------------------------------------------------------

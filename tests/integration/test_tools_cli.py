@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -126,6 +127,34 @@ def test_tail_prints_decoded_events_with_filters(cli: Cli, pid: str) -> None:
 
     code, out, _ = cli("tail", "--from", "2099-01-01T00:00:00Z", "--idle-timeout", "1")
     assert code == 0 and out == ""
+
+
+def test_tail_starts_at_the_end_and_follows_new_events_live(cli: Cli, stack: Any) -> None:
+    kind = f"tools.live.{uuid.uuid4().hex[:6]}"
+    made: list[str] = []
+    stop = threading.Event()
+
+    def writer() -> None:  # keeps the ledger moving until tail has printed enough
+        poster = stack.client("acme")
+        while not stop.is_set() and len(made) < 300:
+            made.append(post(poster, "/process", {"type": kind}, 201)["id"])
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        code, out, _ = cli(
+            "tail", "--type", "process.created", "--max", "3", "--idle-timeout", "20"
+        )
+    finally:
+        stop.set()
+        thread.join(30)
+    assert code == 0
+    docs = [json.loads(line) for line in out.splitlines()]
+    assert len(docs) == 3  # printed live: the writer only adds events
+    # From the end (the default): nothing that happened before tail started.
+    assert all(d["data"]["process_type"] == kind for d in docs)
+    assert {d["aggregate_id"] for d in docs} <= set(made)
 
 
 def _tables(path: Path) -> dict[str, list[tuple[object, ...]]]:

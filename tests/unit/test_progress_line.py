@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
+import projections.replay
+import runledger.replay
 from projections.replay import Progress
 from runledger.replay import ProgressLine
 
@@ -52,3 +56,29 @@ def test_a_log_gets_a_line_each_interval() -> None:
     line(_progress(1000, 1000), True)
     lines = out.getvalue().splitlines()
     assert [x.split()[0] for x in lines] == ["25%", "100%"]
+
+
+class _Clock:
+    """A stand-in for the ``time`` module: ``monotonic`` is what the test sets."""
+
+    now = 1000.0
+
+    @classmethod
+    def monotonic(cls) -> float:
+        return cls.now
+
+
+def test_the_line_shows_events_the_rate_and_the_time_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(projections.replay, "time", _Clock)
+    monkeypatch.setattr(runledger.replay, "time", _Clock)
+    p = Progress()
+    p.set_range({0: 0}, {0: 100_000})  # starts the clock at 1000 s
+    _Clock.now = 1050.0  # a quarter read in 50 s: 150 s left at that pace
+    p.reach({0: 25_000})
+    p.events = 24_000
+    out = io.StringIO()
+    ProgressLine(out, log_every_s=0)(p)
+    assert out.getvalue().split() == ["25%", "24,000", "events", "480", "ev/s", "2:30", "left"]
+    assert p.left_s == 150.0
