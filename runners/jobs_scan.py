@@ -82,6 +82,17 @@ def _write_baseline(path: Path, digest: str) -> None:
     tmp.replace(path)
 
 
+def _wants_vrt(data_json: str) -> bool:
+    """Whether the node's ``data.type`` (its checks, as in the reference: ``html``,
+    ``logs``, ``vrt``, ...) asks for the visual comparison; no list means every check.
+    The other checks are always recorded: they cost nothing beyond the load."""
+    try:
+        kinds = json.loads(data_json).get("type")
+    except (ValueError, AttributeError):
+        return True
+    return not isinstance(kinds, list) or "vrt" in kinds
+
+
 async def run_scan(ctx: JobContext, dispatch: Dispatch, report: JobReporter) -> NodeOutcome:
     config = NodeConfig.from_json(dispatch.job.configs_json)
     url = target_url(dispatch)
@@ -115,6 +126,8 @@ async def run_scan(ctx: JobContext, dispatch: Dispatch, report: JobReporter) -> 
     _fit(summary)
     baseline_path = _baseline_file(ctx.baselines, dispatch.job.site_id, url)
     previous = await asyncio.to_thread(_read_baseline, baseline_path)
+    if not _wants_vrt(dispatch.job.data_json):
+        previous = None  # recorded, and the baseline moves on, but not compared
     threshold = dispatch.job.threshold
     passed = True
     exception = None
