@@ -1,8 +1,9 @@
 """The operator tools against a real broker, decider, node and DuckDB files:
 audit, as-of, tail, replay (bulk path == live Projector), verify, export and swap.
 
-The tests run in file order on one stack: the last ones stop the node (verify and
-swap need DuckDB's single writer out of the way).
+The tests share one stack and run in any order: those that stop the node (verify and
+swap need DuckDB's single writer out of the way) start it again, and each reads what
+it checks itself rather than from another test.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,6 @@ from streams.topics import Topics
 from tests.integration.conftest import Cli
 
 pytestmark = pytest.mark.integration
-
-STATE: dict[str, Any] = {}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +57,24 @@ def pid(client: httpx.Client) -> str:
     for _ in range(5):  # some other traffic, another account too
         q = post(client, "/process", {"type": "tools.other"}, 201)["id"]
         post(client, f"/process/{q}/progress", {"progress": 5})
-    STATE["pid"] = p
     return p
+
+
+@contextmanager
+def node_stopped(stack: Any) -> Iterator[None]:
+    """The module's node stopped (as verify and swap want it), then started again, so
+    the tests after this one find it serving whatever their order."""
+    stack.kill("node", signal.SIGTERM)
+    try:
+        yield
+    finally:
+        stack.start("node")
+
+
+def _audit_json(cli: Cli, pid: str) -> list[dict[str, Any]]:
+    code, out, _ = cli("audit", pid, "--json")
+    assert code == 0, out
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def test_audit_shows_who_when_which_command_and_the_rejection(cli: Cli, pid: str) -> None:
@@ -71,8 +88,7 @@ def test_audit_shows_who_when_which_command_and_the_rejection(cli: Cli, pid: str
         assert text in body
     assert "invalid_state" in lines[-1] and "completed" in lines[-1]
 
-    code, out, _ = cli("audit", pid, "--json")
-    docs = [json.loads(line) for line in out.splitlines()]
+    docs = _audit_json(cli, pid)
     assert [d["command"] for d in docs] == [
         "process.create",
         "process.start",
@@ -83,7 +99,6 @@ def test_audit_shows_who_when_which_command_and_the_rejection(cli: Cli, pid: str
     assert {d["account"] for d in docs} == {"acme"} and all(d["actor"] for d in docs)
     assert docs[-1]["result"] == "rejected" and docs[-1]["reason_code"] == "invalid_state"
     assert [ev["data"]["progress"] for d in docs[2:5] for ev in d["events"]] == [20, 40, 60]
-    STATE["audit"] = docs
 
 
 def test_audit_of_an_unknown_id_exits_1(cli: Cli) -> None:
@@ -93,7 +108,7 @@ def test_audit_of_an_unknown_id_exits_1(cli: Cli) -> None:
 
 
 def test_as_of_folds_the_events_up_to_a_time(cli: Cli, pid: str) -> None:
-    docs = STATE["audit"]
+    docs = _audit_json(cli, pid)
     at_40 = docs[3]["events"][0]["occurred_at"]
     iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(at_40 // 10**6))
     iso += f".{at_40 % 10**6:06d}Z"
@@ -199,7 +214,6 @@ def test_replay_equals_the_live_projector(cli: Cli, stack: Any, tmp_path: Path, 
         assert got[name] == expected[name], f"table {name} differs"
     code, _, err = cli("replay", "--to", str(bulk))
     assert code == 2 and "exists" in err
-    STATE["replayed"] = bulk
 
 
 def test_verify_passes_on_the_untouched_model_and_catches_a_changed_row(
@@ -210,18 +224,25 @@ def test_verify_passes_on_the_untouched_model_and_catches_a_changed_row(
     code, out, _ = cli("verify", "--copy")
     assert code == 0, out
 
-    stack.kill("node", signal.SIGTERM)
-    code, out, _ = cli("verify")
-    assert code == 0, out
-    assert "processes" in out and out.rstrip().endswith("the read model equals the log")
+    with node_stopped(stack):
+        code, out, _ = cli("verify")
+        assert code == 0, out
+        assert "processes" in out and out.rstrip().endswith("the read model equals the log")
 
-    con = duckdb.connect(str(stack.data_dir / DB_FILE))
-    con.execute("UPDATE processes SET progress = 12.5 WHERE id = ?", [pid])
-    con.close()
-    code, out, _ = cli("verify")
-    assert code == 1
-    assert "DIFFERS" in out and "live only:" in out and "12.5" in out
-    assert [line.split()[0] for line in out.splitlines() if "DIFFERS" in line] == ["processes"]
+        db = str(stack.data_dir / DB_FILE)
+        with duckdb.connect(db) as con:
+            found = con.execute("SELECT progress FROM processes WHERE id = ?", [pid]).fetchone()
+            assert found is not None
+            con.execute("UPDATE processes SET progress = 12.5 WHERE id = ?", [pid])
+        try:
+            code, out, _ = cli("verify")
+            assert code == 1
+            assert "DIFFERS" in out and "live only:" in out and "12.5" in out
+            differing = [line.split()[0] for line in out.splitlines() if "DIFFERS" in line]
+            assert differing == ["processes"]
+        finally:  # the row as the log says, for the tests after this one
+            with duckdb.connect(db) as con:
+                con.execute("UPDATE processes SET progress = ? WHERE id = ?", [found[0], pid])
 
 
 def test_export_writes_events_and_every_table(cli: Cli, stack: Any, tmp_path: Path) -> None:
@@ -229,7 +250,10 @@ def test_export_writes_events_and_every_table(cli: Cli, stack: Any, tmp_path: Pa
     code, out, err = cli("export", "--format", "parquet", "--out", str(out_dir))
     assert code == 0, err
     events = pq.read_table(out_dir / "ledger_events.parquet")
-    tables = _tables(STATE["replayed"])
+    replayed = tmp_path / "replayed.duckdb"
+    code, _, err = cli("replay", "--to", str(replayed))
+    assert code == 0, err
+    tables = _tables(replayed)
     assert events.num_rows >= len(tables["events"]) > 0
     assert {"event_id", "type", "occurred_at", "data", "partition", "offset"} <= set(
         events.column_names
@@ -238,20 +262,21 @@ def test_export_writes_events_and_every_table(cli: Cli, stack: Any, tmp_path: Pa
         assert pq.read_table(out_dir / f"{name}.parquet").num_rows == len(rows), name
 
 
-def test_swap_puts_a_rebuilt_file_in_place(cli: Cli, stack: Any, client: httpx.Client) -> None:
-    pid = STATE["pid"]
+def test_swap_puts_a_rebuilt_file_in_place(
+    cli: Cli, stack: Any, client: httpx.Client, pid: str
+) -> None:
     code, _, err = cli("swap", "--from", str(stack.data_dir / "missing.duckdb"))
     assert code == 2 and "does not exist" in err
     fresh = stack.data_dir / "fresh.duckdb"
-    code, _, err = cli("replay", "--to", str(fresh))
-    assert code == 0, err
-    code, out, err = cli("swap", "--from", str(fresh))
-    assert code == 0, err
-    backups = list(stack.data_dir.glob(f"{DB_FILE}.*.bak"))
-    assert len(backups) == 1 and not fresh.exists()
-    code, out, _ = cli("verify")
-    assert code == 0, out  # the hand-changed row is gone with the old file
-    stack.start("node")
-    p = client.get(f"/process/{pid}")
+    with node_stopped(stack):
+        code, _, err = cli("replay", "--to", str(fresh))
+        assert code == 0, err
+        code, out, err = cli("swap", "--from", str(fresh))
+        assert code == 0, err
+        backups = list(stack.data_dir.glob(f"{DB_FILE}.*.bak"))
+        assert len(backups) == 1 and not fresh.exists()
+        code, out, _ = cli("verify")
+        assert code == 0, out
+    p = client.get(f"/process/{pid}", params={"wait": "true"})
     assert p.status_code == 200, p.text
     assert p.json()["status"] == "completed" and p.json()["object_id"] == "obj-1"
