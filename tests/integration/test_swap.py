@@ -3,7 +3,8 @@
 Readers hammer the node from threads while commands flow and the node moves to a
 rebuilt file; none may get a non-2xx answer or see a Process go back in time. The
 rebuilt file carries a hand-made mark (as if a projection's code had changed), so
-the tests can tell which file serves. The tests run in file order on one stack.
+the tests can tell which file serves. Each test has a stack of its own, so they run
+in any order.
 """
 
 from __future__ import annotations
@@ -28,10 +29,9 @@ from tests.integration.conftest import Cli, Stack, start_stack
 pytestmark = pytest.mark.integration
 
 MARK = "swap.rebuilt-mark"
-STATE: dict[str, Any] = {}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # A heartbeat every second lets the test's SSE reader notice its end quickly.
     running = start_stack(
@@ -43,7 +43,7 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         running.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(stack: Stack) -> httpx.Client:
     return stack.authenticated("acme")
 
@@ -229,20 +229,29 @@ def test_a_running_node_moves_to_a_rebuilt_file_without_failing_a_read(
     # The projector of the new file goes on: a new write is read back at once.
     late = create(client, "swap.late")
     assert client.get(f"/process/{late}").json()["type"] == "swap.late"
-    STATE.update(marked=marked, late=late, backup=backups[0])
 
 
 def test_a_restarted_node_opens_the_new_file(cli: Cli, stack: Stack, client: httpx.Client) -> None:
+    marked = create(client, "swap.marked")
+    rebuilt = stack.data_dir / "rebuilt.duckdb"
+    code, _, err = cli("replay", "--to", str(rebuilt))
+    assert code == 0, err
+    mark(rebuilt, marked)
+    code, _, err = cli("swap", "--from", str(rebuilt))
+    assert code == 0, err
+    late = create(client, "swap.late")
+    (backup,) = stack.data_dir.glob(f"{DB_FILE}.*.bak")
+
     stack.kill("node", signal.SIGTERM)
     assert not (stack.data_dir / SOCKET_NAME).exists()
     assert not list(stack.data_dir.glob("*.incoming*"))
     stack.start("node")
-    r = client.get(f"/process/{STATE['marked']}", params={"wait": "true"})
+    r = client.get(f"/process/{marked}", params={"wait": "true"})
     assert r.status_code == 200 and r.json()["type"] == MARK
-    assert client.get(f"/process/{STATE['late']}").status_code == 200
+    assert client.get(f"/process/{late}").status_code == 200
     # The backup is the old file: it has the Process without the mark.
-    with duckdb.connect(str(STATE["backup"]), read_only=True) as con:
-        found = con.execute("SELECT type FROM processes WHERE id = ?", [STATE["marked"]])
+    with duckdb.connect(str(backup), read_only=True) as con:
+        found = con.execute("SELECT type FROM processes WHERE id = ?", [marked])
         assert found.fetchall() == [("swap.marked",)]
 
 
@@ -266,6 +275,7 @@ def _other_columns(path: Path, source: Path) -> None:
 def test_a_bad_file_is_refused_and_the_node_keeps_serving(
     cli: Cli, stack: Stack, client: httpx.Client
 ) -> None:
+    kept = create(client, "swap.kept")
     good = stack.data_dir / "good.duckdb"
     code, _, err = cli("replay", "--to", str(good))
     assert code == 0, err
@@ -278,7 +288,7 @@ def test_a_bad_file_is_refused_and_the_node_keeps_serving(
         bad = stack.data_dir / name
         make(bad)
         before = bad.read_bytes()
-        with Hammer(stack, [STATE["marked"]]) as hammer:
+        with Hammer(stack, [kept]) as hammer:
             code, out, err = cli("swap", "--from", str(bad))
         assert code == 2 and reason in err, (name, err)
         assert hammer.failures == [], (name, hammer.failures[:5])
@@ -286,9 +296,9 @@ def test_a_bad_file_is_refused_and_the_node_keeps_serving(
         if name != "columns.duckdb":  # refused before the node opened it: untouched
             assert bad.read_bytes() == before, name
         # Still the node's own file, and it still projects.
-        assert client.get(f"/process/{STATE['marked']}").json()["type"] == MARK
+        assert client.get(f"/process/{kept}").json()["type"] == "swap.kept"
         assert client.get(f"/process/{create(client, 'swap.still')}").status_code == 200
-    assert len(list(stack.data_dir.glob(f"{DB_FILE}.*.bak"))) == 1
+    assert not list(stack.data_dir.glob(f"{DB_FILE}.*.bak"))  # nothing was swapped
 
 
 def test_the_cli_error_paths(cli: Cli, stack: Stack) -> None:
@@ -308,8 +318,10 @@ def test_the_cli_error_paths(cli: Cli, stack: Stack) -> None:
 def test_without_a_node_swap_renames_and_a_stale_socket_does_not_matter(
     cli: Cli, stack: Stack, client: httpx.Client
 ) -> None:
+    kept = create(client, "swap.kept")
     stack.kill("node", signal.SIGKILL)  # leaves node.sock behind
     assert (stack.data_dir / SOCKET_NAME).exists()
+    mark(stack.data_dir / DB_FILE, kept)  # so the old file, if it served, would show
     fresh = stack.data_dir / "fresh.duckdb"
     code, _, err = cli("replay", "--to", str(fresh))
     assert code == 0, err
@@ -318,5 +330,5 @@ def test_without_a_node_swap_renames_and_a_stale_socket_does_not_matter(
     assert "no node was running" in err and not fresh.exists()
     stack.start("node")
     # A fresh rebuild has no hand-made mark: the node opened the file just swapped in.
-    r = client.get(f"/process/{STATE['marked']}", params={"wait": "true"})
-    assert r.status_code == 200 and r.json()["type"] == "swap.marked"
+    r = client.get(f"/process/{kept}", params={"wait": "true"})
+    assert r.status_code == 200 and r.json()["type"] == "swap.kept"
