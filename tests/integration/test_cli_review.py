@@ -205,6 +205,12 @@ def test_a_second_up_on_a_running_data_dir_is_refused(bare: Bare, tmp_path: Path
         [sys.executable, "-c", "import time; time.sleep(60)", "runledger", "up"]
     )
     try:
+        # Up and looking like `up` before the check (else `up` would rightly start).
+        cmdline = Path(f"/proc/{holder.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"runledger" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert holder.poll() is None and b"runledger" in cmdline.read_bytes()
         StackFile("http://127.0.0.1:9", "127.0.0.1:1", "", "t", holder.pid).write(tmp_path)
         code, out, err = bare("up", "--data-dir", str(tmp_path), "--port", str(free_port()))
         assert code == 2 and "already runs" in one_line(err) and str(holder.pid) in err
