@@ -165,7 +165,18 @@ class Runner:
                 consumers.append(consumer)
                 self.loops[kind] = loop
                 tasks.append(asyncio.create_task(loop.run(), name=f"jobs-{kind}"))
-            await self.watch.ready.wait()
+            # Ready, asked to stop, or a task ended, whichever comes first: a watch whose
+            # broker is gone never gets ready, and a stop must not wait for it.
+            ready = asyncio.create_task(self.watch.ready.wait())
+            stopping = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({ready, stopping, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            stopping.cancel()
+            if self._stopping.is_set():
+                return  # the finally below stops what was started
+            for task in tasks:
+                if task.done():
+                    raise task.exception() or RuntimeError(f"{task.get_name()} ended at start")
             self.ready.set()
             log.info(
                 "runner ready: kinds %s, %d pages",
