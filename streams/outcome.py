@@ -49,7 +49,7 @@ def state_to_json(state: Any) -> str | None:
 
 
 def build_outcome(
-    cmd: Command,
+    cmd: Command | serde.CommandEnvelope,
     accepted: bool,
     decided_at: int,
     *,
@@ -60,7 +60,8 @@ def build_outcome(
 ) -> serde.Outcome:
     """The outcome of ``cmd``: accepted with the positions of its ``events`` (first
     decided, or a ``duplicate`` of a command already accepted), or ``rejected`` with
-    the reason; ``state_json`` is the aggregate's state, for a caller who waits."""
+    the reason; ``state_json`` is the aggregate's state, for a caller who waits.
+    ``cmd`` may be only a command's envelope, when its body could not be read."""
     return serde.Outcome(
         command_id=cmd.command_id,
         aggregate_type=cmd.aggregate_type,
@@ -84,18 +85,6 @@ def unusable_body_outcome(bad: serde.UnusableBody, decided_at: int) -> serde.Out
     """The rejection of a command whose record decoded but whose body did not: code
     ``invalid`` (as a field the domain refuses, so the API would answer 422) with the
     field and reason of ``bad``, built from its envelope. No state: none was read."""
-    cmd = bad.envelope
-    return serde.Outcome(
-        command_id=cmd.command_id,
-        aggregate_type=cmd.aggregate_type,
-        aggregate_id=cmd.aggregate_id,
-        command=cmd.name,
-        decided_at=decided_at,
-        account=cmd.account,
-        actor=cmd.actor,
-        accepted=False,
-        reason_code=INVALID,
-        reason=bad.reason,
-        field=bad.field,
-        reply_to=cmd.reply_to,
+    return build_outcome(
+        bad.envelope, False, decided_at, rejected=Rejected(INVALID, bad.reason, bad.field)
     )
