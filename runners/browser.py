@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from runners.browser_config import (  # noqa: F401 (re-exported: callers write b
     CHROMIUM_ARGS,
     BrowserConfig,
 )
+from runners.egress_proxy import Connect, EgressProxy
 from runners.errors import BrowserUnavailable, PageFailed, PageTimeout
 from runners.request_filter import RequestFilter, RequestGate
 from runners.tab_record import (  # noqa: F401 (re-exported: callers write browser.<name>)
@@ -38,6 +40,9 @@ from runners.tab_record import (  # noqa: F401 (re-exported: callers write brows
 )
 
 log = logging.getLogger(__name__)
+
+# How Chromium reports a navigation the request filter or the egress proxy refused.
+_REFUSED_ERRORS = ("ERR_BLOCKED_BY_CLIENT", "ERR_TUNNEL_CONNECTION_FAILED", "ERR_EMPTY_RESPONSE")
 
 
 def _wrap(exc: Exception, what: str) -> PageFailed:
@@ -69,10 +74,10 @@ class Tab:
     ``PageTimeout`` or ``PageFailed``; selectors are Playwright selectors (CSS, or
     ``xpath=...``)."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, record: TabRecord | None = None) -> None:
         self._page = page
         self._session: CDPSession | None = None
-        self._record = TabRecord()
+        self._record = record or TabRecord()
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self._record.console_message("error", str(error)))
 
@@ -136,12 +141,14 @@ class Tab:
     async def goto(self, url: str, timeout: float) -> int | None:
         """Load ``url`` until its load event; returns the final HTTP status (None when no
         response, e.g. same-document navigation). When the request filter blocked the
-        document or one of its redirects, the filter's error is raised."""
+        document or one of its redirects (or the egress proxy refused its host), that
+        refusal is raised."""
+        refusals = self._record.refusals
+        before = len(refusals)
         try:
             response = await self._page.goto(url, timeout=timeout * 1000, wait_until="load")
         except (TimeoutError, PlaywrightError) as exc:
-            refusals = self._record.refusals
-            if refusals and "ERR_BLOCKED_BY_CLIENT" in str(exc):
+            if len(refusals) > before and any(code in str(exc) for code in _REFUSED_ERRORS):
                 # The document itself (or a redirect hop) was refused: say which and why.
                 raise refusals[-1] from exc
             raise _wrap(exc, f"navigating to {url}") from exc
@@ -283,15 +290,28 @@ class Browser:
 
     @asynccontextmanager
     async def open_page(
-        self, request_filter: RequestFilter | None = None, init_script: str | None = None
+        self,
+        request_filter: RequestFilter | None = None,
+        init_script: str | None = None,
+        *,
+        egress: Connect | None = None,
     ) -> AsyncIterator[Tab]:
         """A tab in a fresh context, closed on exit. With ``request_filter`` every request
         of the page (subresources and each redirect hop included) is checked first and
-        aborted if the filter gives a reason. ``init_script`` (JavaScript source) runs in
-        every document of the tab before the document's own scripts."""
-        async with self._pages:
+        aborted if the filter gives a reason. With ``egress`` (the guard's ``connect``)
+        the context's connections go through an :class:`EgressProxy` that opens them
+        with it, to checked addresses only, and Chromium resolves no name itself. ``init_script``
+        (JavaScript source) runs in every document of the tab before the document's own
+        scripts."""
+        async with self._pages, contextlib.AsyncExitStack() as stack:
             if self._browser is None:
                 raise BrowserUnavailable("the browser is not started")
+            record = TabRecord()
+            proxy: dict[str, str] | None = None
+            if egress is not None:
+                gateway = EgressProxy(egress, record.blocked)
+                proxy = {"server": await gateway.start()}
+                stack.push_async_callback(gateway.close)
             try:
                 context = await self._browser.new_context(
                     viewport={
@@ -299,11 +319,12 @@ class Browser:
                         "height": self.config.viewport_height,
                     },
                     service_workers="block",
+                    proxy=proxy,  # type: ignore[arg-type]
                 )
             except PlaywrightError as exc:
                 raise BrowserUnavailable(f"cannot open a browser context: {exc}") from exc
             try:
-                tab = Tab(await context.new_page())
+                tab = Tab(await context.new_page(), record)
                 await tab._attach(request_filter, init_script)
                 yield tab
             finally:

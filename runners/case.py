@@ -248,10 +248,10 @@ async def run_case(
     (including a refused ``navigate``) are recorded, not raised."""
     limits = limits or CaseLimits()
     await guard.check_url(site_url)
-    request_filter = None if guard.allow_private else guard.request_refusal
+    request_filter, egress = guard.page_checks()
     results: list[StepResult] = []
     failed = False
-    async with browser.open_page(request_filter) as tab:
+    async with browser.open_page(request_filter, egress=egress) as tab:
         await tab.goto(site_url, timeout=limits.step_timeout)
         for index, step in enumerate(steps):
             if failed:

@@ -15,12 +15,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
+from runners.egress_proxy import Connect
 from runners.errors import TargetInvalid, TargetRefused
+from runners.request_filter import RequestFilter
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # (host, port) -> the addresses the host resolves to, as text.
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+# (address or host, port) -> an open TCP connection.
+Opener = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+# How long ``TargetGuard.connect`` waits for one address to accept.
+CONNECT_TIMEOUT_S = 15.0
 
 WEB_SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -87,6 +94,7 @@ class TargetGuard:
 
     allow_private: bool = False
     resolver: Resolver = field(default=resolve_system, compare=False)
+    opener: Opener = field(default=asyncio.open_connection, compare=False)
 
     async def check_host(
         self, host: str, port: int, *, target: str | None = None
@@ -136,6 +144,31 @@ class TargetGuard:
         except ValueError as exc:
             raise TargetInvalid(f"target {url!r}: bad port") from exc
         return await self.check_host(parts.hostname or "", port, target=url)
+
+    async def connect(
+        self, host: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP connection to ``host``, opened to an address :meth:`check_host` checked
+        (the first that accepts within ``CONNECT_TIMEOUT_S``), never to a second lookup
+        of the name. Raises what ``check_host`` raises, or OSError when no address
+        answers. With private targets allowed the host is connected to as it is."""
+        addresses = await self.check_host(host, port) or (host,)
+        error: Exception | None = None
+        for address in addresses:
+            try:
+                return await asyncio.wait_for(self.opener(address, port), CONNECT_TIMEOUT_S)
+            except (OSError, TimeoutError) as exc:
+                error = exc
+        raise OSError(f"no address of {host} accepted a connection on port {port}: {error}")
+
+    def page_checks(self) -> tuple[RequestFilter | None, Connect | None]:
+        """What a browser tab needs to keep to public targets: the request filter (every
+        request checked before Chromium sends it) and the :meth:`connect` its egress
+        proxy opens connections with (see ``runners.egress_proxy``); both None when
+        private targets are allowed."""
+        if self.allow_private:
+            return None, None
+        return self.request_refusal, self.connect
 
     async def request_refusal(self, url: str) -> TargetRefused | TargetInvalid | None:
         """For the browser's request filter: None if a page may request ``url``, else

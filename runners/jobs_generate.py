@@ -59,9 +59,9 @@ async def explore(
 ) -> tuple[PageSnapshot, tuple[PageSnapshot, ...]]:
     """The start page's snapshot and those of the pages its first links lead to."""
     await ctx.guard.check_url(site_url)
-    request_filter = None if ctx.guard.allow_private else ctx.guard.request_refusal
+    request_filter, egress = ctx.guard.page_checks()
     linked: list[PageSnapshot] = []
-    async with ctx.browser.open_page(request_filter) as tab:
+    async with ctx.browser.open_page(request_filter, egress=egress) as tab:
         await tab.goto(site_url, timeout=timeout)
         start = snapshot_from_json(await tab.evaluate(SNAPSHOT_JS))
         for url in links_to_explore(site_url, start, MAX_LINKED_PAGES):

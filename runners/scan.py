@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runners.artifacts import HTML, PNG, ArtifactStore
-from runners.browser import Browser, ConsoleEntry, RequestFilter
+from runners.browser import Browser, ConsoleEntry
 from runners.errors import PageTimeout
 from runners.guard import TargetGuard
 
@@ -127,9 +127,8 @@ async def scan(
     ``url``, ``PageTimeout`` past ``timeout`` seconds, ``PageFailed`` when the page
     cannot be loaded."""
     await guard.check_url(url)
-    request_filter = None if guard.allow_private else guard.request_refusal
     try:
-        return await _scan(browser, store, url, timeout, settle, request_filter)
+        return await _scan(browser, store, url, timeout, settle, guard)
     except TimeoutError as exc:
         raise PageTimeout(f"scan of {url} did not finish within {timeout:g}s") from exc
 
@@ -140,12 +139,16 @@ async def _scan(
     url: str,
     timeout: float,
     settle: float,
-    request_filter: RequestFilter | None,
+    guard: TargetGuard,
 ) -> ScanResult:
     viewport = (browser.config.viewport_width, browser.config.viewport_height)
     # The deadline starts once the tab is open: waiting for a free page (the runner's
     # page limit) is not the page's time, and the job's own timeout bounds that wait.
-    async with browser.open_page(request_filter, _AT_LOAD_JS) as tab, asyncio.timeout(timeout):
+    request_filter, egress = guard.page_checks()
+    async with (
+        browser.open_page(request_filter, _AT_LOAD_JS, egress=egress) as tab,
+        asyncio.timeout(timeout),
+    ):
         status = await tab.goto(url, timeout=timeout)
         screenshot: bytes | None = None
         if settle > 0:

@@ -58,11 +58,21 @@ addEventListener("load", () => setTimeout(() => {
 }
 
 
+_SOCKET_PAGE = b"""<!doctype html><html><body><p id="state">opening</p><script>
+const socket = new WebSocket("ws://TARGET/");
+socket.onopen = () => { document.getElementById("state").textContent = "open"; };
+socket.onerror = () => { document.getElementById("state").textContent = "failed"; };
+</script></body></html>"""
+
+
 @pytest.fixture
 def extra_site() -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             body = _EXTRA_PAGES.get(self.path)
+            if self.path.startswith("/socket-to/"):  # a page that opens a WebSocket
+                target = self.path.removeprefix("/socket-to/")
+                body = _SOCKET_PAGE.replace(b"TARGET", target.encode())
             self.send_response(200 if body else 404)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body or b"")))
@@ -243,42 +253,102 @@ async def _public(host: str, port: int) -> Sequence[str]:
     return ["8.8.8.8"]  # what a public DNS name would resolve to
 
 
-# Chromium resolves public.test to the test site, while the guard believes it is public:
-# the page is allowed, and what the page itself asks of 127.0.0.1 must be blocked.
-PUBLIC_NAME = ("--host-resolver-rules=MAP public.test 127.0.0.1",)
+async def _to_site(address: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """The test's network: the "public" 8.8.8.8 is the local test site."""
+    if address != "8.8.8.8":
+        raise OSError(f"{address} is not reachable in this test")
+    return await asyncio.open_connection("127.0.0.1", port)
+
+
+# The guard believes public.test is public (8.8.8.8), and its egress proxy reaches the
+# test site there: the page is allowed, and what it asks of 127.0.0.1 must be blocked.
+# Chromium resolves no name itself (the proxy connects), so no resolver rule is needed.
+PUBLIC = TargetGuard(allow_private=False, resolver=_public, opener=_to_site)
 
 
 def test_subresources_on_private_addresses_are_blocked(site: TestSite, tmp_path: Path) -> None:
-    guard = TargetGuard(allow_private=False, resolver=_public)
     page = f"http://public.test:{site.port}/embed?src=http://127.0.0.1:{site.port}/logo.svg"
-    (result,) = run_scans([page], ArtifactStore(tmp_path), guard, extra_args=PUBLIC_NAME)
+    (result,) = run_scans([page], ArtifactStore(tmp_path), PUBLIC)
     assert result.status == 200
     assert result.blocked_requests == (f"http://127.0.0.1:{site.port}/logo.svg",)
     assert "/logo.svg" not in site.hits
 
 
 def test_redirects_to_private_addresses_are_blocked(site: TestSite, tmp_path: Path) -> None:
-    guard = TargetGuard(allow_private=False, resolver=_public)
     private = f"http://127.0.0.1:{site.port}/about.html"
     with pytest.raises(TargetRefused) as refused:
         run_scans(
             [f"http://public.test:{site.port}/redirect?to={private}"],
             ArtifactStore(tmp_path),
-            guard,
-            extra_args=PUBLIC_NAME,
+            PUBLIC,
         )
     assert refused.value.address == "127.0.0.1"
     assert "/about.html" not in site.hits
     # A subresource that redirects to a private address is blocked at the hop too.
     hop = f"http://public.test:{site.port}/redirect%3Fto%3D{private}"
     (result,) = run_scans(
-        [f"http://public.test:{site.port}/embed?src={hop}"],
-        ArtifactStore(tmp_path),
-        guard,
-        extra_args=PUBLIC_NAME,
+        [f"http://public.test:{site.port}/embed?src={hop}"], ArtifactStore(tmp_path), PUBLIC
     )
     assert result.blocked_requests == (private,)
     assert "/about.html" not in site.hits
+
+
+def test_the_browser_connects_to_the_address_the_guard_checked(
+    site: TestSite, extra_site: str, tmp_path: Path
+) -> None:
+    """DNS rebinding: the guard's lookups of rebind.test answer a public address, the
+    browser's own lookup would answer 127.0.0.1 (the rule below). The page must come
+    from the address the guard checked, here a second local server standing for the
+    public host, and the private test site must see no request."""
+    public_port = int(extra_site.rsplit(":", 1)[1])
+    opened: list[tuple[str, int]] = []
+
+    async def to_public_host(
+        address: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        opened.append((address, port))
+        return await asyncio.open_connection("127.0.0.1", public_port)
+
+    guard = TargetGuard(allow_private=False, resolver=_public, opener=to_public_host)
+    rebound = ("--host-resolver-rules=MAP rebind.test 127.0.0.1",)
+    (result,) = run_scans(
+        [f"http://rebind.test:{site.port}/long"], ArtifactStore(tmp_path), guard, extra_args=rebound
+    )
+    assert site.hits == []
+    assert result.status == 200
+    assert opened and set(opened) == {("8.8.8.8", site.port)}  # the page, its favicon
+    html, _ = ArtifactStore(tmp_path).get(result.html_hash)
+    assert b"long" in html
+
+
+def test_a_websocket_to_a_private_address_is_refused(
+    site: TestSite, extra_site: str, tmp_path: Path
+) -> None:
+    """WebSockets never reach the request filter (Chromium's Fetch domain does not
+    pause them); the egress proxy refuses their tunnel to a private address."""
+    public_port = int(extra_site.rsplit(":", 1)[1])
+
+    async def to_public_host(
+        address: str, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", public_port)
+
+    guard = TargetGuard(allow_private=False, resolver=_public, opener=to_public_host)
+    private = f"127.0.0.1:{site.port}"
+
+    async def go() -> ScanResult:
+        # The rule lets Chromium find the page should it resolve public.test itself.
+        config = BrowserConfig(extra_args=("--host-resolver-rules=MAP public.test 127.0.0.1",))
+        async with Browser(config) as browser:
+            page = f"http://public.test:{public_port}/socket-to/{private}"
+            return await scan(browser, guard, ArtifactStore(tmp_path), page, settle=1.0)
+
+    result = asyncio.run(go())
+    assert result.status == 200
+    assert result.blocked_requests == (private,)
+    assert site.hits == []
+    html, _ = ArtifactStore(tmp_path).get(result.html_hash)
+    assert b'id="state">failed<' in html
 
 
 def test_page_limit_bounds_concurrent_pages(site: TestSite, tmp_path: Path) -> None:
