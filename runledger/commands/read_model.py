@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from runledger.commands.context import (
     settings_of,
     topics_of,
 )
+from runledger.settings import Settings
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -76,7 +78,7 @@ def cmd_swap(args: argparse.Namespace) -> int:
             )
             running = True
         except NoNode:
-            result = swap_offline(live, source, topics_of(settings).events)
+            result = swap_offline(live, source, topics_of(_with_stack_prefix(settings)).events)
             running = False
     except SwapError as exc:
         raise CliError(str(exc)) from exc
@@ -93,6 +95,16 @@ def cmd_swap(args: argparse.Namespace) -> int:
             "no node was running: start it; it resumes from the file's positions", file=sys.stderr
         )
     return 0
+
+
+def _with_stack_prefix(settings: Settings) -> Settings:
+    """The settings with the topic prefix of ``DATA_DIR/stack.json`` when the environment
+    names no cluster, as for every other tool: the offline swap needs no broker, but it
+    must look for the positions of the stack's own events topic."""
+    from runledger.stackfile import StackFile
+
+    stack = None if settings.kafka_bootstrap else StackFile.read_optional(settings.data_dir)
+    return settings if stack is None else replace(settings, topic_prefix=stack.topic_prefix)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
