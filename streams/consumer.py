@@ -35,7 +35,7 @@ from aiokafka.partitioner import murmur2
 from schemas import Codec, DecodeError, default_codec
 from streams.domain.events import ENVELOPE_FIELDS, Event
 from streams.serde import decode_event, event_to_record
-from streams.topics import partitions_of
+from streams.topics import TopicError, partitions_of
 
 # Where to start a partition that has no stored position: its first offset, its end,
 # or the first record whose Kafka timestamp is at or after a time (ms since the epoch).
@@ -197,7 +197,7 @@ class LedgerConsumer:
             self._positions = {tp.partition: await consumer.position(tp) for tp in tps}
         except BaseException as exc:
             await consumer.stop()
-            if isinstance(exc, KafkaError):
+            if isinstance(exc, KafkaError | TopicError):  # TopicError: no such topic
                 raise ConsumerError(f"cannot consume {self.topic}: {exc}") from exc
             raise
         self._consumer, self._tps = consumer, tps
