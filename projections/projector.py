@@ -161,6 +161,7 @@ class Projector:
         positions. ProjectorError when the broker or the topic is not there in time."""
         if self._consumer is not None:
             return
+        await asyncio.to_thread(self._check_ledger)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             client_id=self._client_id,
@@ -197,6 +198,18 @@ class Projector:
         self._consumer, self._dead_letters, self._partitions = consumer, dead_letters, partitions
         self._started.set()
         log.info("projector: consuming %s from %s", self.topic, stored or "the beginning")
+
+    def _check_ledger(self) -> None:
+        """ProjectorError when the store was built from another events topic (another
+        topic prefix): its rows would be mixed with this ledger's, and this ledger's
+        events dropped as duplicates of that one's (same ids, same seqs)."""
+        others = [topic for topic in self.store.topics() if topic != self.topic]
+        if others:
+            raise ProjectorError(
+                f"the read model {self.store.path} was built from {', '.join(others)}, "
+                f"not from {self.topic} (another RUNLEDGER_TOPIC_PREFIX?): use another "
+                "--data-dir for this ledger, or the prefix it was built with"
+            )
 
     async def _discover(self) -> list[TopicPartition]:
         """Every partition of the events topic, from the cluster's metadata."""

@@ -80,6 +80,10 @@ class Store:
         found = self.query(POSITIONS_OF_TOPIC, (topic,))
         return {partition: offset for partition, offset in found}
 
+    def topics(self) -> list[str]:
+        """The topics this file holds positions of (one: the ledger it was built from)."""
+        return sorted(topic for (topic,) in self.query("SELECT DISTINCT topic FROM positions"))
+
     def load_processes(self, ids: Collection[str]) -> dict[str, ProcessState]:
         """The stored states (with steps) of those of ``ids`` that exist, deleted included."""
         if not ids:
