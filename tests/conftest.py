@@ -7,13 +7,17 @@ The broker is session-scoped and lazy: it starts the first time a test asks for
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from runledger.broker import start_broker
 from runledger.settings import Settings
+from runledger.stackfile import StackFile
+from tests.cli_support import Cli, in_process
 
 log = logging.getLogger(__name__)
 
@@ -35,3 +39,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def topic_prefix() -> str:
     """A prefix like ``t1a2b3c4d.`` that no other test shares, for topics and group ids."""
     return f"t{uuid.uuid4().hex[:8]}."
+
+
+@pytest.fixture
+def bare(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
+    """``runledger`` in-process with no RUNLEDGER_* setting: (exit code, stdout, stderr)."""
+    for name in [n for n in os.environ if n.startswith("RUNLEDGER_")]:
+        monkeypatch.delenv(name)
+    yield in_process(capsys)
+
+
+@pytest.fixture
+def dead(tmp_path: Path) -> Path:
+    """A data dir whose stack.json names a broker nobody runs."""
+    d = tmp_path / "dead"
+    StackFile("http://127.0.0.1:1", "127.0.0.1:1", "gone.", "t").write(d)
+    return d

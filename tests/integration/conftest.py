@@ -12,18 +12,18 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
-from runledger.cli import main
 from runledger.settings import Settings
 from runledger.tokens import issue_token
 from runners.browser import CHROMIUM
 from streams.topics import Topics, ensure_topics
+from tests.cli_support import Cli, in_process
 from tests.site.server import TestSite, serve_site
 
 PARTITIONS = 2
@@ -158,9 +158,6 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         running.stop()
 
 
-Cli = Callable[..., tuple[int, str, str]]
-
-
 @pytest.fixture
 def cli(
     stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -171,18 +168,6 @@ def cli(
         if name.startswith("RUNLEDGER_"):
             monkeypatch.setenv(name, value)
     yield in_process(capsys)
-
-
-def in_process(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``runledger`` called in this process: (exit code, stdout, stderr) of each call."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -29,35 +29,11 @@ from runledger.audit import iso, parse_time
 from runledger.cli import build_parser
 from runledger.stackfile import StackFile
 from runledger.tail import parse_start
-from tests.integration.conftest import Cli, Stack, free_port, in_process
+from tests.cli_support import one_line, refused_line
+from tests.integration.conftest import Cli, Stack, free_port
 from tests.integration.test_tools_cli import post
 
 pytestmark = pytest.mark.integration
-
-Bare = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def bare(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Bare]:
-    """``runledger`` in-process with no RUNLEDGER_* setting: (exit code, stdout, stderr)."""
-    for name in [n for n in os.environ if n.startswith("RUNLEDGER_")]:
-        monkeypatch.delenv(name)
-    yield in_process(capsys)
-
-
-@pytest.fixture
-def dead(tmp_path: Path) -> Path:
-    """A data dir whose stack.json names a broker nobody runs."""
-    d = tmp_path / "dead"
-    StackFile("http://127.0.0.1:1", "127.0.0.1:1", "gone.", "t").write(d)
-    return d
-
-
-def one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("runledger"), err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -73,17 +49,14 @@ def one_line(err: str) -> str:
     ids=lambda argv: argv[0],
 )
 def test_a_stack_file_naming_a_dead_broker_is_one_line_and_exit_2(
-    bare: Bare, dead: Path, tmp_path: Path, argv: list[str]
+    bare: Cli, dead: Path, tmp_path: Path, argv: list[str]
 ) -> None:
-    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
-    code, out, err = bare(*argv, "--data-dir", str(dead))
-    assert code == 2 and out == ""
-    assert "127.0.0.1" in one_line(err)
+    assert "127.0.0.1" in refused_line(bare, argv, dead, tmp_path)
     assert not (tmp_path / "new.duckdb").exists()
 
 
 def test_replay_force_keeps_the_old_file_when_the_replay_fails(
-    bare: Bare, dead: Path, tmp_path: Path
+    bare: Cli, dead: Path, tmp_path: Path
 ) -> None:
     old = tmp_path / "old.duckdb"
     con = duckdb.connect(str(old))
@@ -98,7 +71,7 @@ def test_replay_force_keeps_the_old_file_when_the_replay_fails(
 
 
 def test_a_missing_topic_is_one_line_and_exit_2(
-    bare: Bare, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+    bare: Cli, kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RUNLEDGER_KAFKA_BOOTSTRAP", kafka_bootstrap)
     monkeypatch.setenv("RUNLEDGER_TOPIC_PREFIX", f"never{uuid.uuid4().hex[:8]}.")
@@ -127,7 +100,7 @@ def test_a_missing_topic_is_one_line_and_exit_2(
     ],
 )
 def test_bad_inputs_are_one_line_and_exit_2(
-    bare: Bare, dead: Path, tmp_path: Path, argv: list[str], message: str
+    bare: Cli, dead: Path, tmp_path: Path, argv: list[str], message: str
 ) -> None:
     a_file = tmp_path / "a-file"
     a_file.write_text("not a folder")
@@ -153,7 +126,7 @@ def test_bad_inputs_are_one_line_and_exit_2(
     ],
 )
 def test_malformed_options_are_refused_by_the_parser(
-    bare: Bare, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+    bare: Cli, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:
     with pytest.raises(SystemExit) as exited:
         bare(*argv)
@@ -161,7 +134,7 @@ def test_malformed_options_are_refused_by_the_parser(
     assert message in capsys.readouterr().err.splitlines()[-1]
 
 
-def test_token_without_an_action_shows_the_token_help(bare: Bare) -> None:
+def test_token_without_an_action_shows_the_token_help(bare: Cli) -> None:
     code, out, err = bare("token")
     assert code == 2 and out == ""
     assert err.startswith("usage: runledger token") and "create" in err
@@ -200,7 +173,7 @@ def test_times_print_in_utc_iso_and_parse_back_far_from_1970() -> None:
     assert parse_start("1970-01-01T00:00:01.5Z") == 1500
 
 
-def test_a_second_up_on_a_running_data_dir_is_refused(bare: Bare, tmp_path: Path) -> None:
+def test_a_second_up_on_a_running_data_dir_is_refused(bare: Cli, tmp_path: Path) -> None:
     holder = subprocess.Popen(  # looks like `runledger up` to the pid check
         [sys.executable, "-c", "import time; time.sleep(60)", "runledger", "up"]
     )
@@ -219,7 +192,7 @@ def test_a_second_up_on_a_running_data_dir_is_refused(bare: Bare, tmp_path: Path
         holder.wait()
 
 
-def test_up_on_a_port_in_use_is_refused(bare: Bare, tmp_path: Path) -> None:
+def test_up_on_a_port_in_use_is_refused(bare: Cli, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -230,7 +203,7 @@ def test_up_on_a_port_in_use_is_refused(bare: Bare, tmp_path: Path) -> None:
 
 
 def test_up_after_a_dead_up_is_not_refused(
-    bare: Bare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bare: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gone = subprocess.Popen([sys.executable, "-c", "pass", "runledger", "up"])
     gone.wait()
