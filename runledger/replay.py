@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import gc
 import os
 import shutil
@@ -123,6 +125,7 @@ def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> Rep
     file is complete, so a failed replay (broker gone, disk full) leaves it as it was."""
     if target.exists() and not force:
         raise ToolError(f"{target} exists: choose a new file, or pass --force to replace it")
+    refuse_written(target)
     require_log(bootstrap, topics, "replay")
     _fewer_collections()
     if not target.exists():
@@ -130,12 +133,34 @@ def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> Rep
     staged = target.with_name(f"{target.name}.replay-{os.getpid()}")
     try:
         result = rebuild(bootstrap, topics, staged, on_progress=ProgressLine())
+        refuse_written(target)  # a node may have opened it meanwhile
         # The old file's WAL first: DuckDB would apply it to the new file.
         Path(str(target) + ".wal").unlink(missing_ok=True)
         os.replace(staged, target)
     finally:
         staged.unlink(missing_ok=True)
     return result
+
+
+def refuse_written(target: Path) -> None:
+    """ToolError when another process writes ``target``: DuckDB's writer (a running
+    node) holds a lock on the whole file, which a shared lock here would conflict with.
+    Replacing that file would leave the node writing a deleted one (and its WAL)."""
+    try:
+        fd = os.open(target, os.O_RDONLY)
+    except OSError:
+        return  # missing or unreadable: nobody's read model to protect here
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):  # a conflicting lock says these
+            return
+        raise ToolError(
+            f"{target} is open for writing in another process (a running node?): replay "
+            "into a new file, then `runledger swap --from NEW.duckdb` moves the node to it"
+        ) from None
+    finally:
+        os.close(fd)  # and with it the lock just taken
 
 
 def _fewer_collections() -> None:

@@ -54,6 +54,8 @@ def check_closed(new: Path, live: Path, topic: str) -> dict[int, int]:
 
     Opens ``new`` read-only, which DuckDB refuses while another process writes it.
     """
+    if new.is_dir():
+        raise SwapError(f"{new} is a folder: name the rebuilt .duckdb file (runledger replay)")
     if not new.is_file():
         raise SwapError(f"{new} does not exist")
     if live.exists() and new.samefile(live):
