@@ -31,12 +31,29 @@ Start here:
                                     print a new API token for account acme
 """
 
+EPILOG = """\
+Every command takes --data-dir DIR (default .runledger/); `runledger COMMAND --help`
+explains its options. The environment overrides the defaults:
+  RUNLEDGER_KAFKA_BOOTSTRAP   host:port[,host:port...] of a Kafka cluster (default: the
+                              one in DIR/stack.json; `up` starts its own)
+  RUNLEDGER_TOPIC_PREFIX      put before every topic name (default none)
+  RUNLEDGER_DATA_DIR          the default of --data-dir
+  RUNLEDGER_HOST, RUNLEDGER_PORT
+                              the defaults of --host and --port (127.0.0.1, 8000)
+  RUNLEDGER_PARTITIONS        partitions of new topics (default 4)
+Times are ISO 8601 (2026-03-01T12:00:00Z; no zone: UTC), durations in seconds.
+Exit status: 0 done, 1 the answer is no (unknown id, a difference), 2 a usage or
+environment error (one line on stderr; -v adds the traceback), 130 Ctrl-C.
+See docs/operations.md.
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; each subcommand's ``func`` runs it."""
     parser = argparse.ArgumentParser(
         prog="runledger",
         description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -54,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     that does not answer) or with the help when no command is given, 130 on Ctrl-C.
     Malformed arguments exit 2 from argparse itself."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    problem = _not_utf8(argv)
+    if problem:
+        print(f"runledger: {problem}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -67,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if not hasattr(args, "func"):
         parser.print_help()
+        return 2
+    if args.command in TOOLS and sys.stdout is None:
+        # ``>&-``: what the command prints (a new token, the events) would go nowhere.
+        print(
+            "runledger: standard output is closed: redirect it (> FILE, > /dev/null)",
+            file=sys.stderr,
+        )
         return 2
     try:
         return int(args.func(args))
@@ -86,6 +115,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"runledger: {exc}", file=sys.stderr)
         return 2
+
+
+def _not_utf8(argv: list[str]) -> str | None:
+    """Why ``argv`` cannot be used, when an argument is not UTF-8 (Python hands such
+    bytes on as lone surrogates): ids and names must be UTF-8 text in the ledger, and
+    DuckDB and Arrow refuse such paths in a traceback."""
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                raw = os.fsencode(arg)  # the bytes the shell passed
+            except UnicodeEncodeError:  # a surrogate no byte turns into (in-process calls)
+                raw = arg.encode("utf-8", "backslashreplace")
+            shown = raw.decode("utf-8", "backslashreplace")
+            return f"argument {position} ({shown}) is not UTF-8: ids, names and paths must be"
+    return None
 
 
 def _detach_stdout() -> None:

@@ -60,13 +60,57 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: bool = 
     return value
 
 
+def check_topic_prefix(text: str) -> None:
+    """ValueError unless Kafka allows ``text`` at the start of a topic name."""
+    if not _TOPIC_PREFIX.fullmatch(text):
+        raise ValueError(
+            "must be at most 180 letters, digits, '.', '_' or '-' "
+            f"(what Kafka allows in a topic name), got {text!r}"
+        )
+
+
 def _topic_prefix(env: Mapping[str, str]) -> str:
     raw = env.get(PREFIX + "TOPIC_PREFIX", "")
-    if not _TOPIC_PREFIX.fullmatch(raw):
-        raise SettingsError(
-            f"{PREFIX}TOPIC_PREFIX must be at most 180 letters, digits, '.', '_' or '-' "
-            f"(what Kafka allows in a topic name), got {raw!r}"
-        )
+    try:
+        check_topic_prefix(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}TOPIC_PREFIX {exc}") from exc
+    return raw
+
+
+def check_bootstrap(text: str) -> None:
+    """ValueError unless ``text`` is what Kafka clients take as bootstrap servers:
+    ``host:port`` entries (``[v6]:port``, a bare host for port 9092) separated by
+    commas. A port that is not a number or out of range would otherwise reach aiokafka,
+    which dies on it in a traceback; a URL or an empty entry in a timeout."""
+    entries = [entry.strip() for entry in text.split(",")]
+    for entry in entries:
+        if not entry:
+            raise ValueError(f"{text!r} has an empty entry: give host:port[,host:port...]")
+        if "/" in entry:
+            raise ValueError(f"{entry!r} is not host:port (no scheme, no path)")
+        host, port = entry, None
+        if entry.startswith("["):
+            host, bracket, rest = entry[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise ValueError(f"{entry!r} is not host:port ([IPv6 address]:port)")
+            port = rest[1:] if rest else None
+        elif entry.count(":") == 1:  # more than one: a bare IPv6 address, port 9092
+            host, port = entry.split(":")
+        if not host:
+            raise ValueError(f"{entry!r} names no host")
+        if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+
+
+def _bootstrap(env: Mapping[str, str]) -> str:
+    raw = text_setting(env, "KAFKA_BOOTSTRAP")
+    if raw is None:
+        return ""
+    try:
+        check_bootstrap(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}KAFKA_BOOTSTRAP: {exc}") from exc
     return raw
 
 
@@ -113,7 +157,7 @@ class Settings:
         env = os.environ if env is None else env
         base = cls(
             data_dir=Path(text_setting(env, "DATA_DIR") or ".runledger"),
-            kafka_bootstrap=text_setting(env, "KAFKA_BOOTSTRAP") or "",
+            kafka_bootstrap=_bootstrap(env),
             topic_prefix=_topic_prefix(env),
             partitions=int_setting(env, "PARTITIONS", 4, 1, 100_000),
             host=text_setting(env, "HOST") or "127.0.0.1",

@@ -6,6 +6,9 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+from runledger.settings import check_bootstrap, check_topic_prefix
 
 FILE_NAME = "stack.json"
 
@@ -37,17 +40,23 @@ class StackFile:
 
     @classmethod
     def read(cls, data_dir: Path) -> StackFile:
+        """The stack file of ``data_dir``; StackFileError, saying what to run, when it
+        is missing or damaged (a broker address of the wrong type or form would
+        otherwise reach aiokafka, which dies on it in a traceback)."""
         path = data_dir / FILE_NAME
         try:
             raw = json.loads(path.read_text())
-            return cls(**{k: raw[k] for k in cls.__dataclass_fields__ if k in raw})
+            return cls(**_checked(raw))
         except FileNotFoundError:
             raise StackFileError(
                 f"no {path}: start the stack with `runledger up --data-dir {data_dir}` "
                 "or set RUNLEDGER_KAFKA_BOOTSTRAP"
             ) from None
-        except (ValueError, TypeError, KeyError) as exc:
-            raise StackFileError(f"{path} is not a valid stack file: {exc}") from exc
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError too
+            raise StackFileError(
+                f"{path} is not a valid stack file: {exc}; start the stack again with "
+                f"`runledger up --data-dir {data_dir}`, which rewrites it"
+            ) from exc
 
     def running(self) -> bool:
         """Whether the ``runledger up`` that wrote this file still runs: its pid is
@@ -66,3 +75,26 @@ class StackFile:
             return cls.read(data_dir)
         except StackFileError:
             return None
+
+
+def _checked(raw: Any) -> dict[str, Any]:
+    """The fields of a parsed stack file; ValueError naming the first wrong one."""
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    for name in ("api_url", "kafka_bootstrap", "topic_prefix", "token"):
+        if name not in raw:
+            raise ValueError(f"no {name}")
+        if not isinstance(raw[name], str):
+            raise ValueError(f"{name} must be text, got {raw[name]!r}")
+    pid = raw.get("pid", 0)
+    if isinstance(pid, bool) or not isinstance(pid, int):
+        raise ValueError(f"pid must be a whole number, got {pid!r}")
+    try:
+        check_bootstrap(raw["kafka_bootstrap"])
+    except ValueError as exc:
+        raise ValueError(f"kafka_bootstrap: {exc}") from None
+    try:
+        check_topic_prefix(raw["topic_prefix"])
+    except ValueError as exc:
+        raise ValueError(f"topic_prefix {exc}") from None
+    return {k: raw[k] for k in StackFile.__dataclass_fields__ if k in raw}

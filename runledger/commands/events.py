@@ -94,7 +94,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
     try:
         start = parse_start(args.start)
     except ValueError as exc:
-        raise CliError(f"--from: {exc}") from exc
+        raise CliError(f"--from takes beginning, end or an ISO 8601 time: {exc}") from exc
     for kind in args.type or ():
         if kind.split(".", 1)[0] not in EVOLVERS:
             raise CliError(

@@ -33,10 +33,16 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
     from runledger.tokens import TokenError, revoke_token
 
     settings = settings_of(args)
-    if sys.stdin.isatty():
-        token = getpass.getpass("token to revoke: ").strip()
-    else:
-        token = sys.stdin.readline().strip()
+    if sys.stdin is None:  # ``<&-``
+        raise CliError("standard input is closed: pass the token on standard input")
+    try:
+        if sys.stdin.isatty():
+            token = getpass.getpass("token to revoke: ").strip()
+        else:
+            token = sys.stdin.readline().strip()
+        token.encode("utf-8")  # surrogates: bytes decoded with surrogateescape
+    except UnicodeError:
+        raise CliError("the token on standard input is not UTF-8 text") from None
     if not token:
         raise CliError("no token given: pass it on standard input")
     try:
