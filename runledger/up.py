@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +40,19 @@ REUSE_WAIT_S = 20.0
 
 
 class NotReady(Exception):
-    """The node did not come up; the message says where its log is."""
+    """The stack did not come up: the message says why, ``log`` where to read more."""
+
+    def __init__(self, message: str, log: Path | None = None) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM while the stack was starting."""
+
+
+# Called while ``up`` waits for the node: raises Interrupted or NotReady to stop waiting.
+Watch = Callable[[], None]
 
 
 class Child:
@@ -70,6 +83,16 @@ class Child:
         out.close()
         log.info("started %s (pid %d), log in %s", self.name, self.proc.pid, self.log_path)
 
+    def exited(self) -> str | None:
+        """What happened, when the process has ended: its status and its log's last
+        line (a service's last words are its error)."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return (
+            f"the {self.name} exited with status {self.proc.returncode} while starting: "
+            f"{last_line(self.log_path)}"
+        )
+
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             self.restarts += 1
@@ -94,20 +117,33 @@ class Child:
         log.info("stopped %s", self.name)
 
 
-def _wait_http(url: str, timeout: float, token: str = "") -> None:
+def last_line(path: Path) -> str:
+    """The last non-empty line of the text file at ``path`` ('' when there is none)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def _wait_http(url: str, timeout: float, watch: Watch, token: str = "") -> None:
     """Until ``url`` answers 200 (with ``token``: until the node knows the token)."""
-    if not _accepted(url, token, timeout):
+    if not _accepted(url, token, timeout, watch):
         path = "/process?limit=1" if token else "/health"
         raise NotReady(f"the node did not answer on {url}{path} within {timeout:.0f} s")
 
 
-def _accepted(url: str, token: str, timeout: float) -> bool:
+def _accepted(url: str, token: str, timeout: float, watch: Watch) -> bool:
     """Whether ``url`` answers 200 within ``timeout`` s (with ``token``, on a read that
-    needs it: a node learns tokens from the ledger, so a new one takes a moment)."""
+    needs it: a node learns tokens from the ledger, so a new one takes a moment).
+    ``watch`` is called between tries: a signal or a dead child ends the wait at once."""
     path = "/process?limit=1" if token else "/health"
     headers = {"Authorization": token} if token else {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        watch()
         try:
             if httpx.get(url + path, headers=headers, timeout=1.0).status_code == 200:
                 return True
@@ -160,13 +196,24 @@ def run_up(settings: Settings) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
 
+    children: list[Child] = []
+
+    def watch() -> None:
+        if stopping:
+            raise Interrupted()
+        for child in children:
+            exited = child.exited()
+            if exited is not None:
+                raise NotReady(exited, child.log_path)
+
     print(f"runledger: starting in {data_dir}", flush=True)
     broker: BrokerHandle = start_broker(settings, data_dir / "kafka")
-    children: list[Child] = []
     try:
+        watch()
         settings = replace(settings, kafka_bootstrap=broker.bootstrap, data_dir=data_dir)
         topics = Topics(settings.topic_prefix)
         asyncio.run(ensure_topics(settings.kafka_bootstrap, topics, settings.partitions))
+        watch()
         env = {
             **os.environ,
             "RUNLEDGER_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -193,12 +240,12 @@ def run_up(settings: Settings) -> int:
         for child in children:
             child.start()
         api_url = f"http://{settings.host}:{settings.port}"
-        _wait_http(api_url, 60)
+        _wait_http(api_url, 60, watch)
         # The token of the last run, if that run used the same topics: a token lives in
         # the ledger it was issued on (another prefix is another ledger).
         same_ledger = previous is not None and previous.topic_prefix == settings.topic_prefix
         token = previous.token if previous is not None and same_ledger else ""
-        if token and not _accepted(api_url, token, REUSE_WAIT_S):
+        if token and not _accepted(api_url, token, REUSE_WAIT_S, watch):
             print(
                 "runledger: the last run's token is not accepted (revoked?); issuing a new one",
                 file=sys.stderr,
@@ -206,7 +253,7 @@ def run_up(settings: Settings) -> int:
             token = ""
         if not token:
             token = asyncio.run(issue_token(settings, "default", "default"))
-        _wait_http(api_url, 60, token)
+        _wait_http(api_url, 60, watch, token)
         StackFile(
             api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid()
         ).write(data_dir)
@@ -225,8 +272,11 @@ def run_up(settings: Settings) -> int:
             time.sleep(0.5)
         print("runledger: stopping", flush=True)
         return 0
+    except Interrupted:
+        print("runledger: stopping before the stack was up", flush=True)
+        return 0
     except NotReady as exc:
-        print(f"runledger: {exc}; see {data_dir / 'logs' / 'node.log'}", file=sys.stderr)
+        print(f"runledger: {exc}; see {exc.log or data_dir / 'logs' / 'node.log'}", file=sys.stderr)
         return 2
     except TokenError as exc:
         print(f"runledger: no token for account 'default': {exc}", file=sys.stderr)
