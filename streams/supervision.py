@@ -26,6 +26,7 @@ async def supervise(
     log: logging.Logger,
 ) -> None:
     """Run ``start`` then ``loop`` until ``stopping`` is set, restarting after failures."""
+    quiet_fenced_futures(asyncio.get_running_loop(), log)
     while not stopping.is_set():
         try:
             await start()
@@ -43,3 +44,22 @@ async def supervise(
             await asyncio.sleep(RESTART_DELAY_S)
         finally:
             await close()
+
+
+def quiet_fenced_futures(loop: asyncio.AbstractEventLoop, log: logging.Logger) -> None:
+    """Log at debug level what asyncio would report as "Future exception was never
+    retrieved" for a ProducerFenced: aiokafka's sender leaves such futures behind when a
+    newer instance fences this one, and two tracebacks after the one line that says so
+    (``supervise``) would read like a second failure. Everything else is reported as
+    before."""
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+        if isinstance(context.get("exception"), ProducerFenced):
+            log.debug("after fencing: %s", context.get("message"))
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
