@@ -126,6 +126,7 @@ def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> Rep
     if target.exists() and not force:
         raise ToolError(f"{target} exists: choose a new file, or pass --force to replace it")
     refuse_written(target)
+    require_writable_folder(target, "replay --to")
     require_log(bootstrap, topics, "replay")
     _fewer_collections()
     if not target.exists():
@@ -140,6 +141,21 @@ def run_replay(bootstrap: str, topics: Topics, target: Path, force: bool) -> Rep
     finally:
         staged.unlink(missing_ok=True)
     return result
+
+
+def require_writable_folder(target: Path, option: str) -> None:
+    """ToolError, before any work, when nothing can be created next to ``target`` (the
+    tool writes a staged file or folder there first, then renames it): else the error
+    would come after the rebuild, naming the staged path instead of ``target``."""
+    folder = target.parent
+    if not folder.is_dir():
+        raise ToolError(f"{option} {target}: the folder {folder} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".runledger-probe-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ToolError(f"{option} {target}: cannot write in {folder} ({reason})") from exc
 
 
 def refuse_written(target: Path) -> None:
@@ -287,6 +303,7 @@ def run_export(bootstrap: str, topics: Topics, out: Path, db: Path | None) -> di
     """Export the events and every table (of ``db``, else of a fresh replay) into
     ``out``, which afterwards holds this export only (see projections.export). ToolError
     when the log, ``db`` or ``out`` cannot serve; ``out`` is then as it was."""
+    require_writable_folder(out, "export --out")
     require_log(bootstrap, topics, "export")
     try:
         with staged_export(out) as folder:

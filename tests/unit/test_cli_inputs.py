@@ -220,3 +220,17 @@ def test_stack_file_json_is_what_up_writes(tmp_path: Path) -> None:
         "token",
         "pid",
     }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["replay", "--to", "/proc/new.duckdb"], ["export", "--out", "/proc/exported"]],
+    ids=lambda argv: argv[0],
+)
+def test_an_unwritable_target_folder_is_refused_before_any_work(
+    run: Cli, dead: Path, tmp_path: Path, argv: list[str]
+) -> None:
+    # /proc takes no new files, even from root; the broker of ``dead`` is not asked.
+    line = refused_line(run, argv, dead, tmp_path)
+    assert f"{argv[1]} {argv[2]}: cannot write in /proc" in line, line
+    assert ".partial" not in line and "127.0.0.1" not in line
