@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -25,12 +24,12 @@ from api.representations import case_json, process_json
 from api.requests import json_body
 from api.responses import JSONResponse
 from api.routes.definitions import Resource, parsed_body, routes_of
+from api.routes.runs import read_definition
 from streams.domain.case import CreateCase
 from streams.domain.commands import MAX_ID, MAX_TEXT
 from streams.domain.site import SiteState
 from streams.orchestration import GENERATE_PROCESS
 
-SITE_WAIT_S = 5.0
 MAX_LAYERS = 20
 DEFAULT_LAYERS = 10
 
@@ -43,20 +42,9 @@ async def _site_exists(ctx: Context, fields: dict[str, Any]) -> None:
 
 async def _site_of(ctx: Context, site_id: str) -> SiteState:
     """The caller's Site ``site_id`` (waiting briefly for the read model); 422 if none."""
-    account = ctx.principal.account
-    reads = ctx.deps.reads
-    site = await run_in_threadpool(reads.get_site, account, site_id)
-    if site is not None:
-        return site
-    await ctx.deps.positions.wait_for_end(min(SITE_WAIT_S, ctx.deps.wait_timeout_s))
-    site = await run_in_threadpool(reads.get_site, account, site_id)
-    if site is None:
-        raise ApiError(
-            422,
-            "invalid_field",
-            f"site_id names no site of this account: {site_id}",
-            "site_id",
-        )
+    site: SiteState = await read_definition(
+        ctx, ctx.deps.reads.get_site, site_id, "site_id", "site"
+    )
     return site
 
 

@@ -64,16 +64,30 @@ def id_field(fields: dict[str, Any], name: str) -> str:
     return value
 
 
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is UTF-8 encodable. JSON may escape a lone surrogate
+    (``"\\ud800"``); no recorded id holds one, and DuckDB refuses it as a parameter
+    (a 500 before this check)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def read_definition(
     ctx: Context, read: Callable[[str, str], Any], found_id: str, field: str, noun: str
 ) -> Any:
     """The caller's ``noun`` ``found_id`` from the read model, waiting once for the node
     to catch up on a miss; ApiError 422 on ``field`` when there is none."""
     account = ctx.principal.account
-    found = await run_in_threadpool(read, account, found_id)
-    if found is None:
-        await ctx.deps.positions.wait_for_end(min(DEFINITION_WAIT_S, ctx.deps.wait_timeout_s))
+    found = None
+    if _utf8(found_id):  # else it names nothing, and the read model cannot take it
         found = await run_in_threadpool(read, account, found_id)
+        if found is None:
+            wait_s = min(DEFINITION_WAIT_S, ctx.deps.wait_timeout_s)
+            await ctx.deps.positions.wait_for_end(wait_s)
+            found = await run_in_threadpool(read, account, found_id)
     if found is None:
         raise ApiError(
             422, "invalid_field", f"{field} names no {noun} of this account: {found_id}", field
