@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
 
 from api.auth import Authenticator
 from api.deps import ApiDeps
@@ -40,6 +41,11 @@ async def pending_handler(request: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
+async def _to_dashboard(request: Request) -> RedirectResponse:
+    """``/ui/`` (typed in a browser) is the dashboard's page ``/ui``."""
+    return RedirectResponse("/ui", status_code=307)
+
+
 def create_app(deps: ApiDeps) -> Starlette:
     """The API over ``deps``; the node owns the lifecycle of everything in it."""
     app = Starlette(
@@ -56,6 +62,7 @@ def create_app(deps: ApiDeps) -> Starlette:
             *streams.routes,
             *artifacts.routes,
             *dashboard.routes,
+            Route("/ui/", _to_dashboard, methods=["GET"], include_in_schema=False),
         ],
         exception_handlers={
             ApiError: api_error_with_challenge,
@@ -64,6 +71,11 @@ def create_app(deps: ApiDeps) -> Starlette:
             Exception: unexpected_error_handler,
         },
     )
+    # Starlette answers a path that misses only by a trailing "/" with a 307 to the
+    # path without it: an id of "/" (``GET /process/%2F``) then led to the list of
+    # Processes, and ``DELETE /process/%2F`` to a 405 on /process. An API path is
+    # exact: anything else is a 404 ``not_found`` that names the path.
+    app.router.redirect_slashes = False
     app.state.deps = deps
     app.state.auth = Authenticator(deps.reads)
     return app
