@@ -66,10 +66,12 @@ _OTHER_READ_ERRORS = ("401", "404", "500")
 _BAD_REQUEST = {
     "/artifact/{hash}": "The hash is not 64 lowercase hex digits (invalid_hash)",
     "/stream": "A type or status no streamed event can have (invalid_query), or a "
-    "Last-Event-ID that is not a cursor (invalid_last_event_id)",
+    "Last-Event-ID that is not a cursor of this ledger (invalid_last_event_id)",
 }
 for _path in STREAMS - {"/stream"}:
-    _BAD_REQUEST[_path] = "A Last-Event-ID that is not PARTITION:OFFSET (invalid_last_event_id)"
+    _BAD_REQUEST[_path] = (
+        "A Last-Event-ID that is not PARTITION:OFFSET of this ledger (invalid_last_event_id)"
+    )
 
 
 def _errors(method: str, path: str, query: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ its ``id:`` line.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +174,24 @@ def _last_event_id(request: Request) -> str | None:
     return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
 
 
+def _check_partitions(ctx: Context, partitions: Iterable[int], text: str) -> None:
+    """ApiError 400 when a Last-Event-ID names a partition the ledger does not have.
+
+    The node issues ids only of partitions it has applied, so such an id is made up or
+    from another ledger; resuming from it would skip nothing or everything, silently.
+    (The node's applied partitions are empty while its projector starts: no check.)
+    """
+    known = ctx.deps.positions.applied()
+    unknown = sorted(set(partitions) - set(known))
+    if known and unknown:
+        raise ApiError(
+            400,
+            "invalid_last_event_id",
+            f"Last-Event-ID {text!r} names partition {unknown[0]}; the ledger has "
+            f"partitions {', '.join(map(str, sorted(known)))}",
+        )
+
+
 def _streaming(body: AsyncIterator[bytes]) -> Response:
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
@@ -185,6 +203,8 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
         account = ctx.principal.account
         last = _last_event_id(request)
         after = sse.parse_position(last) if last else None
+        if last and after is not None:
+            _check_partitions(ctx, [after[0]], last)
         broadcaster = ctx.deps.broadcaster
         sub = None
         if broadcaster is not None:
@@ -309,6 +329,8 @@ async def account_stream(request: Request) -> Response:
     match = _matcher(account, types, statuses)
     last = _last_event_id(request)
     given = sse.parse_cursor(last) if last else None
+    if last and given is not None:
+        _check_partitions(ctx, given, last)
     broadcaster = ctx.deps.broadcaster
     sub = broadcaster.subscribe(match) if broadcaster is not None else None
     try:
