@@ -105,6 +105,7 @@ class Projector:
         self._cache = StateCache(cache_size)
         self._stats = ProjectorStats()
         self._consumer: AIOKafkaConsumer | None = None
+        self._offsets: AIOKafkaConsumer | None = None
         self._dead_letters: DeadLetterPublisher | None = None
         self._partitions: list[TopicPartition] = []
         self._consumed: dict[int, int] = {}
@@ -126,8 +127,13 @@ class Projector:
         return self._stats
 
     async def end_offsets(self) -> dict[int, int]:
-        """The current end (last stable offset) of every partition of the events topic."""
-        consumer = self._consumer
+        """The current end (last stable offset) of every partition of the events topic.
+
+        Asked on a client of its own: the broker answers a connection's requests in
+        order, so on the fetching consumer's connection the question waited behind the
+        long-poll fetch in flight, up to ``fetch_max_wait_ms`` (500 ms) per ``?wait=true``
+        read on an idle node."""
+        consumer = self._offsets
         if consumer is None:
             raise ProjectorError("the projector is not running")
         try:
@@ -172,15 +178,24 @@ class Projector:
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
         )
+        offsets = AIOKafkaConsumer(  # for end_offsets(): never assigned, never fetches
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self._client_id}-offsets",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
         dead_letters = DeadLetterPublisher(
             self._bootstrap, self._dlq_topic, client_id=f"{self._client_id}-dlq"
         )
         try:
             await consumer.start()
+            await offsets.start()
             partitions = await self._discover()
             consumer.assign(partitions)
             stored = await asyncio.to_thread(self.store.positions, self.topic)
-            _check_retained(await consumer.beginning_offsets(partitions), stored)
+            # (on the offsets client: its first answer also loads its metadata)
+            _check_retained(await offsets.beginning_offsets(partitions), stored)
             for tp in partitions:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
@@ -189,6 +204,7 @@ class Projector:
             await dead_letters.start()
         except BaseException as exc:
             await consumer.stop()
+            await offsets.stop()
             await dead_letters.stop()
             if isinstance(exc, KafkaError):
                 raise ProjectorError(f"cannot consume {self.topic}: {exc}") from exc
@@ -196,6 +212,7 @@ class Projector:
         self.watermark.advance_all(stored)
         self._consumed = dict(stored)
         self._consumer, self._dead_letters, self._partitions = consumer, dead_letters, partitions
+        self._offsets = offsets
         self._started.set()
         log.info("projector: consuming %s from %s", self.topic, stored or "the beginning")
 
@@ -287,11 +304,12 @@ class Projector:
         await self._close()
 
     async def _close(self) -> None:
-        consumer, dead_letters = self._consumer, self._dead_letters
+        consumer, offsets, dead_letters = self._consumer, self._offsets, self._dead_letters
         self._started.clear()
-        self._consumer = self._dead_letters = None
-        if consumer is not None:
-            await consumer.stop()
+        self._consumer = self._offsets = self._dead_letters = None
+        for client in (consumer, offsets):
+            if client is not None:
+                await client.stop()
         if dead_letters is not None:
             await dead_letters.stop()
 
