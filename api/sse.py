@@ -44,6 +44,12 @@ def message(event: str, data: Any, id_: str | None = None) -> bytes:
     return text if id_ is None else with_id(id_, text)
 
 
+def cursor_only(cursor: dict[int, int]) -> bytes:
+    """A message with only an ``id:`` line: it sets the client's Last-Event-ID to
+    ``cursor`` and dispatches no event (the SSE parsing rules)."""
+    return f"id: {cursor_text(cursor)}\n\n".encode()
+
+
 def position_text(partition: int, offset: int) -> str:
     return f"{partition}:{offset}"
 

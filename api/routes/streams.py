@@ -2,8 +2,10 @@
 the token's account may see (``GET /stream?type=&status=``).
 
 Each stream subscribes to the node's broadcaster first, then reads its backlog from the
-``events`` table, then follows live events, dropping what the backlog already sent
-(by seq for one aggregate, by per-partition offset account-wide): no gap, no duplicate.
+``events`` table (once the node has applied the client's Last-Event-ID, which may come
+from a node further on), then follows live events, dropping what the backlog already
+sent (by seq for one aggregate, by per-partition offset account-wide): no gap, no
+duplicate. A fresh account-wide stream sends its starting cursor first, as an id alone.
 A stream of an object the node has not projected yet waits once for the node to catch
 up with the ledger before answering 404, so a client may open the stream of a run it
 created a moment ago. A stream ends after the node's window (``RUNLEDGER_SSE_WINDOW_S``),
@@ -192,6 +194,36 @@ def _check_partitions(ctx: Context, partitions: Iterable[int], text: str) -> Non
         )
 
 
+async def _reach(ctx: Context, positions: Sequence[tuple[int, int]], text: str) -> None:
+    """Return once the node has applied every position of a Last-Event-ID.
+
+    A reconnect may land on another node, behind the one that issued the id: read
+    before it got there, the backlog would end before the client's last event, and the
+    stream would send again (one aggregate, ordered by seq) or skip (account-wide, by
+    offset) what it applies next. So the node first catches up with the ledger's end:
+    ApiError 504 when it cannot within the wait, 400 when the id is still ahead (past
+    the end of the ledger: no node issued it).
+    """
+
+    def ahead() -> bool:
+        applied = ctx.deps.positions.applied()
+        return any(offset >= applied.get(partition, 0) for partition, offset in positions)
+
+    if not ahead():
+        return
+    timeout = min(MISS_WAIT_S, ctx.deps.wait_timeout_s)
+    if not await ctx.deps.positions.wait_for_end(timeout):
+        raise ApiError(
+            504,
+            "wait_timeout",
+            f"the node did not catch up with Last-Event-ID {text!r} within {timeout:g} seconds",
+        )
+    if ahead():
+        raise ApiError(
+            400, "invalid_last_event_id", f"Last-Event-ID {text!r} is past the end of the ledger"
+        )
+
+
 def _streaming(body: AsyncIterator[bytes]) -> Response:
     return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
 
@@ -213,7 +245,8 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
             )
         try:
             resumed = None
-            if after is not None:
+            if last and after is not None:
+                await _reach(ctx, [after], last)
                 resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
             if resumed is not None:
                 backlog = [resumed]
@@ -231,6 +264,17 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
             if sub is not None and broadcaster is not None:
                 broadcaster.unsubscribe(sub)
             raise ApiError(404, "not_found", f"{kind.noun} {aggregate_id} not found")
+        home = backlog[0].row.partition
+        if last and after is not None and after[0] != home:
+            # Not an id of this stream: resuming from it would skip all or nothing.
+            if sub is not None and broadcaster is not None:
+                broadcaster.unsubscribe(sub)
+            raise ApiError(
+                400,
+                "invalid_last_event_id",
+                f"Last-Event-ID {last!r} is not a position of {kind.noun} {aggregate_id}, "
+                f"whose events are on partition {home}",
+            )
         # One aggregate lives on one partition: its offsets order its events.
         seen = 0
         if after is not None:
@@ -340,6 +384,7 @@ async def account_stream(request: Request) -> Response:
             cursor = {p: o - 1 for p, o in ctx.deps.positions.applied().items()}
             backlog: list[Applied] = []
         else:
+            await _reach(ctx, sorted(given.items()), last or "")
             cursor = dict(given)
             rows = await run_in_threadpool(ctx.deps.reads.events_since, account, cursor, STREAMED)
             chosen = [r for r in rows if match(Applied(r, None))]
@@ -356,7 +401,11 @@ async def account_stream(request: Request) -> Response:
         cursor[row.partition] = row.offset
         return [sse.with_id(sse.cursor_text(cursor), _body(a))], False
 
-    return _streaming(_follow(ctx.deps, sub, [], backlog, step))
+    # A fresh stream's cursor comes first, as an id alone (EventSource keeps it and
+    # dispatches nothing): a window with no event would otherwise leave the client no
+    # id, and its reconnect would start "now", missing what happened in between.
+    first = [sse.cursor_only(cursor)] if given is None and cursor else []
+    return _streaming(_follow(ctx.deps, sub, first, backlog, step))
 
 
 routes = [
