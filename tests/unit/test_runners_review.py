@@ -86,7 +86,7 @@ class FakeBrowser:
 
     @asynccontextmanager
     async def open_page(
-        self, request_filter: Any = None, init_script: str | None = None
+        self, request_filter: Any = None, init_script: str | None = None, *, egress: Any = None
     ) -> AsyncIterator[FakeTab]:
         yield self.tab
 
