@@ -15,12 +15,12 @@ import base64
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from playwright.async_api import Browser as PlaywrightBrowser
-from playwright.async_api import CDPSession, Page, Playwright, async_playwright
+from playwright.async_api import CDPSession, JSHandle, Page, Playwright, async_playwright
 from playwright.async_api import ConsoleMessage as PlaywrightConsoleMessage
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
@@ -31,7 +31,7 @@ from runners.browser_config import (  # noqa: F401 (re-exported: callers write b
     BrowserConfig,
 )
 from runners.egress_proxy import Connect, EgressProxy
-from runners.errors import BrowserUnavailable, PageFailed, PageTimeout
+from runners.errors import BrowserUnavailable, PageFailed, PageNavigated, PageTimeout
 from runners.request_filter import RequestFilter, RequestGate
 from runners.tab_record import (  # noqa: F401 (re-exported: callers write browser.<name>)
     ConsoleEntry,
@@ -40,15 +40,41 @@ from runners.tab_record import (  # noqa: F401 (re-exported: callers write brows
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How Chromium reports a navigation the request filter or the egress proxy refused.
 _REFUSED_ERRORS = ("ERR_BLOCKED_BY_CLIENT", "ERR_TUNNEL_CONNECTION_FAILED", "ERR_EMPTY_RESPONSE")
+# How Playwright reports a script or screenshot cut short by the page's own navigation.
+_NAVIGATED_ERRORS = ("Execution context was destroyed",)
+# What Playwright's call log (the lines after a timeout's first) says when an element
+# kept it waiting; the last such line is why the action never happened.
+_WAIT_REASONS = (
+    "intercepts pointer events",
+    "detached from the DOM",
+    "is not visible",
+    "is not enabled",
+    "is not stable",
+    "outside of the viewport",
+)
+
+
+def _why_waited(text: str) -> str | None:
+    """Why an element action timed out, from Playwright's call log; None if unknown."""
+    lines = [line.strip().lstrip("-").strip() for line in text.splitlines()[1:]]
+    reasons = [line for line in lines if any(reason in line for reason in _WAIT_REASONS)]
+    # No reason given (nothing matched, or a page too busy to be queried): none invented.
+    return reasons[-1][:300] if reasons else None
 
 
 def _wrap(exc: Exception, what: str) -> PageFailed:
     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, PlaywrightTimeoutError | asyncio.TimeoutError):
+        why = _why_waited(str(exc))
+        if why is not None:
+            message = f"{message.rstrip('.')}: {why}"
         return PageTimeout(f"{what}: {message}")
+    if any(text in message for text in _NAVIGATED_ERRORS):
+        return PageNavigated(f"{what}: the page went to another document meanwhile")
     return PageFailed(f"{what}: {message}")
 
 
@@ -78,11 +104,36 @@ class Tab:
         self._page = page
         self._session: CDPSession | None = None
         self._record = record or TabRecord()
+        self._releases: set[asyncio.Future[None]] = set()
         page.on("console", self._on_console)
         page.on("pageerror", lambda error: self._record.console_message("error", str(error)))
 
     def _on_console(self, message: PlaywrightConsoleMessage) -> None:
         self._record.console_message(message.type, message.text)
+        # Playwright keeps a handle to each argument (a megabyte string, a DOM node) as
+        # long as the page lives, here and in its driver: a page logging in a loop would
+        # fill the runner's memory. The text is all a tab keeps: release them at once.
+        handles = message.args
+        if handles:
+            task = asyncio.ensure_future(self._release(handles))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+    @staticmethod
+    async def _release(handles: list[JSHandle]) -> None:
+        for handle in handles:
+            with contextlib.suppress(PlaywrightError):  # the page may be gone already
+                await handle.dispose()
+
+    @property
+    def navigations(self) -> int:
+        """Documents the tab's top frame has started to load, counted as their request
+        leaves (redirect hops and same-document navigations excluded)."""
+        return self._record.documents
+
+    async def wait_for_navigation(self, since: int) -> None:
+        """Return once the top frame has started more than ``since`` documents."""
+        await self._record.wait_for_document(since)
 
     async def _attach(
         self, request_filter: RequestFilter | None, init_script: str | None = None
@@ -97,7 +148,9 @@ class Tab:
         self._session = session
         record = self._record
         session.on("Network.requestWillBeSent", record.request_sent)
+        session.on("Network.responseReceived", record.response_received)
         session.on("Network.loadingFinished", record.loading_finished)
+        session.on("Network.loadingFailed", record.loading_failed)
         session.on("PerformanceTimeline.timelineEventAdded", record.timeline_event)
         if request_filter is not None:
             gate = RequestGate(request_filter, record, functools.partial(_fetch, session))
@@ -131,6 +184,11 @@ class Tab:
         return self._record.console
 
     @property
+    def console_dropped(self) -> tuple[int, int]:
+        """Console messages counted but not kept (all, errors): see ``TabRecord``."""
+        return self._record.console_dropped
+
+    @property
     def network(self) -> NetworkTotals:
         return self._record.network
 
@@ -146,13 +204,49 @@ class Tab:
         refusals = self._record.refusals
         before = len(refusals)
         try:
-            response = await self._page.goto(url, timeout=timeout * 1000, wait_until="load")
+            response = await self._until_broken(
+                self._page.goto(url, timeout=timeout * 1000, wait_until="load"), url
+            )
         except (TimeoutError, PlaywrightError) as exc:
             if len(refusals) > before and any(code in str(exc) for code in _REFUSED_ERRORS):
                 # The document itself (or a redirect hop) was refused: say which and why.
                 raise refusals[-1] from exc
+            if "ERR_ABORTED" in str(exc) and self._record.document_status in (204, 205):
+                raise PageFailed(
+                    f"navigating to {url}: the server answered HTTP "
+                    f"{self._record.document_status} with no content: there is no page"
+                ) from exc
+            if "Download is starting" in str(exc):
+                raise PageFailed(
+                    f"navigating to {url}: the server answered with a file download "
+                    "(Content-Disposition: attachment), not a page"
+                ) from exc
             raise _wrap(exc, f"navigating to {url}") from exc
         return None if response is None else response.status
+
+    async def _until_broken(self, loading: Awaitable[T], url: str) -> T:
+        """``loading``, unless the document's body breaks off first: Chromium then never
+        fires its load event and ``loading`` would only end at its timeout."""
+        load = asyncio.ensure_future(loading)
+        broken = asyncio.ensure_future(self._record.document_breaks())
+        try:
+            await asyncio.wait((load, broken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            broken.cancel()
+            if not load.done():
+                load.cancel()
+            await asyncio.gather(load, broken, return_exceptions=True)
+        if load.cancelled() and broken.done() and not broken.cancelled():
+            raise PageFailed(
+                f"navigating to {url}: the connection broke off while the page was "
+                f"loading ({broken.result()})"
+            )
+        return load.result()
+
+    async def wait_for_load(self, timeout: float) -> None:
+        """Wait for the load event of the tab's current document."""
+        with _failing("waiting for the page to load"):
+            await self._page.wait_for_load_state("load", timeout=timeout * 1000)
 
     async def evaluate(self, expression: str) -> Any:
         """The JSON-able value of a script expression or function evaluated in the page."""
@@ -163,11 +257,22 @@ class Tab:
         with _failing("reading the HTML"):
             return await self._page.content()
 
-    async def screenshot(self, full_page: bool = True, timeout: float = 30.0) -> bytes:
-        """A PNG of the page (the whole scrollable page when ``full_page``)."""
+    async def screenshot(
+        self,
+        full_page: bool = True,
+        timeout: float = 30.0,
+        size: tuple[int, int] | None = None,
+    ) -> bytes:
+        """A PNG of the page (the whole scrollable page when ``full_page``; only its
+        top-left ``size`` CSS pixels, when given)."""
+        clip = None if size is None else {"x": 0, "y": 0, "width": size[0], "height": size[1]}
         with _failing("taking a screenshot"):
             return await self._page.screenshot(
-                full_page=full_page, type="png", timeout=timeout * 1000, animations="disabled"
+                full_page=full_page,
+                type="png",
+                timeout=timeout * 1000,
+                animations="disabled",
+                clip=clip,  # type: ignore[arg-type]
             )
 
     async def capture(self, width: int, height: int, timeout: float = 30.0) -> bytes:
@@ -178,7 +283,7 @@ class Tab:
         :meth:`screenshot` when Chromium has no frame to capture yet."""
         session = self._session
         if session is None:
-            return await self.screenshot(full_page=True, timeout=timeout)
+            return await self.screenshot(True, timeout, (width, height))
         viewport = self._page.viewport_size or {"width": width, "height": height}
         fits = width <= viewport["width"] and height <= viewport["height"]
         params = {
@@ -193,8 +298,9 @@ class Tab:
         except TimeoutError as exc:
             raise PageTimeout(f"taking a screenshot: no answer within {timeout:g}s") from exc
         except PlaywrightError as exc:
+            # The same clip: the whole page may be far larger than the caller's cap.
             log.info("fast screenshot failed (%s); taking it the long way", exc)
-            return await self.screenshot(full_page=True, timeout=timeout)
+            return await self.screenshot(True, timeout, (width, height))
         return base64.b64decode(answer["data"])
 
     async def largest_contentful_paint(self, wait: float) -> float | None:
@@ -247,9 +353,12 @@ class Browser:
         self._pages = asyncio.Semaphore(self.config.max_pages)
         self._playwright: Playwright | None = None
         self._browser: PlaywrightBrowser | None = None
+        self._started = False  # between start() and close(): Chromium should be up
+        self._relaunching = asyncio.Lock()
 
     async def start(self) -> None:
         """Launch Chromium. Raises ``BrowserUnavailable`` if it cannot be started."""
+        self._started = True
         if self._browser is not None:
             return
         playwright = await async_playwright().start()
@@ -267,6 +376,10 @@ class Browser:
 
     async def close(self) -> None:
         """Close Chromium and the Playwright driver; safe to call twice."""
+        self._started = False
+        await self._shut()
+
+    async def _shut(self) -> None:
         browser, playwright = self._browser, self._playwright
         self._browser = self._playwright = None
         try:
@@ -275,6 +388,22 @@ class Browser:
         finally:
             if playwright is not None:
                 await playwright.stop()
+
+    async def _running(self) -> PlaywrightBrowser:
+        """The started Chromium, launched again if it has gone away (killed by the OOM
+        killer, crashed): else every later job of the runner would fail with
+        ``BrowserUnavailable``, which the worker answers by running the job again."""
+        async with self._relaunching:
+            if not self._started:
+                raise BrowserUnavailable("the browser is not started")
+            if self._browser is None or not self._browser.is_connected():
+                log.warning("Chromium has gone away: launching it again")
+                with contextlib.suppress(PlaywrightError):
+                    await self._shut()
+                self._browser = self._playwright = None
+                await self.start()
+            assert self._browser is not None
+            return self._browser
 
     async def __aenter__(self) -> Browser:
         await self.start()
@@ -304,8 +433,7 @@ class Browser:
         (JavaScript source) runs in every document of the tab before the document's own
         scripts."""
         async with self._pages, contextlib.AsyncExitStack() as stack:
-            if self._browser is None:
-                raise BrowserUnavailable("the browser is not started")
+            running = await self._running()
             record = TabRecord()
             proxy: dict[str, str] | None = None
             if egress is not None:
@@ -313,7 +441,7 @@ class Browser:
                 proxy = {"server": await gateway.start()}
                 stack.push_async_callback(gateway.close)
             try:
-                context = await self._browser.new_context(
+                context = await running.new_context(
                     viewport={
                         "width": self.config.viewport_width,
                         "height": self.config.viewport_height,

@@ -30,6 +30,11 @@ class PageFailed(RunnerError):
     """A page operation failed (navigation error, missing element, script error)."""
 
 
+class PageNavigated(PageFailed):
+    """The page went to another document while it was being read (a meta refresh, a
+    script redirect): read it again once the new document has loaded."""
+
+
 class PageTimeout(PageFailed):
     """A page operation did not finish within its timeout."""
 

@@ -15,8 +15,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from runners.browser import Tab
 from runners.case import CaseLimits, Status, run_case
-from runners.errors import PageFailed, RunnerError, TargetInvalid
+from runners.errors import PageFailed, PageNavigated, RunnerError, TargetInvalid
 from runners.generate import (
     MAX_LAYERS,
     SNAPSHOT_JS,
@@ -31,6 +32,7 @@ from runners.generate import (
 from runners.jobs_case import to_step
 from runners.jobs_context import JobContext, NodeConfig, json_object
 from runners.jobs_report import JobReporter, NodeOutcome, report_id
+from runners.scan import MAX_SELF_NAVIGATIONS
 from streams.domain import case as case_domain
 from streams.domain import commands as c
 from streams.jobs import Dispatch
@@ -54,6 +56,18 @@ def _layers(info: dict[str, Any]) -> int:
     return max(1, min(value, MAX_LAYERS))
 
 
+async def _snapshot(tab: Tab, timeout: float) -> PageSnapshot:
+    """The page's snapshot where it lands: a page that goes elsewhere by itself after
+    its load (a meta refresh, a script redirect) is read again once there, as a scan
+    does, up to ``MAX_SELF_NAVIGATIONS`` times."""
+    for _ in range(MAX_SELF_NAVIGATIONS + 1):
+        try:
+            return snapshot_from_json(await tab.evaluate(SNAPSHOT_JS))
+        except PageNavigated:
+            await tab.wait_for_load(timeout)
+    raise PageFailed(f"{tab.url} kept navigating by itself after its load: a redirect loop")
+
+
 async def explore(
     ctx: JobContext, site_url: str, timeout: float, progress: Callable[[str], Any] | None = None
 ) -> tuple[PageSnapshot, tuple[PageSnapshot, ...]]:
@@ -63,14 +77,14 @@ async def explore(
     linked: list[PageSnapshot] = []
     async with ctx.browser.open_page(request_filter, egress=egress) as tab:
         await tab.goto(site_url, timeout=timeout)
-        start = snapshot_from_json(await tab.evaluate(SNAPSHOT_JS))
+        start = await _snapshot(tab, timeout)
         for url in links_to_explore(site_url, start, MAX_LINKED_PAGES):
             if progress is not None:
                 await progress(url)
             try:
                 await ctx.guard.check_url(url)
                 await tab.goto(url, timeout=timeout)
-                linked.append(snapshot_from_json(await tab.evaluate(SNAPSHOT_JS)))
+                linked.append(await _snapshot(tab, timeout))
             except RunnerError as exc:  # a page that cannot be opened is not followed
                 log.info("generate: %s not explored: %s", url, exc)
     return start, tuple(linked)

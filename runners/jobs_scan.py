@@ -115,7 +115,7 @@ async def run_scan(ctx: JobContext, dispatch: Dispatch, report: JobReporter) -> 
             {"level": entry.level[:MAX_ITEM_TEXT], "text": entry.text[:MAX_ITEM_TEXT]}
             for entry in result.console[:MAX_LISTED]
         ],
-        "console_count": len(result.console),
+        "console_count": result.console_count,
         "console_errors": result.console_errors,
         "timings": asdict(result.timings),
         "requests": result.requests,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from runners.artifacts import HTML, PNG, ArtifactStore
-from runners.browser import Browser, ConsoleEntry
-from runners.errors import PageTimeout
+from runners.browser import Browser, ConsoleEntry, Tab
+from runners.errors import PageFailed, PageNavigated, PageTimeout
 from runners.guard import TargetGuard
 
 # Finishes finite animations and cancels infinite ones, as Playwright's ``animations:
@@ -48,6 +48,7 @@ _PAGE_JS = f"""
   const restarted = ({_STOP_ANIMATIONS.strip()})();
   const nav = performance.getEntriesByType("navigation")[0];
   const root = document.documentElement;
+  if (!root) return null;  // between two documents: looked at again
   const body = document.body || root;
   const doctype = document.doctype ? new XMLSerializer().serializeToString(document.doctype) : "";
   return {{
@@ -56,7 +57,7 @@ _PAGE_JS = f"""
     load: nav && nav.loadEventEnd > 0 ? nav.loadEventEnd : null,
     origin: performance.timeOrigin,
     restarted,
-    html: root ? doctype + root.outerHTML : "",
+    html: doctype + root.outerHTML,
     width: Math.max(root.scrollWidth, body.scrollWidth, root.clientWidth),
     height: Math.max(root.scrollHeight, body.scrollHeight, root.clientHeight),
   }};
@@ -66,6 +67,17 @@ _PAGE_JS = f"""
 # A screenshot larger than this (CSS pixels per side) is cut: a very long page would
 # otherwise cost seconds and megabytes for pixels no one compares.
 MAX_SHOT_SIDE = 16_384
+# And at most this many pixels (a page as wide as the default viewport, MAX_SHOT_SIDE
+# tall): a page both wide and long is cut in height. A 16384 x 16384 capture is a 1 GB
+# bitmap, and Pillow refuses to decode it for the visual comparison (a "decompression
+# bomb"); past ~8000 x 16384 the comparison alone takes gigabytes of the runner's memory.
+MAX_SHOT_PIXELS = 1280 * MAX_SHOT_SIDE
+# How many times a scan follows a page that goes to another document by itself after its
+# load (a meta refresh, a script setting ``location``) before it calls that a loop, and
+# how many looks at the page that allows (a look cut short by a navigation that has not
+# yet replaced the document is tried again).
+MAX_SELF_NAVIGATIONS = 5
+_MAX_LOOKS = 3 * (MAX_SELF_NAVIGATIONS + 1)
 # How long a scan waits after the screenshot for a first largest-contentful-paint entry
 # when none has arrived yet (the screenshot's frame usually brings it).
 LCP_WAIT_S = 0.05
@@ -95,10 +107,19 @@ class ScanResult:
     requests: int
     bytes: int
     blocked_requests: tuple[str, ...]
+    # Console messages past the tab's record limit: counted, not kept (all, errors).
+    console_dropped: int = 0
+    console_dropped_errors: int = 0
+
+    @property
+    def console_count(self) -> int:
+        """How many console messages and page errors there were, kept or not."""
+        return len(self.console) + self.console_dropped
 
     @property
     def console_errors(self) -> int:
-        return sum(1 for entry in self.console if entry.level == "error")
+        kept = sum(1 for entry in self.console if entry.level == "error")
+        return kept + self.console_dropped_errors
 
 
 def _ms(values: Mapping[str, Any], key: str) -> float | None:
@@ -150,24 +171,27 @@ async def _scan(
         asyncio.timeout(timeout),
     ):
         status = await tab.goto(url, timeout=timeout)
-        screenshot: bytes | None = None
         if settle > 0:
-            # Animations may have started during the wait: stop them first.
             await tab.pause(settle)
-            answer = await tab.evaluate(_PAGE_JS)
-        else:
-            # The page script and a viewport screenshot at once (animations running at
-            # the load were stopped by _AT_LOAD_JS); the page is captured again below if
-            # it is larger than the viewport or started animations after its load.
-            answer, screenshot = await asyncio.gather(
-                tab.evaluate(_PAGE_JS), tab.capture(*viewport, timeout=timeout)
+        # A page that goes elsewhere by itself after its load (a meta refresh, a script
+        # redirect) is read where it lands: the HTML and the screenshot of one document.
+        landed, loop = tab.navigations, None
+        for _ in range(_MAX_LOOKS):
+            if tab.navigations - landed > MAX_SELF_NAVIGATIONS:
+                break
+            loop = await _look_unless_navigating(tab, viewport, settle, timeout)
+            if loop is not None:
+                break
+            await tab.wait_for_load(timeout)
+        if loop is None:
+            raise PageFailed(
+                f"{url} kept navigating by itself after its load (more than "
+                f"{MAX_SELF_NAVIGATIONS} times): a redirect or reload loop"
             )
-        values: dict[str, Any] = answer if isinstance(answer, dict) else {}
-        size = (_side(values.get("width"), viewport[0]), _side(values.get("height"), viewport[1]))
-        if screenshot is None or size != viewport or values.get("restarted"):
-            screenshot = await tab.capture(*size, timeout=timeout)
+        values, screenshot = loop
         lcp_at = await tab.largest_contentful_paint(LCP_WAIT_S)
         final_url, console, network = tab.url, tab.console, tab.network
+        dropped, dropped_errors = tab.console_dropped
     # The tab is closed (its slot free for the next job) before the disk is touched.
     html = str(values.get("html") or "").encode()
     html_hash, screenshot_hash = await asyncio.to_thread(_store, store, html, screenshot)
@@ -185,7 +209,59 @@ async def _scan(
         requests=network.requests,
         bytes=network.bytes,
         blocked_requests=network.blocked,
+        console_dropped=dropped,
+        console_dropped_errors=dropped_errors,
     )
+
+
+async def _look_unless_navigating(
+    tab: Tab, viewport: tuple[int, int], settle: float, timeout: float
+) -> tuple[dict[str, Any], bytes] | None:
+    """:func:`_look`, or None (the look cancelled) if the page starts another document
+    meanwhile: a screenshot of a navigating page may otherwise wait for the timeout."""
+    since = tab.navigations
+    look = asyncio.ensure_future(_look(tab, viewport, settle, timeout))
+    moved = asyncio.ensure_future(tab.wait_for_navigation(since))
+    try:
+        await asyncio.wait((look, moved), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        moved.cancel()
+        look.cancel()  # no-op when it is done
+        await asyncio.gather(look, moved, return_exceptions=True)
+    if look.cancelled() or isinstance(look.exception(), PageNavigated):
+        return None
+    values, screenshot = look.result()  # raises what the look raised
+    return None if tab.navigations != since else (values, screenshot)
+
+
+async def _look(
+    tab: Tab, viewport: tuple[int, int], settle: float, timeout: float
+) -> tuple[dict[str, Any], bytes]:
+    """The page script's answer and a screenshot of the whole page (within the caps).
+    Raises ``PageNavigated`` when the page went to another document meanwhile."""
+    screenshot: bytes | None = None
+    if settle > 0:  # animations may have started during the wait: the script stops them
+        answer = await tab.evaluate(_PAGE_JS)
+    else:
+        # The page script and a viewport screenshot at once (animations running at
+        # the load were stopped by _AT_LOAD_JS); the page is captured again below if
+        # it is larger than the viewport or started animations after its load.
+        script = asyncio.ensure_future(tab.evaluate(_PAGE_JS))
+        shot = asyncio.ensure_future(tab.capture(*viewport, timeout=timeout))
+        try:
+            answer, screenshot = await asyncio.gather(script, shot)
+        except BaseException:  # not left running into the next look or the next job
+            script.cancel()
+            shot.cancel()
+            raise
+    if not isinstance(answer, dict):
+        raise PageNavigated("reading the page: it had no document element (between two)")
+    values: dict[str, Any] = answer
+    width = _side(values.get("width"), viewport[0])
+    height = min(_side(values.get("height"), viewport[1]), max(1, MAX_SHOT_PIXELS // width))
+    if screenshot is None or (width, height) != viewport or values.get("restarted"):
+        screenshot = await tab.capture(width, height, timeout=timeout)
+    return values, screenshot
 
 
 def _side(value: Any, least: int) -> int:

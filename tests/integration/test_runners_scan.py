@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from runners.errors import PageTimeout, TargetRefused
 from runners.guard import TargetGuard
 from runners.scan import ScanResult, scan
 from runners.vrt import compare
-from tests.site.server import TestSite, serve_site
+from tests.site.server import TestSite, serve_handler, serve_site
 
 pytestmark = pytest.mark.integration
 
@@ -82,14 +81,8 @@ def extra_site() -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_handler(Handler) as base_url:
+        yield base_url
 
 
 def png_size(png: bytes) -> tuple[int, int]:

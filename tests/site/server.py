@@ -139,20 +139,27 @@ class _Server(ThreadingHTTPServer):
 
 
 @contextmanager
-def serve_site(host: str = "127.0.0.1") -> Iterator[TestSite]:
-    """Serve the test site on a free port of ``host`` until the block ends."""
-    site = TestSite(host=host, port=0)
-    server = _Server((host, 0), _handler(site))
+def serve_handler(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve ``handler`` on a free port of ``host`` until the block ends; its base URL."""
+    server = _Server((host, 0), handler)
     server.daemon_threads = True
-    site.port = int(server.server_address[1])
     thread = threading.Thread(target=server.serve_forever, name="test-site", daemon=True)
     thread.start()
     try:
-        yield site
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serve_site(host: str = "127.0.0.1") -> Iterator[TestSite]:
+    """Serve the test site on a free port of ``host`` until the block ends."""
+    site = TestSite(host=host, port=0)
+    with serve_handler(_handler(site), host) as base_url:
+        site.port = int(base_url.rsplit(":", 1)[1])
+        yield site
 
 
 def main() -> None:
