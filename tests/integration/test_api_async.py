@@ -22,13 +22,13 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runledger.audit import load as audit_load
 from schemas import default_codec
 from streams import serde
-from streams.topics import Topics, partitions_of
+from streams.topics import Topics
 from tests.integration.conftest import start_stack
+from tests.integration.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -75,31 +75,9 @@ def assert_accepted_async(r: httpx.Response, aggregate_id: str | None = None) ->
 
 async def _commands_in_kafka(stack: Any) -> set[str]:
     """The ids of every committed command in ledger.commands, read from Kafka."""
-    topic = Topics(stack.prefix).commands
     codec = default_codec()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        found: set[str] = set()
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for messages in batch.values():
-                found.update(serde.decode_command(codec, m.value).command_id for m in messages)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return found
-    finally:
-        await consumer.stop()
+    records = await read_topic(stack.bootstrap, Topics(stack.prefix).commands)
+    return {serde.decode_command(codec, r.value).command_id for r in records if r.value}
 
 
 def test_an_async_command_is_durable_when_answered_then_decided(

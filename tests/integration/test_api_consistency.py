@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import default_codec
 from streams import serde
-from streams.topics import Topics, partitions_of
+from streams.topics import Topics
+from tests.integration.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -48,34 +48,11 @@ def count(client: httpx.Client) -> int:
 
 async def _ledger_types(stack: Any, aggregate_id: str) -> list[str]:
     """The types of every event of ``aggregate_id`` in ledger.events, read from Kafka."""
-    topic = Topics(stack.prefix).events
     codec = default_codec()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        found = []
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for messages in batch.values():
-                for msg in messages:
-                    event = serde.decode_event(codec, msg.value)
-                    if event.aggregate_id == aggregate_id:
-                        found.append(event)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return [e.type for e in sorted(found, key=lambda e: e.seq)]
-    finally:
-        await consumer.stop()
+    records = await read_topic(stack.bootstrap, Topics(stack.prefix).events)
+    found = [serde.decode_event(codec, r.value) for r in records if r.value is not None]
+    mine = sorted((e for e in found if e.aggregate_id == aggregate_id), key=lambda e: e.seq)
+    return [e.type for e in mine]
 
 
 def ledger_types(stack: Any, aggregate_id: str) -> list[str]:

@@ -15,12 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import default_codec
 from streams import serde
 from streams.domain.events import Event
-from streams.topics import Topics, partitions_of
+from streams.topics import Topics
+from tests.integration.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -99,34 +99,10 @@ def seconds_between(start: str, end: str) -> float:
 
 async def _ledger(stack: Any, aggregate_id: str) -> list[Event]:
     """Every event of ``aggregate_id`` in ledger.events, read straight from Kafka."""
-    topic = Topics(stack.prefix).events
     codec = default_codec()
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.bootstrap,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        found: list[Event] = []
-        remaining = {tp for tp in tps if end[tp] > 0}
-        while remaining:
-            batch = await consumer.getmany(*remaining, timeout_ms=500)
-            for messages in batch.values():
-                for msg in messages:
-                    event = serde.decode_event(codec, msg.value)
-                    if event.aggregate_id == aggregate_id:
-                        found.append(event)
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-        return sorted(found, key=lambda e: e.seq)
-    finally:
-        await consumer.stop()
+    records = await read_topic(stack.bootstrap, Topics(stack.prefix).events)
+    found = [serde.decode_event(codec, r.value) for r in records if r.value is not None]
+    return sorted((e for e in found if e.aggregate_id == aggregate_id), key=lambda e: e.seq)
 
 
 def ledger_types(stack: Any, aggregate_id: str) -> list[str]:
