@@ -175,11 +175,8 @@ class CommandBus:
         try:
             await self.publish(cmd)
             # A timer that answers None, rather than asyncio.wait_for: no task per command.
-            timer = loop.call_later(timeout, _no_outcome, future)
-            outcome = await future
-            if outcome is None:
-                self._track(cmd)
-            return outcome
+            timer = loop.call_later(timeout, self._give_up, future, cmd)
+            return await future
         finally:
             if timer is not None:
                 timer.cancel()
@@ -188,6 +185,14 @@ class CommandBus:
                     self._waiting[cmd.command_id] = previous
                 else:
                     del self._waiting[cmd.command_id]
+
+    def _give_up(self, future: asyncio.Future[serde.Outcome | None], cmd: Command) -> None:
+        """The waiting is over: track ``cmd`` and answer None, in one step. Tracked any
+        later (once ``execute`` resumes), an outcome read in between would find nobody
+        to keep it, and the command would stay pending for ever."""
+        if not future.done():
+            self._track(cmd)
+            future.set_result(None)
 
     async def _listen(self) -> None:
         assert self._consumer is not None
@@ -229,11 +234,6 @@ class CommandBus:
         submitted = self._submitted.get(outcome.command_id)
         if submitted is not None:
             submitted.outcome = replace(outcome, state_json=None)
-
-
-def _no_outcome(future: asyncio.Future[serde.Outcome | None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def _routing(headers: object) -> tuple[bytes | None, str | None]:
