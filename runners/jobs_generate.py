@@ -11,6 +11,7 @@ with ``object_id`` = the Case, or ``process.fail`` with the exception) is sent b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -56,15 +57,40 @@ def _layers(info: dict[str, Any]) -> int:
     return max(1, min(value, MAX_LAYERS))
 
 
+# The delay of the page's meta refresh in seconds, or null when it has none.
+_REFRESH_JS = """() => {
+  const meta = document.querySelector('meta[http-equiv="refresh" i]');
+  const delay = meta ? parseFloat((meta.content || "").split(/[;,]/)[0]) : NaN;
+  return Number.isFinite(delay) ? delay : null;
+}"""
+# A meta refresh due within this many seconds is waited for: a visitor lands there.
+MAX_REFRESH_WAIT_S = 5.0
+
+
 async def _snapshot(tab: Tab, timeout: float) -> PageSnapshot:
     """The page's snapshot where it lands: a page that goes elsewhere by itself after
-    its load (a meta refresh, a script redirect) is read again once there, as a scan
-    does, up to ``MAX_SELF_NAVIGATIONS`` times."""
+    its load (a meta refresh due within ``MAX_REFRESH_WAIT_S``, a script redirect) is
+    read again once there, as a scan does, up to ``MAX_SELF_NAVIGATIONS`` times. A meta
+    refresh is looked for, not raced: a quick read could finish before it starts."""
     for _ in range(MAX_SELF_NAVIGATIONS + 1):
+        since = tab.navigations
         try:
-            return snapshot_from_json(await tab.evaluate(SNAPSHOT_JS))
+            snapshot = snapshot_from_json(await tab.evaluate(SNAPSHOT_JS))
+            refresh = await tab.evaluate(_REFRESH_JS)
         except PageNavigated:
             await tab.wait_for_load(timeout)
+            continue
+        if tab.navigations == since and isinstance(refresh, int | float):
+            if not 0 <= refresh <= MAX_REFRESH_WAIT_S:
+                return snapshot
+            try:
+                async with asyncio.timeout(refresh + 5):
+                    await tab.wait_for_navigation(since)
+            except TimeoutError:
+                return snapshot  # announced, but it did not go
+        elif tab.navigations == since:
+            return snapshot
+        await tab.wait_for_load(timeout)
     raise PageFailed(f"{tab.url} kept navigating by itself after its load: a redirect loop")
 
 
