@@ -44,6 +44,9 @@ T = TypeVar("T")
 
 # How Chromium reports a navigation the request filter or the egress proxy refused.
 _REFUSED_ERRORS = ("ERR_BLOCKED_BY_CLIENT", "ERR_TUNNEL_CONNECTION_FAILED", "ERR_EMPTY_RESPONSE")
+# How long a page that began another document is given to commit it before its load is
+# awaited (see Tab.wait_for_load); only pages that navigate by themselves pay it.
+LANDING_PAUSE_S = 0.05
 # How Playwright reports a script or screenshot cut short by the page's own navigation.
 _NAVIGATED_ERRORS = ("Execution context was destroyed",)
 # What Playwright's call log (the lines after a timeout's first) says when an element
@@ -244,7 +247,10 @@ class Tab:
         return load.result()
 
     async def wait_for_load(self, timeout: float) -> None:
-        """Wait for the load event of the tab's current document."""
+        """Wait for the load event of the tab's current document, after the page began
+        another one: Playwright answers at once for the document being left until the
+        new one commits, so it is given a moment (``LANDING_PAUSE_S``) first."""
+        await asyncio.sleep(LANDING_PAUSE_S)
         with _failing("waiting for the page to load"):
             await self._page.wait_for_load_state("load", timeout=timeout * 1000)
 

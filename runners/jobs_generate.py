@@ -72,7 +72,10 @@ async def _snapshot(tab: Tab, timeout: float) -> PageSnapshot:
     its load (a meta refresh due within ``MAX_REFRESH_WAIT_S``, a script redirect) is
     read again once there, as a scan does, up to ``MAX_SELF_NAVIGATIONS`` times. A meta
     refresh is looked for, not raced: a quick read could finish before it starts."""
-    for _ in range(MAX_SELF_NAVIGATIONS + 1):
+    landed = tab.navigations
+    for _ in range(3 * (MAX_SELF_NAVIGATIONS + 1)):  # reads a navigation cut short too
+        if tab.navigations - landed > MAX_SELF_NAVIGATIONS:
+            break
         since = tab.navigations
         try:
             snapshot = snapshot_from_json(await tab.evaluate(SNAPSHOT_JS))
