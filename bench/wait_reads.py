@@ -61,7 +61,7 @@ def main() -> int:
                 plain += timed(client, f"/process/{pid}", args.requests)
                 waiting += timed(client, f"/process/{pid}?wait=true", args.requests)
     for name, values in (("GET /process/{id}", plain), ("GET /process/{id}?wait=true", waiting)):
-        p99 = statistics.quantiles(values, n=100)[98]
+        p99 = _stack.percentile(values, 99)
         print(
             f"{name:32s} median {statistics.median(values):7.2f} ms   p99 {p99:7.2f} ms"
             f"   ({len(values)} requests)"
