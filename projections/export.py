@@ -9,7 +9,9 @@ An export folder holds exactly one export: :func:`staged_export` builds it in a 
 folder beside it and renames that into place, so a stale file of an earlier export
 never mixes with a new one, and a failed export leaves the earlier one as it was. A
 manifest (``MANIFEST``) lists the files an export wrote; those, and only those, are
-what a later export may remove. A folder holding anything else is refused.
+what a later export may remove. A folder holding anything else is refused. A staging
+folder left by an export that was killed (SIGKILL, power loss) is removed by the next
+export into the same folder, once the process that made it is gone.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
@@ -33,6 +37,8 @@ from streams.domain.events import ENVELOPE_FIELDS
 
 MANIFEST = "runledger-export.json"
 WRITTEN_BY = "runledger export"
+
+log = logging.getLogger(__name__)
 
 
 class ExportFolderError(ProjectionError):
@@ -105,6 +111,7 @@ def staged_export(out: str | Path) -> Iterator[Path]:
     _not_around_cwd(target)
     _none_left_aside(target)
     earlier_export(target)
+    remove_abandoned_staging(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staged = target.with_name(f".{target.name}.export-{os.getpid()}-{secrets.token_hex(4)}")
     staged.mkdir()
@@ -117,6 +124,57 @@ def staged_export(out: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)  # a folder this call made, all of it ours
         raise
+
+
+def remove_abandoned_staging(target: Path) -> list[Path]:
+    """Remove the staging folders of exports into ``target`` whose process is gone, and
+    return them. An export removes its own staging folder on any error it lives to see;
+    one killed outright (SIGKILL, OOM killer, power loss) leaves it beside ``target``
+    for good, a hidden copy of a half-written export.
+
+    Only folders named exactly as :func:`staged_export` names them for ``target``
+    (``.<name>.export-<pid>-<8 hex>``) are candidates, and only when no process ``pid``
+    exists: a live pid may be an export running now (or, after pid reuse, an unrelated
+    process; the folder is then kept until that pid is gone too). Pids are checked in
+    this pid namespace: exporters in other containers sharing the folder are not seen.
+    A folder that cannot be removed is logged and left; it does not stop the export."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.export-([0-9]+)-[0-9a-f]{{8}}")
+    try:
+        entries = sorted(target.parent.iterdir())
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match.group(1))
+        if _process_exists(pid):
+            continue
+        try:
+            shutil.rmtree(entry)
+        except OSError as exc:
+            log.warning("could not remove %s, left by export process %d: %s", entry, pid, exc)
+            continue
+        log.warning("removed %s, left by export process %d, which is gone", entry, pid)
+        removed.append(entry)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (signal 0 is checked, not sent). Anything but
+    a clear "no such process" counts as existing: a pid of another user's process
+    (PermissionError), and pids no export has (0 and below would address process
+    groups; too large for the kernel)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True
+    return True
 
 
 def _not_around_cwd(target: Path) -> None:

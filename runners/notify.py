@@ -1,8 +1,9 @@
 """Notifications a Flow node sends: a webhook, a Slack message, an email.
 
-Each target goes through the guard first. Builders (``webhook_from_node``,
-``slack_message``, ``email_message``, ``with_idempotency_key``) are pure; ``send_*`` do
-the I/O.
+Each target goes through the guard first, and the connection then goes to an address
+the guard checked, never to a second lookup of the name (DNS rebinding), while TLS and
+``Host`` still name the host. Builders (``webhook_from_node``, ``slack_message``,
+``email_message``, ``with_idempotency_key``) are pure; ``send_*`` do the I/O.
 
 Delivery is at least once: a runner killed after sending and before its job was
 committed sends again when the job is re-run. Each delivery therefore carries a key
@@ -16,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
+import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
@@ -217,8 +219,35 @@ def email_message(
     return message
 
 
-def _deliver(server: SmtpServer, message: EmailMessage, timeout: float) -> None:
-    with smtplib.SMTP(server.host, server.port, timeout=timeout) as smtp:
+class PinnedSMTP(smtplib.SMTP):
+    """An SMTP client that connects to ``addresses`` (the guard's checked addresses of
+    ``host``, tried in order) instead of resolving ``host`` again, which a DNS-rebinding
+    answer could point at a private address. ``host`` is still what the client names:
+    STARTTLS sends it as the SNI name and verifies the certificate against it. No
+    addresses (private targets allowed, nothing checked) connects to ``host`` as it is.
+
+    ``_get_socket`` is smtplib's own seam for how the socket is opened (``SMTP_SSL``
+    overrides it too); only the TCP connect is tried per address, so an SMTP error
+    never sends a message twice."""
+
+    def __init__(self, host: str, port: int, addresses: Sequence[str], timeout: float) -> None:
+        self._addresses = tuple(addresses) or (host,)
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        error: OSError | None = None
+        for address in self._addresses:
+            try:
+                return socket.create_connection((address, port), timeout, self.source_address)
+            except OSError as exc:
+                error = exc
+        raise OSError(f"no address of {host} accepted a connection on port {port}: {error}")
+
+
+def _deliver(
+    server: SmtpServer, addresses: Sequence[str], message: EmailMessage, timeout: float
+) -> None:
+    with PinnedSMTP(server.host, server.port, addresses, timeout) as smtp:
         smtp.ehlo()
         if server.starttls:
             smtp.starttls(context=ssl.create_default_context())
@@ -238,15 +267,17 @@ async def send_email(
     timeout: float = 30.0,
     idempotency_key: str | None = None,
 ) -> None:
-    """Send a plain-text email through ``server`` (smtplib in a worker thread), with a
-    ``Message-ID`` derived from ``idempotency_key`` when given. Raises
+    """Send a plain-text email through ``server`` (smtplib in a worker thread, connected
+    to an address the guard checked: see ``PinnedSMTP``), with a ``Message-ID`` derived
+    from ``idempotency_key`` when given. Raises
     ``TargetRefused``/``TargetInvalid`` from the guard or the message builder, and
     ``NotifyFailed`` for connection, TLS, login or delivery errors."""
     if not server.host or urlsplit(f"//{server.host}").hostname is None:
         raise TargetInvalid(f"not an SMTP host: {server.host!r}")
-    await guard.check_host(server.host, server.port, target=f"smtp://{server.host}:{server.port}")
+    target = f"smtp://{server.host}:{server.port}"
+    addresses = await guard.check_host(server.host, server.port, target=target)
     message = email_message(server.sender, to, subject, body, idempotency_key=idempotency_key)
     try:
-        await asyncio.to_thread(_deliver, server, message, timeout)
+        await asyncio.to_thread(_deliver, server, addresses, message, timeout)
     except (smtplib.SMTPException, OSError) as exc:
         raise NotifyFailed(f"email to {to} via {server.host}:{server.port} failed: {exc}") from exc

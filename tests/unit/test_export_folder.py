@@ -4,13 +4,22 @@ leaves behind (see also tests/integration/test_export_out_dir.py)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from projections.export import MANIFEST, WRITTEN_BY, ExportFolderError, staged_export
+from projections.export import (
+    MANIFEST,
+    WRITTEN_BY,
+    ExportFolderError,
+    remove_abandoned_staging,
+    staged_export,
+)
 
 
 def _export(out: str | Path, *names: str) -> None:
@@ -103,3 +112,62 @@ def test_an_export_left_aside_by_a_crash_is_named_not_forgotten(tmp_path: Path) 
     os.rename(aside, out)
     _export(out, "b.parquet")
     assert sorted(p.name for p in out.iterdir()) == ["b.parquet", MANIFEST]
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped (no zombie keeps it)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait(timeout=30)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child.pid, 0)
+    return child.pid
+
+
+def _staging(parent: Path, name: str) -> Path:
+    folder = parent / name
+    folder.mkdir()
+    (folder / "ledger_events.parquet").write_text("half written")
+    return folder
+
+
+def test_a_staging_folder_of_a_killed_export_is_removed_by_the_next_export(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A SIGKILL mid-export leaves its hidden staging folder beside --out; the process
+    # that made it is gone, so the next export into the same folder removes it.
+    out = tmp_path / "export"
+    dead = _staging(tmp_path, f".export.export-{_dead_pid()}-0123abcd")
+    live = _staging(tmp_path, f".export.export-{os.getpid()}-89abcdef")
+    with caplog.at_level(logging.WARNING, logger="projections.export"):
+        _export(out, "a.parquet")
+    assert not dead.exists()
+    assert live.exists() and (live / "ledger_events.parquet").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["a.parquet", MANIFEST]
+    assert str(dead) in caplog.text and str(live) not in caplog.text
+
+
+def test_only_this_targets_staging_folders_of_gone_processes_are_removed(
+    tmp_path: Path,
+) -> None:
+    dead = _dead_pid()
+    target = tmp_path / "export"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    kept = [
+        _staging(tmp_path, f".exports.export-{dead}-0123abcd"),  # another target's
+        _staging(tmp_path, f".export.export-{dead}-0123abcd.old"),  # not the exact name
+        _staging(tmp_path, f".export.export-{dead}-0123ABCD"),  # not the hex it writes
+        _staging(tmp_path, ".export.export-0-0123abcd"),  # pid 0: a process group
+        _staging(tmp_path, f".export.export-{2**80}-0123abcd"),  # no such pid at all
+    ]
+    (tmp_path / f".export.export-{dead}-feedface").write_text("a file, not a folder")
+    link = tmp_path / f".export.export-{dead}-cafef00d"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    (elsewhere / "keep.txt").write_text("kept")
+    gone = _staging(tmp_path, f".export.export-{dead}-0badc0de")
+
+    assert remove_abandoned_staging(target) == [gone]
+    assert all(folder.exists() for folder in kept)
+    assert (tmp_path / f".export.export-{dead}-feedface").is_file()
+    assert link.is_symlink() and (elsewhere / "keep.txt").read_text() == "kept"
+    assert remove_abandoned_staging(tmp_path / "missing" / "export") == []
