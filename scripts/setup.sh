@@ -22,24 +22,30 @@ command -v mvn >/dev/null 2>&1 \
   || die "mvn is not on PATH; it fetches the Kafka broker's jars once (apt-get install maven)"
 
 # The runners drive Debian's Chromium through Playwright (Playwright's own browser
-# download is not used). Installing needs root, as on CI's fresh machines.
-if [ -x /usr/bin/chromium ]; then
+# download is not used); the tests make TLS certificates with the openssl command.
+# Installing needs root, as on CI's fresh machines.
+missing=""
+[ -x /usr/bin/chromium ] || missing="chromium"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+missing=${missing# }
+if [ -z "$missing" ]; then
   say "chromium present ($(/usr/bin/chromium --version 2>/dev/null | head -n 1)), kept"
 else
   [ "$(id -u)" -eq 0 ] \
-    || die "/usr/bin/chromium is missing; install it as root: apt-get install chromium"
+    || die "$missing missing; install as root: apt-get install $missing"
   command -v apt-get >/dev/null 2>&1 \
-    || die "/usr/bin/chromium is missing and apt-get is not available to install it"
+    || die "$missing missing and apt-get is not available to install it"
   log=$(mktemp)
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+  # shellcheck disable=SC2086  # $missing is a list of package names
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing; } \
       >"$log" 2>&1; then
     tail -n 20 "$log" >&2
     rm -f "$log"
-    die "apt-get install chromium failed (output above)"
+    die "apt-get install $missing failed (output above)"
   fi
   rm -f "$log"
   [ -x /usr/bin/chromium ] || die "apt-get installed chromium but /usr/bin/chromium is missing"
-  say "installed $(/usr/bin/chromium --version 2>/dev/null | head -n 1) with apt-get"
+  say "installed $missing with apt-get ($(/usr/bin/chromium --version 2>/dev/null | head -n 1))"
 fi
 
 if [ -x .venv/bin/python ]; then
