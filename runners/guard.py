@@ -3,14 +3,18 @@ private network (cloud metadata, admin consoles, databases), unless the deployme
 so. It applies to page URLs (and every request a page makes), webhook URLs and SMTP hosts.
 
 Hostnames are resolved first and every address they resolve to must be public, so a
-public name that points at 127.0.0.1 is refused too.
+public name that points at 127.0.0.1 is refused too. A browser tab's checks share one
+short-lived resolution per host (``runners.resolution_cache``): the egress proxy then
+connects to addresses the request filter approved, and each host is looked up once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
@@ -18,6 +22,7 @@ from urllib.parse import SplitResult, urlsplit
 from runners.egress_proxy import Connect
 from runners.errors import TargetInvalid, TargetRefused
 from runners.request_filter import RequestFilter
+from runners.resolution_cache import Clock, ResolutionCache
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -89,12 +94,14 @@ class TargetGuard:
     """Checks targets before runners reach them.
 
     ``allow_private`` comes from ``RUNLEDGER_ALLOW_PRIVATE_TARGETS`` at the composition
-    root; when true every check passes without resolving anything.
+    root; when true every check passes without resolving anything. ``clock`` times the
+    per-tab resolution cache of :meth:`page_checks`.
     """
 
     allow_private: bool = False
     resolver: Resolver = field(default=resolve_system, compare=False)
     opener: Opener = field(default=asyncio.open_connection, compare=False)
+    clock: Clock = field(default=time.monotonic, compare=False)
 
     async def check_host(
         self, host: str, port: int, *, target: str | None = None
@@ -165,10 +172,15 @@ class TargetGuard:
         """What a browser tab needs to keep to public targets: the request filter (every
         request checked before Chromium sends it) and the :meth:`connect` its egress
         proxy opens connections with (see ``runners.egress_proxy``); both None when
-        private targets are allowed."""
+        private targets are allowed. Call it once per tab: both checks share a new
+        :class:`ResolutionCache`, so within its TTL a host is resolved once for the tab
+        and the proxy connects to the addresses the filter approved."""
         if self.allow_private:
             return None, None
-        return self.request_refusal, self.connect
+        tab_guard = dataclasses.replace(
+            self, resolver=ResolutionCache(self.resolver, clock=self.clock)
+        )
+        return tab_guard.request_refusal, tab_guard.connect
 
     async def request_refusal(self, url: str) -> TargetRefused | TargetInvalid | None:
         """For the browser's request filter: None if a page may request ``url``, else
