@@ -7,6 +7,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api.auth import Authenticator
 from api.deps import ApiDeps
@@ -26,6 +27,7 @@ from api.routes import (
     streams,
     system,
 )
+from api.stream_limits import SERVER_SEND, StreamSlots
 
 
 async def api_error_with_challenge(request: Request, exc: Exception) -> JSONResponse:
@@ -46,9 +48,18 @@ async def _to_dashboard(request: Request) -> RedirectResponse:
     return RedirectResponse("/ui", status_code=307)
 
 
+class NodeApp(Starlette):
+    """Starlette, keeping the server's own ``send`` in the scope: a stream whose
+    client stopped reading aborts the connection through it (api/stream_limits.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 def create_app(deps: ApiDeps) -> Starlette:
     """The API over ``deps``; the node owns the lifecycle of everything in it."""
-    app = Starlette(
+    app = NodeApp(
         routes=[
             *system.routes,
             *process_reads.routes,
@@ -78,4 +89,5 @@ def create_app(deps: ApiDeps) -> Starlette:
     app.router.redirect_slashes = False
     app.state.deps = deps
     app.state.auth = Authenticator(deps.reads)
+    app.state.stream_slots = StreamSlots(deps.sse_max_streams_per_account)
     return app

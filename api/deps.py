@@ -53,7 +53,11 @@ class ReadModel(Protocol):
     ) -> PageOf: ...
 
     def events_since(
-        self, account: str, cursor: dict[int, int], aggregate_types: Sequence[str]
+        self,
+        account: str,
+        cursor: dict[int, int],
+        aggregate_types: Sequence[str],
+        limit: int | None = None,
     ) -> list[Any]: ...
 
     def last_event(self, account: str, aggregate_id: str, aggregate_type: str) -> Any | None: ...
@@ -142,3 +146,6 @@ class ApiDeps:
     artifacts: Callable[[str], tuple[bytes, str] | None] | None = None
     sse_window_s: float = 25.0
     sse_heartbeat_s: float = 5.0
+    sse_max_streams_per_account: int = 100
+    sse_send_timeout_s: float = 10.0
+    sse_backlog_page: int = 500

@@ -278,7 +278,11 @@ def main() -> None:
     print(f"load before: {load()}")
     print(f"{args.clients} streams vs 1, {args.rate:g} events/s for {args.seconds:g} s a phase")
     # Longer than the bench: the window would make every stream reconnect at once.
-    window = {"RUNLEDGER_SSE_WINDOW_S": "3600"}
+    # And the per-account cap of open streams (100) above the bench's, all of one account.
+    window = {
+        "RUNLEDGER_SSE_WINDOW_S": "3600",
+        "RUNLEDGER_SSE_MAX_STREAMS_PER_ACCOUNT": str(args.clients + 10),
+    }
     with _stack.running_stack(node_env=window) as stack:
         asyncio.run(asyncio.wait_for(run(stack, args), 30 * 60))
 

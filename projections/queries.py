@@ -144,11 +144,16 @@ class Queries:
         return [rows.event_from_row(r) for r in found]
 
     def events_since(
-        self, account: str, cursor: dict[int, int], aggregate_types: Sequence[str]
+        self,
+        account: str,
+        cursor: dict[int, int],
+        aggregate_types: Sequence[str],
+        limit: int | None = None,
     ) -> list[rows.EventRow]:
         """The account's events of ``aggregate_types`` past ``cursor`` (per partition, the
         last offset already seen; a partition it lacks is read from its start), in
-        (partition, offset) order."""
+        (partition, offset) order; the first ``limit`` of them when given (a page: the
+        next one starts from a cursor moved past this one's rows)."""
         if not aggregate_types:
             return []
         marks = ", ".join("?" for _ in aggregate_types)
@@ -157,7 +162,8 @@ class Queries:
         if seen:
             condition += f" AND NOT ({' OR '.join(seen)})"
         found = self.store.query(
-            f'SELECT {_EVENT_COLUMNS} FROM events WHERE {condition} ORDER BY partition, "offset"',
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {condition} "
+            f'ORDER BY partition, "offset"{"" if limit is None else f" LIMIT {int(limit)}"}',
             [account, *aggregate_types],
         )
         return [rows.event_from_row(r) for r in found]

@@ -98,6 +98,9 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         broadcaster=serving.broadcaster,
         sse_window_s=settings.sse_window_s,
         sse_heartbeat_s=settings.sse_heartbeat_s,
+        sse_max_streams_per_account=settings.sse_max_streams_per_account,
+        sse_send_timeout_s=settings.sse_send_timeout_s,
+        sse_backlog_page=settings.sse_backlog_page,
     )
     config = uvicorn.Config(
         create_app(deps),

@@ -150,6 +150,11 @@ class Settings:
     # often a comment keeps proxies from closing an idle one.
     sse_window_s: float = 25.0
     sse_heartbeat_s: float = 5.0
+    # Open streams one account may hold on a node; how long one write to a stream's
+    # client may take before the node closes it; events read per page of a backlog.
+    sse_max_streams_per_account: int = 100
+    sse_send_timeout_s: float = 10.0
+    sse_backlog_page: int = 500
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -171,6 +176,11 @@ class Settings:
             allow_private_targets=bool_setting(env, "ALLOW_PRIVATE_TARGETS", False),
             sse_window_s=_seconds(env, "SSE_WINDOW_S", 25.0),
             sse_heartbeat_s=_seconds(env, "SSE_HEARTBEAT_S", 5.0),
+            sse_max_streams_per_account=int_setting(
+                env, "SSE_MAX_STREAMS_PER_ACCOUNT", 100, 1, 1_000_000
+            ),
+            sse_send_timeout_s=_seconds(env, "SSE_SEND_TIMEOUT_S", 10.0),
+            sse_backlog_page=int_setting(env, "SSE_BACKLOG_PAGE", 500, 1, 1_000_000),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **clean)  # type: ignore[arg-type]

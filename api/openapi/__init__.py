@@ -85,6 +85,8 @@ def _errors(method: str, path: str, query: list[str]) -> dict[str, str]:
     found = {code: _ERRORS[code] for code in codes}
     if path in _BAD_REQUEST:
         found["400"] = _BAD_REQUEST[path]
+    if path in STREAMS:
+        found["429"] = "The account has its limit of open streams on this node (too_many_streams)"
     return dict(sorted(found.items()))
 
 

@@ -28,6 +28,7 @@ ERROR_CODES = (
     "body_too_large",
     "unsupported_media_type",
     "invalid_field",
+    "too_many_streams",
     "internal",
     "ledger_unavailable",
     "wait_timeout",

@@ -1,16 +1,19 @@
 """Live updates over Server-Sent Events: one Process, FlowRun or CaseRun, or everything
 the token's account may see (``GET /stream?type=&status=``).
 
-Each stream subscribes to the node's broadcaster first, then reads its backlog from the
-``events`` table (once the node has applied the client's Last-Event-ID, which may come
-from a node further on), then follows live events, dropping what the backlog already
-sent (by seq for one aggregate, by per-partition offset account-wide): no gap, no
-duplicate. A fresh account-wide stream sends its starting cursor first, as an id alone.
-A stream of an object the node has not projected yet waits once for the node to catch
-up with the ledger before answering 404, so a client may open the stream of a run it
-created a moment ago. A stream ends after the node's window (``RUNLEDGER_SSE_WINDOW_S``),
-after ``done`` (the run reached a terminal status or was deleted), or when the client
-goes away.
+Each stream takes a slot among its account's open streams (api/stream_limits.py: 429
+over the cap), subscribes to the node's broadcaster, then reads its backlog from the
+``events`` table in pages of ``RUNLEDGER_SSE_BACKLOG_PAGE`` events (once the node has
+applied the client's Last-Event-ID, which may come from a node further on), then
+follows live events, dropping what the backlog already sent (by seq for one aggregate,
+by per-partition offset account-wide): no gap, no duplicate, also for events committed
+while the backlog is paged (a later page has them, or the subscription does). A fresh
+account-wide stream sends its starting cursor first, as an id alone. A stream of an
+object the node has not projected yet waits once for the node to catch up with the
+ledger before answering 404, so a client may open the stream of a run it created a
+moment ago. A stream ends after the node's window (``RUNLEDGER_SSE_WINDOW_S``), after
+``done`` (the run reached a terminal status or was deleted), when the client goes away,
+or when a write to it stalls past ``RUNLEDGER_SSE_SEND_TIMEOUT_S``.
 
 A live event's body (state and event as JSON) is rendered once, by the first stream
 that sends it, and shared by every other (:attr:`Applied.body`); each stream adds only
@@ -19,31 +22,33 @@ its ``id:`` line.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from api import sse
-from api.broadcaster import STREAMED, Applied, Subscription
+from api.broadcaster import Applied, Subscription
 from api.context import Context, context
-from api.deps import ApiDeps, ReadModel
+from api.deps import ReadModel
 from api.errors import ApiError
 from api.representations import process_json
 from api.routes.process_reads import event_json
 from api.run_representations import caserun_json, flowrun_json
+from api.stream_backlog import account_pages, history_page, history_pages, items_of
+from api.stream_filters import filters, matcher
+from api.stream_follow import follow
+from api.stream_limits import LimitedStream, StreamSlots, too_many_streams
+from api.stream_resume import MISS_WAIT_S, check_partitions, last_event_id, reach
 from projections.rows import EventRow, event_of_row
 from streams.domain import caserun, flowrun, process
-from streams.domain.events import PAYLOAD_TYPES
 from streams.domain.history import states_after
 
 ALL = 1 << 62  # no page limit: a history is read whole
-MISS_WAIT_S = 5.0  # at most this long for the node to catch up before a 404
 
 
 @dataclass(frozen=True)
@@ -71,8 +76,6 @@ KINDS = {
         caserun.AGGREGATE, caserun_json, caserun.RUN_TERMINAL, lambda r, a, i: r.get_caserun(a, i)
     ),
 }
-
-Step = Callable[[Applied], tuple[list[bytes], bool]]
 
 
 def history(ctx: Context, noun: str, aggregate_id: str) -> list[Applied]:
@@ -108,244 +111,6 @@ def caught_up(
     return Applied(newest, state)
 
 
-def _data(a: Applied) -> dict[str, Any]:
-    return {"state": KINDS[a.row.aggregate_type].render(a.state), "event": event_json(a.row)}
-
-
-def _body(a: Applied) -> bytes:
-    """``a``'s ``event:`` and ``data:`` lines, rendered on first use."""
-    if a.body is None:
-        a.body = sse.body(a.row.type, _data(a))
-    return a.body
-
-
-def _done(a: Applied) -> bytes:
-    return sse.message("done", {"status": a.state.status, "position": _position(a)})
-
-
-def _position(a: Applied) -> str:
-    return sse.position_text(a.row.partition, a.row.offset)
-
-
-async def _follow(
-    deps: ApiDeps,
-    sub: Subscription | None,
-    first: Sequence[bytes],
-    backlog: Sequence[Applied],
-    step: Step,
-) -> AsyncIterator[bytes]:
-    """``first``, then the backlog, then live events until done, the window or the
-    client's disconnect (Starlette cancels the iteration; ``finally`` unsubscribes)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deps.sse_window_s
-    try:
-        for text in first:
-            yield text
-        for a in backlog:
-            texts, end = step(a)
-            for text in texts:
-                yield text
-            if end:
-                return
-        if sub is None or (first and first[-1].startswith(b"event: done")):
-            return
-        while True:
-            left = deadline - loop.time()
-            if left <= 0:
-                return
-            items = await sub.take(min(deps.sse_heartbeat_s, left))
-            if sub.dropped:
-                yield sse.DROPPED
-                return
-            if not items:
-                if loop.time() < deadline:
-                    yield sse.HEARTBEAT
-                continue
-            for a in items:
-                texts, end = step(a)
-                for text in texts:
-                    yield text
-                if end:
-                    return
-    finally:
-        if sub is not None and deps.broadcaster is not None:
-            deps.broadcaster.unsubscribe(sub)
-
-
-def _last_event_id(request: Request) -> str | None:
-    return request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-
-
-def _check_partitions(ctx: Context, partitions: Iterable[int], text: str) -> None:
-    """ApiError 400 when a Last-Event-ID names a partition the ledger does not have.
-
-    The node issues ids only of partitions it has applied, so such an id is made up or
-    from another ledger; resuming from it would skip nothing or everything, silently.
-    (The node's applied partitions are empty while its projector starts: no check.)
-    """
-    known = ctx.deps.positions.applied()
-    unknown = sorted(set(partitions) - set(known))
-    if known and unknown:
-        raise ApiError(
-            400,
-            "invalid_last_event_id",
-            f"Last-Event-ID {text!r} names partition {unknown[0]}; the ledger has "
-            f"partitions {', '.join(map(str, sorted(known)))}",
-        )
-
-
-async def _reach(ctx: Context, positions: Sequence[tuple[int, int]], text: str) -> None:
-    """Return once the node has applied every position of a Last-Event-ID.
-
-    A reconnect may land on another node, behind the one that issued the id: read
-    before it got there, the backlog would end before the client's last event, and the
-    stream would send again (one aggregate, ordered by seq) or skip (account-wide, by
-    offset) what it applies next. So the node first catches up with the ledger's end:
-    ApiError 504 when it cannot within the wait, 400 when the id is still ahead (past
-    the end of the ledger: no node issued it).
-    """
-
-    def ahead() -> bool:
-        applied = ctx.deps.positions.applied()
-        return any(offset >= applied.get(partition, 0) for partition, offset in positions)
-
-    if not ahead():
-        return
-    timeout = min(MISS_WAIT_S, ctx.deps.wait_timeout_s)
-    if not await ctx.deps.positions.wait_for_end(timeout):
-        raise ApiError(
-            504,
-            "wait_timeout",
-            f"the node did not catch up with Last-Event-ID {text!r} within {timeout:g} seconds",
-        )
-    if ahead():
-        raise ApiError(
-            400, "invalid_last_event_id", f"Last-Event-ID {text!r} is past the end of the ledger"
-        )
-
-
-def _streaming(body: AsyncIterator[bytes]) -> Response:
-    return StreamingResponse(body, media_type=sse.MEDIA_TYPE, headers=sse.HEADERS)
-
-
-def object_stream(kind: Kind) -> Callable[[Request], Any]:
-    async def stream(request: Request) -> Response:
-        ctx = context(request, query_token=True)
-        aggregate_id = request.path_params[f"{kind.noun}_id"]
-        account = ctx.principal.account
-        last = _last_event_id(request)
-        after = sse.parse_position(last) if last else None
-        if last and after is not None:
-            _check_partitions(ctx, [after[0]], last)
-        broadcaster = ctx.deps.broadcaster
-        sub = None
-        if broadcaster is not None:
-            sub = broadcaster.subscribe(
-                lambda a: a.row.account == account, aggregate=(kind.noun, aggregate_id)
-            )
-        try:
-            resumed = None
-            if last and after is not None:
-                await _reach(ctx, [after], last)
-                resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
-            if resumed is not None:
-                backlog = [resumed]
-            else:
-                backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
-            if not backlog:
-                # Created a moment ago, maybe not projected yet: catch up once, look again.
-                await ctx.deps.positions.wait_for_end(min(MISS_WAIT_S, ctx.deps.wait_timeout_s))
-                backlog = await run_in_threadpool(history, ctx, kind.noun, aggregate_id)
-        except BaseException:
-            if sub is not None and broadcaster is not None:
-                broadcaster.unsubscribe(sub)
-            raise
-        if not backlog:
-            if sub is not None and broadcaster is not None:
-                broadcaster.unsubscribe(sub)
-            raise ApiError(404, "not_found", f"{kind.noun} {aggregate_id} not found")
-        home = backlog[0].row.partition
-        if last and after is not None and after[0] != home:
-            # Not an id of this stream: resuming from it would skip all or nothing.
-            if sub is not None and broadcaster is not None:
-                broadcaster.unsubscribe(sub)
-            raise ApiError(
-                400,
-                "invalid_last_event_id",
-                f"Last-Event-ID {last!r} is not a position of {kind.noun} {aggregate_id}, "
-                f"whose events are on partition {home}",
-            )
-        # One aggregate lives on one partition: its offsets order its events.
-        seen = 0
-        if after is not None:
-            seen = max(
-                (a.row.seq for a in backlog if (a.row.partition, a.row.offset) <= after),
-                default=0,
-            )
-        first: list[bytes] = []
-        latest = backlog[-1]
-        if seen >= latest.row.seq and kind.finished(latest.state):
-            first.append(_done(latest))
-        last_seq = seen
-
-        def step(a: Applied) -> tuple[list[bytes], bool]:
-            nonlocal last_seq
-            if a.row.seq <= last_seq:
-                return [], False
-            last_seq = a.row.seq
-            texts = [sse.with_id(_position(a), _body(a))]
-            if kind.finished(a.state):
-                texts.append(_done(a))
-                return texts, True
-            return texts, False
-
-        return _streaming(_follow(ctx.deps, sub, first, backlog, step))
-
-    return stream
-
-
-STATUSES = frozenset((*process.STATUSES, *flowrun.RUN_STATUSES, *caserun.RUN_STATUSES))
-
-
-def streamed_types() -> frozenset[str]:
-    """What ``?type=`` may name: a streamed aggregate, or one of its event types."""
-    events = (t for t in PAYLOAD_TYPES if t.split(".", 1)[0] in STREAMED)
-    return frozenset((*STREAMED, *events))
-
-
-def _filters(request: Request) -> tuple[frozenset[str], frozenset[str]]:
-    """``?type=`` and ``?status=`` (each repeated or comma-separated); ApiError 400 for
-    a value no streamed event can have, which would otherwise stream nothing, silently."""
-
-    def values(name: str, known: frozenset[str]) -> frozenset[str]:
-        found: set[str] = set()
-        for raw in request.query_params.getlist(name):
-            found.update(v.strip() for v in raw.split(",") if v.strip())
-        unknown = sorted(found - known)
-        if unknown:
-            raise ApiError(
-                400,
-                "invalid_query",
-                f"{name} {unknown[0]!r} is not one of {', '.join(sorted(known))}",
-                name,
-            )
-        return frozenset(found)
-
-    return values("type", streamed_types()), values("status", STATUSES)
-
-
-def _matcher(account: str, types: frozenset[str], statuses: frozenset[str]) -> Any:
-    def match(a: Applied) -> bool:
-        row = a.row
-        if row.account != account:
-            return False
-        if types and row.type not in types and row.aggregate_type not in types:
-            return False
-        return not statuses or row.status in statuses
-
-    return match
-
-
 def _states_of(ctx: Context, rows: Sequence[EventRow]) -> list[Applied]:
     """``rows`` with the state after each, folding each aggregate's history at most once.
 
@@ -366,15 +131,142 @@ def _states_of(ctx: Context, rows: Sequence[EventRow]) -> list[Applied]:
     return [Applied(r, folded[(r.aggregate_type, r.aggregate_id)][r.seq]) for r in rows]
 
 
-async def account_stream(request: Request) -> Response:
-    ctx = context(request, query_token=True)
+def _data(a: Applied) -> dict[str, Any]:
+    return {"state": KINDS[a.row.aggregate_type].render(a.state), "event": event_json(a.row)}
+
+
+def _body(a: Applied) -> bytes:
+    """``a``'s ``event:`` and ``data:`` lines, rendered on first use."""
+    if a.body is None:
+        a.body = sse.body(a.row.type, _data(a))
+    return a.body
+
+
+def _done(a: Applied) -> bytes:
+    return sse.message("done", {"status": a.state.status, "position": _position(a)})
+
+
+def _position(a: Applied) -> str:
+    return sse.position_text(a.row.partition, a.row.offset)
+
+
+async def _limited(
+    request: Request, ctx: Context, open_body: Callable[[], Awaitable[AsyncIterator[bytes]]]
+) -> Response:
+    """The stream ``open_body`` makes, holding one of the account's slots until it ends;
+    429 ``too_many_streams`` when the account holds them all."""
+    slots: StreamSlots = request.app.state.stream_slots
+    slot = slots.take(ctx.principal.account)
+    if slot is None:
+        return too_many_streams(slots.per_account, ctx.deps.sse_window_s)
+    try:
+        body = await open_body()
+    except BaseException:
+        slot.release()
+        raise
+    return LimitedStream(body, slot, ctx.deps.sse_send_timeout_s)
+
+
+def _unsubscribe(ctx: Context, sub: Subscription | None) -> None:
+    if sub is not None and ctx.deps.broadcaster is not None:
+        ctx.deps.broadcaster.unsubscribe(sub)
+
+
+async def _object_body(
+    ctx: Context, kind: Kind, aggregate_id: str, last: str | None
+) -> AsyncIterator[bytes]:
     account = ctx.principal.account
-    types, statuses = _filters(request)
-    match = _matcher(account, types, statuses)
-    last = _last_event_id(request)
+    after = sse.parse_position(last) if last else None
+    if last and after is not None:
+        check_partitions(ctx, [after[0]], last)
+    broadcaster = ctx.deps.broadcaster
+    sub = None
+    if broadcaster is not None:
+        sub = broadcaster.subscribe(
+            lambda a: a.row.account == account, aggregate=(kind.noun, aggregate_id)
+        )
+    size = ctx.deps.sse_backlog_page
+    try:
+        resumed = None
+        if last and after is not None:
+            await reach(ctx, [after], last)
+            resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
+        if resumed is not None:
+            page = [resumed]
+        else:
+            page = await run_in_threadpool(
+                history_page, ctx, kind.noun, aggregate_id, 0, size, None
+            )
+            if not page:
+                # Created a moment ago, maybe not projected yet: catch up once, look again.
+                await ctx.deps.positions.wait_for_end(min(MISS_WAIT_S, ctx.deps.wait_timeout_s))
+                page = await run_in_threadpool(
+                    history_page, ctx, kind.noun, aggregate_id, 0, size, None
+                )
+        if not page:
+            raise ApiError(404, "not_found", f"{kind.noun} {aggregate_id} not found")
+        home = page[0].row.partition
+        if last and after is not None and after[0] != home:
+            # Not an id of this stream: resuming from it would skip all or nothing.
+            raise ApiError(
+                400,
+                "invalid_last_event_id",
+                f"Last-Event-ID {last!r} is not a position of {kind.noun} {aggregate_id}, "
+                f"whose events are on partition {home}",
+            )
+    except BaseException:
+        _unsubscribe(ctx, sub)
+        raise
+    backlog = (
+        items_of(page) if resumed is not None else history_pages(ctx, kind.noun, aggregate_id, page)
+    )
+    # One aggregate lives on one partition: its offsets order its events. The client
+    # has seen every event at or before ``after``; ``seen`` is the newest of them while
+    # it is the last event read, which ends the stream at once if it was the end.
+    last_seq = 0
+    seen: Applied | None = None
+
+    def step(a: Applied) -> tuple[list[bytes], bool]:
+        nonlocal last_seq, seen
+        if a.row.seq <= last_seq:
+            return [], False
+        last_seq = a.row.seq
+        if after is not None and (a.row.partition, a.row.offset) <= after:
+            seen = a
+            return [], False
+        seen = None
+        texts = [sse.with_id(_position(a), _body(a))]
+        if kind.finished(a.state):
+            texts.append(_done(a))
+            return texts, True
+        return texts, False
+
+    def settle() -> tuple[list[bytes], bool]:
+        if seen is not None and kind.finished(seen.state):
+            return [_done(seen)], True
+        return [], False
+
+    return follow(ctx.deps, sub, [], backlog, step, settle)
+
+
+def object_stream(kind: Kind) -> Callable[[Request], Any]:
+    async def stream(request: Request) -> Response:
+        ctx = context(request, query_token=True)
+        aggregate_id = request.path_params[f"{kind.noun}_id"]
+        last = last_event_id(request)
+        return await _limited(request, ctx, lambda: _object_body(ctx, kind, aggregate_id, last))
+
+    return stream
+
+
+async def _account_body(ctx: Context, request: Request) -> AsyncIterator[bytes]:
+    account = ctx.principal.account
+    types, statuses = filters(request)
+    match = matcher(account, types, statuses)
+    last = last_event_id(request)
     given = sse.parse_cursor(last) if last else None
     if last and given is not None:
-        _check_partitions(ctx, given, last)
+        check_partitions(ctx, given, last)
     broadcaster = ctx.deps.broadcaster
     sub = broadcaster.subscribe(match) if broadcaster is not None else None
     try:
@@ -382,16 +274,13 @@ async def account_stream(request: Request) -> Response:
             # On the loop, right after subscribing: nothing can commit in between, so
             # every live event is past this cursor and nothing is missed.
             cursor = {p: o - 1 for p, o in ctx.deps.positions.applied().items()}
-            backlog: list[Applied] = []
+            backlog = items_of([])
         else:
-            await _reach(ctx, sorted(given.items()), last or "")
+            await reach(ctx, sorted(given.items()), last or "")
             cursor = dict(given)
-            rows = await run_in_threadpool(ctx.deps.reads.events_since, account, cursor, STREAMED)
-            chosen = [r for r in rows if match(Applied(r, None))]
-            backlog = await run_in_threadpool(_states_of, ctx, chosen)
+            backlog = account_pages(ctx, dict(given), match, _states_of)
     except BaseException:
-        if sub is not None and broadcaster is not None:
-            broadcaster.unsubscribe(sub)
+        _unsubscribe(ctx, sub)
         raise
 
     def step(a: Applied) -> tuple[list[bytes], bool]:
@@ -405,7 +294,12 @@ async def account_stream(request: Request) -> Response:
     # dispatches nothing): a window with no event would otherwise leave the client no
     # id, and its reconnect would start "now", missing what happened in between.
     first = [sse.cursor_only(cursor)] if given is None and cursor else []
-    return _streaming(_follow(ctx.deps, sub, first, backlog, step))
+    return follow(ctx.deps, sub, first, backlog, step)
+
+
+async def account_stream(request: Request) -> Response:
+    ctx = context(request, query_token=True)
+    return await _limited(request, ctx, lambda: _account_body(ctx, request))
 
 
 routes = [

@@ -114,7 +114,11 @@ class Reads:
         return found[-1] if found and not found[-1].deleted else None
 
     def events_since(
-        self, account: str, cursor: dict[int, int], aggregate_types: Sequence[str]
+        self,
+        account: str,
+        cursor: dict[int, int],
+        aggregate_types: Sequence[str],
+        limit: int | None = None,
     ) -> list[EventRow]:
         rows = [
             a.row
@@ -123,7 +127,7 @@ class Reads:
             and a.row.aggregate_type in aggregate_types
             and a.row.offset > cursor.get(a.row.partition, -1)
         ]
-        return sorted(rows, key=lambda r: (r.partition, r.offset))
+        return sorted(rows, key=lambda r: (r.partition, r.offset))[:limit]
 
 
 class Positions:
