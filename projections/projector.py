@@ -35,7 +35,7 @@ from projections.store import Store
 from projections.watermark import Watermark
 from schemas import Codec, default_codec
 from streams.domain.events import Event
-from streams.topics import Topics
+from streams.topics import Topics, describe_positions
 
 __all__ = ["BatchListener", "Listener", "Projector", "ProjectorStats", "fold_batch"]
 
@@ -214,7 +214,13 @@ class Projector:
         self._consumer, self._dead_letters, self._partitions = consumer, dead_letters, partitions
         self._offsets = offsets
         self._started.set()
-        log.info("projector: consuming %s from %s", self.topic, stored or "the beginning")
+        log.info(
+            "projector: reading %s on %s from %s (%s)",
+            self.topic,
+            self._bootstrap,
+            describe_positions(stored),
+            f"positions stored in {self.store.path}" if stored else "a new read model",
+        )
 
     def _check_ledger(self) -> None:
         """ProjectorError when the store was built from another events topic (another
@@ -290,9 +296,19 @@ class Projector:
                     await writing.task
             raise
         finally:
+            started = self._consumer is not None
             await self._close()
             self._stopping.clear()
             self._idle.set()
+            if started:
+                # What is in the store: the next start resumes exactly there.
+                log.info(
+                    "projector: stopped reading %s; the read model has applied up to %s "
+                    "(%d events applied since start)",
+                    self.topic,
+                    describe_positions(self.applied),
+                    self._stats.events_applied,
+                )
 
     async def stop(self) -> None:
         """Ask :meth:`run` to finish after the batch in hand, and wait until it has.

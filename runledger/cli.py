@@ -8,10 +8,10 @@ finds the stack through ``--data-dir`` (``stack.json`` written by ``up``) unless
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
+from runledger import logs
 from runledger.commands.context import CliError as CliError
 from runledger.commands.events import add_event_commands
 from runledger.commands.read_model import add_read_model_commands
@@ -41,6 +41,7 @@ explains its options. The environment overrides the defaults:
   RUNLEDGER_HOST, RUNLEDGER_PORT
                               the defaults of --host and --port (127.0.0.1, 8000)
   RUNLEDGER_PARTITIONS        partitions of new topics (default 4)
+  RUNLEDGER_LOG_LEVEL         debug, info (default), warning or error; -v is debug
 Times are ISO 8601 (2026-03-01T12:00:00Z; no zone: UTC), durations in seconds.
 Exit status: 0 done, 1 the answer is no (unknown id, a difference), 2 a usage or
 environment error (one line on stderr; -v adds the traceback), 130 Ctrl-C.
@@ -56,7 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log at DEBUG (up: its services too) and show tracebacks",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_stack_commands(sub)
     add_token_commands(sub)
@@ -77,16 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runledger: {problem}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    quiet = args.command in TOOLS and not args.verbose
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if quiet else logging.WARNING)
-    # httpx logs every request's full URL at INFO: noise in what ``up`` prints (its
-    # health checks), and a Slack webhook's URL is its secret, which must stay out of
-    # runner.log.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        level = logs.level_of(os.environ, args.verbose)
+    except SettingsError as exc:
+        print(f"runledger: {exc}", file=sys.stderr)
+        return 2
+    # httpx's INFO line (every request's full URL) is noise in what ``up`` prints and
+    # would put a Slack webhook's secret URL in runner.log: runledger.logs quiets it.
+    logs.configure(level, tool=args.command in TOOLS)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

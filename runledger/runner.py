@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -129,7 +130,19 @@ class Runner:
         )
 
     async def execute(self, dispatch: Dispatch) -> None:
-        await perform(self.ctx, dispatch, self.publish)
+        """Run one job and report it; a line when it starts and one with its outcome
+        (a job is long work, so two lines per job are not noise)."""
+        job = dispatch.job
+        what = f"{job.kind} job {job.job_id} (run {job.run_id} node {job.node_id}"
+        what += f" attempt {job.attempt})"
+        log.info("%s: started", what)
+        began = time.monotonic()
+        outcome = await perform(self.ctx, dispatch, self.publish)
+        took = time.monotonic() - began
+        if outcome.passed:
+            log.info("%s: passed in %.1f s", what, took)
+        else:
+            log.info("%s: failed in %.1f s: %s", what, took, outcome.exception)
 
     def _cancel(self, run_id: str, at: float) -> None:
         for loop in self.loops.values():
@@ -179,9 +192,13 @@ class Runner:
                     raise task.exception() or RuntimeError(f"{task.get_name()} ended at start")
             self.ready.set()
             log.info(
-                "runner ready: kinds %s, %d pages",
+                "runner ready: kinds %s, %d pages; jobs from %s on %s "
+                "(groups %srunledger-runner-KIND)",
                 ",".join(self.options.kinds),
                 self.options.max_pages,
+                self.topics.jobs,
+                self.settings.kafka_bootstrap,
+                self.topics.prefix,
             )
             stopping = asyncio.create_task(self._stopping.wait())
             await asyncio.wait({*tasks, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -214,6 +231,8 @@ async def run_runner(settings: Settings, options: RunnerOptions) -> None:
     stopped.cancel()
     runner.stop()
     await task
+    # A job cut short is not committed: another runner (or the next start) runs it again.
+    log.info("runner stopped")
 
 
 async def run_orchestrator(settings: Settings) -> None:

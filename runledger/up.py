@@ -24,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from runledger import logs
 from runledger.broker import BrokerHandle, start_broker
 from runledger.broker.host import die_with_parent
 from runledger.settings import Settings
@@ -106,15 +107,31 @@ class Child:
             self.start()
 
     def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` s; the log line says which it took
+        and the exit status (0: a clean stop, 3: the service's own forced exit)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout)
+            status = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        log.info("stopped %s", self.name)
+            log.warning(
+                "%s (pid %d) did not stop within %g s of SIGTERM; killed (see %s)",
+                self.name,
+                self.proc.pid,
+                timeout,
+                self.log_path,
+            )
+            return
+        if status == 0:
+            log.info("stopped %s (pid %d) cleanly", self.name, self.proc.pid)
+        else:
+            ended = f"signal {signal.Signals(-status).name}" if status < 0 else f"status {status}"
+            log.warning(
+                "%s (pid %d) stopped by %s (see %s)", self.name, self.proc.pid, ended, self.log_path
+            )
 
 
 def last_line(path: Path) -> str:
@@ -220,6 +237,9 @@ def run_up(settings: Settings) -> int:
             "RUNLEDGER_TOPIC_PREFIX": settings.topic_prefix,
             "RUNLEDGER_DATA_DIR": str(data_dir),
         }
+        level = logs.child_level()
+        if level is not None:  # `runledger -v up`: the services log at DEBUG too
+            env["RUNLEDGER_LOG_LEVEL"] = level
         exe = [sys.executable, "-m", "runledger"]
         children = [
             Child("decider", [*exe, "decider"], env, data_dir / "logs" / "decider.log"),

@@ -196,15 +196,25 @@ class CommandBus:
 
     async def _listen(self) -> None:
         assert self._consumer is not None
+        failures = 0
         while True:
             try:
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=5000)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("reading outcomes failed; retrying")
+            except Exception as exc:
+                # The traceback once, then a line every 30 s: retrying twice a second,
+                # a traceback each time would bury everything else in the node's log.
+                if failures == 0:
+                    log.exception("reading outcomes failed; retrying every 0.5 s")
+                elif failures % 60 == 0:
+                    log.warning("reading outcomes still fails (%d times): %s", failures, exc)
+                failures += 1
                 await asyncio.sleep(0.5)
                 continue
+            if failures:
+                log.info("reading outcomes again after %d failed attempts", failures)
+                failures = 0
             for messages in batch.values():
                 for msg in messages:
                     if self._waiting or self._submitted:
@@ -226,7 +236,7 @@ class CommandBus:
         try:
             outcome = serde.decode_outcome(self.codec, msg.value)
         except DecodeError:
-            log.warning("undecodable outcome at offset %d", msg.offset)
+            log.warning("undecodable outcome at partition %d offset %d", msg.partition, msg.offset)
             return
         future = self._waiting.get(outcome.command_id)
         if future is not None and not future.done():

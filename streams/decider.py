@@ -40,7 +40,7 @@ from streams.outcome import process_state_dict as process_state_dict  # kept imp
 from streams.outcome import state_to_json as _state_json
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, open_group_input
+from streams.topics import Topics, describe_positions, open_group_input
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +94,27 @@ class Decider:
         self._consumer: AIOKafkaConsumer | None = None
         # Commands of the current batch whose sender does not wait for the state.
         self._stateless: set[str] = set()
+        # The next command offset per partition, as last committed in a transaction:
+        # what the start-up and stop lines report.
+        self.committed: dict[int, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Decide commands until :meth:`stop`; after a failure, fence, rebuild, go on."""
         await supervise("decider", self._stopping, self._start, self._loop, self._close, log)
+        st = self.stats
+        log.info(
+            "decider stopped: %d commands decided (%d accepted, %d rejected, %d duplicates, "
+            "%d dead-lettered); %s committed up to %s",
+            st.commands,
+            st.accepted,
+            st.rejected,
+            st.duplicates,
+            st.dead_lettered,
+            self.topics.commands,
+            describe_positions(self.committed),
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -128,11 +143,18 @@ class Decider:
                 await consumer.seek_to_beginning(tp)
             else:
                 consumer.seek(tp, committed)
+                self.committed[tp.partition] = committed
         self.ready.set()
         log.info(
-            "decider ready: %d aggregates rebuilt from %d events",
+            "decider ready on %s: %d aggregates rebuilt from %d events of %s; "
+            "reading %s from %s (group %s)",
+            self.bootstrap,
             len(self.aggregates),
             self.stats.rebuilt_events,
+            self.topics.events,
+            self.topics.commands,
+            describe_positions(self.committed),
+            self.group_id,
         )
 
     async def _close(self) -> None:
@@ -226,6 +248,7 @@ class Decider:
                     item = self._duplicate(cmd, agg)
                 await self._publish_outcome(item)
             await publisher.send_offsets(offsets, self.group_id)
+        self.committed.update({tp.partition: offset for tp, offset in offsets.items()})
         self._stateless.clear()
         self.stats.batches += 1
 
@@ -245,6 +268,17 @@ class Decider:
             events = aggregates.decide(agg.state if agg is not None else None, cmd)
         except Rejected as rejected:
             self.stats.rejected += 1
+            # Expected (the caller gets the reason): one line, no traceback.
+            log.info(
+                "rejected %s of %s %s (command %s, actor %s): %s: %s",
+                cmd.name,
+                cmd.aggregate_type,
+                cmd.aggregate_id,
+                cmd.command_id,
+                cmd.actor,
+                rejected.code,
+                rejected.message,
+            )
             state = agg.state if agg is not None else None
             return self._outcome(cmd, False, rejected=rejected, state=state)
         if agg is None:
@@ -254,6 +288,15 @@ class Decider:
         agg.commands[cmd.command_id] = ()  # positions filled in when Kafka acknowledges
         self.stats.accepted += 1
         self.stats.events += len(events)
+        if log.isEnabledFor(logging.DEBUG):  # one line per command: -v only
+            log.debug(
+                "accepted %s of %s %s (command %s): %s",
+                cmd.name,
+                cmd.aggregate_type,
+                cmd.aggregate_id,
+                cmd.command_id,
+                ", ".join(f"#{e.seq} {e.type}" for e in events),
+            )
         return _Accepted(agg, events, key.encode())
 
     def _duplicate(self, cmd: Command, agg: Aggregate) -> serde.Outcome:

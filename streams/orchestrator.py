@@ -61,6 +61,7 @@ from streams.domain.events import Event
 from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
 from streams.orchestration import (
     ACTOR,
+    Job,
     body_for,
     cancel_caserun,
     command_id_for,
@@ -71,7 +72,7 @@ from streams.orchestrator_memory import Memory
 from streams.orchestrator_plan import CASERUN_STOPS, DECODED, Plan, event_type
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, open_group_input
+from streams.topics import Topics, describe_positions, open_group_input
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +122,24 @@ class Orchestrator:
         self._stopping = asyncio.Event()
         self._publisher: Publisher | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        # The next event offset per partition, as last committed: for the log lines.
+        self.committed: dict[int, int] = {}
+        self._dispatched: list[Job] = []  # jobs of the batch in hand, logged once committed
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def run(self) -> None:
         """Orchestrate until :meth:`stop`; after a failure, fence, rebuild, go on."""
         await supervise("orchestrator", self._stopping, self._start, self._loop, self._close, log)
+        log.info(
+            "orchestrator stopped: %d events read, %d commands and %d jobs sent; "
+            "%s committed up to %s",
+            self.stats.events,
+            self.stats.commands,
+            self.stats.jobs,
+            self.topics.events,
+            describe_positions(self.committed),
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -151,11 +164,17 @@ class Orchestrator:
         await self._rebuild(committed)
         for tp in tps:
             consumer.seek(tp, committed[tp])
+        self.committed = {tp.partition: offset for tp, offset in committed.items()}
         self.ready.set()
         log.info(
-            "orchestrator ready: %d states rebuilt from %d events",
+            "orchestrator ready on %s: %d states rebuilt from %d events; reading %s from %s "
+            "(group %s)",
+            self.bootstrap,
             len(self.memory.states),
             self.stats.rebuilt_events,
+            self.topics.events,
+            describe_positions(self.committed),
+            self.group_id,
         )
 
     async def _close(self) -> None:
@@ -213,7 +232,12 @@ class Orchestrator:
             return serde.decode_event(self.codec, msg.value)
         except DecodeError as exc:
             self.stats.undecodable += 1
-            log.warning("event at offset %d cannot be decoded, skipped: %s", msg.offset, exc)
+            log.warning(
+                "event at partition %d offset %d cannot be decoded, skipped: %s",
+                msg.partition,
+                msg.offset,
+                exc,
+            )
             return None
 
     # -- the loop ----------------------------------------------------------------------
@@ -229,6 +253,7 @@ class Orchestrator:
         publisher = self._publisher
         assert publisher is not None
         plan = Plan()
+        self._dispatched.clear()
         for tp, messages in batch.items():
             for msg in messages:
                 plan.offsets[tp] = msg.offset + 1
@@ -265,6 +290,18 @@ class Orchestrator:
             for run, node_id, cause in plan.nodes_to_fail(self.memory):
                 await self._fail_node(run, node_id, cause)
             await publisher.send_offsets(plan.offsets, self.group_id)
+        self.committed.update({tp.partition: offset for tp, offset in plan.offsets.items()})
+        # After the commit: a job in an aborted transaction was never sent.
+        for job in self._dispatched:
+            log.info(
+                "dispatched %s job %s: run %s node %s attempt %d",
+                job.kind,
+                job.job_id,
+                job.run_id,
+                job.node_id,
+                job.attempt,
+            )
+        self._dispatched.clear()
         self.stats.batches += 1
 
     async def _publish_command(self, run: f.FlowRunState, action: Any, cause: Event) -> None:
@@ -305,6 +342,7 @@ class Orchestrator:
             self.topics.jobs, run_id.encode(), encode_dispatch(dispatch), headers
         )
         self.stats.jobs += 1
+        self._dispatched.append(dispatch.job)
 
     async def _publish_generate(self, process_id: str, attempt: int) -> None:
         dispatch = self.memory.generate_dispatch(process_id, attempt)
@@ -320,6 +358,7 @@ class Orchestrator:
             self.topics.jobs, dispatch.job.run_id.encode(), encode_dispatch(dispatch), headers
         )
         self.stats.jobs += 1
+        self._dispatched.append(dispatch.job)
 
 
 def _aggregate_id(key: bytes | None) -> str:

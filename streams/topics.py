@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,23 @@ class Topics:
         }
 
 
+def describe_positions(positions: Mapping[int, int] | Mapping[TopicPartition, int]) -> str:
+    """Positions (next offset to read, per partition) as a log line shows them, in
+    partition order: ``"partition 0 at offset 2, 1 at 2, 3 at 22"``; ``"the
+    beginning"`` when there are none. Start-up and stop lines use it, so an operator
+    reads where a service resumed from and what it committed in one form."""
+    by_partition = {
+        (p.partition if isinstance(p, TopicPartition) else p): offset
+        for p, offset in positions.items()
+    }
+    if not by_partition:
+        return "the beginning"
+    parts = [f"{p} at {by_partition[p]}" for p in sorted(by_partition)]
+    return f"partition {parts[0].replace(' at ', ' at offset ', 1)}" + "".join(
+        f", {part}" for part in parts[1:]
+    )
+
+
 async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None:
     """Create every topic that is missing. Existing topics are left as they are.
 
@@ -87,7 +104,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter won
                 await admin.create_topics(new)
-            log.info("created topics %s", ", ".join(t.name for t in new))
+            log.info("created topics %s on %s", ", ".join(t.name for t in new), bootstrap)
     except KafkaError as exc:
         raise TopicError(f"could not create topics on {bootstrap}: {exc}") from exc
     finally:
