@@ -29,7 +29,7 @@ def context(request: Request, *, query_token: bool = False) -> Context:
     header = request.headers.get("authorization")
     if not header and query_token:
         header = request.query_params.get("token")
-    principal = auth.principal(header)
+    principal = auth.principal(header, request.client.host if request.client else None)
     ctx = Context(deps=request.app.state.deps, principal=principal)
     request.state.ctx = ctx
     return ctx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
@@ -9,6 +10,8 @@ from starlette.requests import Request
 
 from api.responses import JSONResponse
 from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -85,4 +88,24 @@ def _methods_of(request: Request) -> list[str]:
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A 500 whose body says nothing of the failure; the node's log says what failed, in
+    which request, for whom. Only the method and path are named: the query can hold an
+    SSE stream's ``?token=``, and no header (``Authorization``) is logged."""
+    log.error(
+        "%s %s failed (%s); answered 500 internal",
+        request.method,
+        request.url.path,
+        _caller(request),
+        exc_info=exc,
+    )
     return error_response(500, "internal", "the server failed to answer; see the node's log")
+
+
+def _caller(request: Request) -> str:
+    """Who sent the request, if it was authenticated before it failed (``api.context``
+    keeps its context in the request's state, which the error handler sees too)."""
+    ctx = getattr(request.state, "ctx", None)
+    principal = getattr(ctx, "principal", None)
+    if principal is None:
+        return "not authenticated"
+    return f"account {principal.account}, actor {principal.actor}"

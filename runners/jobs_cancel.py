@@ -82,7 +82,10 @@ class CancelWatch:
                     for msg in messages:
                         run_id = cancelled_run(msg.key, msg.headers)
                         if run_id is not None:
-                            log.info("run %s cancelled: stopping its jobs", run_id)
+                            # Most cancels (every plain Process's, and every run whose
+                            # jobs another runner holds) stop nothing here: the job loop
+                            # logs the jobs it really stops, naming them.
+                            log.debug("run %s cancelled", run_id)
                             self.on_cancel(run_id, msg.timestamp / 1000)
         finally:
             await consumer.stop()

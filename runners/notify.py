@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from runners.errors import NotifyFailed, TargetInvalid
+from runners.errors import NotifyFailed, TargetInvalid, TargetRefused
 from runners.guard import TargetGuard
+from runners.request_filter import origin_of, reason_without_url
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -94,23 +95,44 @@ async def send_webhook(
     guard: TargetGuard, request: WebhookRequest, *, timeout: float = 30.0
 ) -> WebhookResult:
     """Send ``request`` to an address the guard checked (redirects are not followed:
-    they would bypass the guard). Raises ``TargetRefused``/``TargetInvalid`` from the
-    guard and ``NotifyFailed`` when no answer came within ``timeout`` seconds. A non-2xx
-    answer is a result, not an error."""
-    addresses = await guard.check_url(request.url)
-    url, headers, extensions = pinned(request, addresses[0] if addresses else None)
+    they would bypass the guard), trying the next checked address when one refuses
+    the connection or does not accept it within ``timeout``. Raises
+    ``TargetRefused``/``TargetInvalid`` from the guard and ``NotifyFailed`` when no
+    address took the connection or no answer came within ``timeout`` seconds. A
+    non-2xx answer is a result, not an error."""
+    origin = origin_of(request.url)  # errors name it, not the URL: a Slack URL is a secret
     try:
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-            response = await client.request(
-                request.method,
-                url,
-                headers=headers,
-                content=request.body or None,
-                extensions=extensions,
+        addresses: Sequence[str | None] = await guard.check_url(request.url) or (None,)
+    except TargetRefused as exc:
+        raise TargetRefused(origin, exc.address, exc.reason) from None
+    except TargetInvalid as exc:
+        raise TargetInvalid(reason_without_url(exc, request.url, origin)) from None
+    refused: list[str] = []
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        for address in addresses:
+            url, headers, extensions = pinned(request, address)
+            try:
+                response = await client.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    content=request.body or None,
+                    extensions=extensions,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # Raised while opening the connection (TCP, or TLS before any byte of
+                # the request): nothing was sent, so the next address may have it.
+                # Any later error is final: the receiver may have acted on it.
+                refused.append(f"{address or url.host}: {exc!r}")
+                continue
+            except httpx.HTTPError as exc:
+                raise NotifyFailed(f"{request.method} {origin} failed: {exc!r}") from exc
+            return WebhookResult(
+                response.status_code, response.is_success, response.text[:_EXCERPT]
             )
-    except httpx.HTTPError as exc:
-        raise NotifyFailed(f"{request.method} {request.url} failed: {exc!r}") from exc
-    return WebhookResult(response.status_code, response.is_success, response.text[:_EXCERPT])
+    raise NotifyFailed(
+        f"{request.method} {origin} failed: no address accepted a connection: " + "; ".join(refused)
+    )
 
 
 def pinned(

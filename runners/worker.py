@@ -39,6 +39,7 @@ from aiokafka.structs import TopicPartition
 
 from runners.jobs_report import caserun_id_for
 from streams.jobs import Dispatch, InvalidJob, decode_dispatch, kind_of
+from streams.topics import describe_positions
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,10 @@ class JobLoop:
         for tp, messages in batch.items():
             part = self._parts.setdefault(tp, _Partition())
             for msg in messages:
-                part.queue.append(self._pending(msg))
+                part.queue.append(self._pending(tp, msg))
         await self._advance()
 
-    def _pending(self, msg: Any) -> _Pending:
+    def _pending(self, tp: TopicPartition, msg: Any) -> _Pending:
         header_kind = kind_of(getattr(msg, "headers", None))
         if header_kind is not None and header_kind != self.kind:
             self.stats.skipped += 1
@@ -152,7 +153,13 @@ class JobLoop:
             dispatch = decode_dispatch(msg.value)
         except InvalidJob as exc:
             self.stats.invalid += 1
-            log.warning("job at offset %d skipped: %s", msg.offset, exc)
+            log.warning(
+                "job at %s partition %d offset %d skipped: %s",
+                tp.topic,
+                tp.partition,
+                msg.offset,
+                exc,
+            )
             return _Pending(msg.offset, None)
         if dispatch.job.kind != self.kind:
             self.stats.skipped += 1
@@ -192,7 +199,12 @@ class JobLoop:
                 # the jobs are done but their offsets not stored. Ending the loop here
                 # would stop the runner; the next commit of the partition covers them,
                 # or its next owner runs them again (same report ids).
-                log.warning("commit of %s refused (%s); left to a later commit", commits, exc)
+                log.warning(
+                    "commit of %s jobs up to %s refused (%s); left to a later commit",
+                    self.kind,
+                    describe_positions(commits),
+                    exc,
+                )
                 return
             self.stats.commits += 1
 
@@ -213,17 +225,13 @@ class JobLoop:
                 latency = max(0.0, self.clock() - head.cancelled_at)
                 self.stats.cancelled += 1
                 self.stats.cancel_latencies.append(latency)
-                job_id = head.dispatch.job.job_id if head.dispatch else "?"
-                log.info("job %s stopped %.3f s after its run was cancelled", job_id, latency)
+                what = _named(head.dispatch)
+                log.info("%s: stopped %.3f s after its run was cancelled", what, latency)
                 return True
             return False  # cancelled by a revoke or a stop: not done
         error = task.exception()
         if error is not None:
-            log.warning(
-                "job %s failed to report (%s); running it again",
-                head.dispatch.job.job_id if head.dispatch else "?",
-                error,
-            )
+            log.warning("%s: failed to report (%s); running it again", _named(head.dispatch), error)
             return False
         self.stats.finished += 1
         return True
@@ -285,3 +293,13 @@ class JobLoop:
             for p in part.queue
             if p.task is not None and not p.task.done()
         )
+
+
+def _named(dispatch: Dispatch | None) -> str:
+    """A job as the runner's own lines name it: ``scan job J (run R node N attempt A)``."""
+    if dispatch is None:  # only a job of ours ever runs; kept total for the log line
+        return "job ?"
+    job = dispatch.job
+    return (
+        f"{job.kind} job {job.job_id} (run {job.run_id} node {job.node_id} attempt {job.attempt})"
+    )

@@ -12,6 +12,7 @@ test certificate is valid for ``*.rebind.test`` names only, not for any address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import socket
 import socketserver
@@ -285,3 +286,70 @@ def test_starttls_names_the_host_to_a_pinned_address(
         with pytest.raises(NotifyFailed, match="CERTIFICATE_VERIFY_FAILED|match"):
             asyncio.run(send_email(_guard(RebindingDns()), other, "ops@example.com", "s", "b"))
         assert len(seen.received) == 1
+
+
+def test_a_webhook_tries_the_next_checked_address_when_one_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(guard_module, "refusal_reason", lambda a: None)
+    dns = RebindingDns(first=("127.0.0.3", CHECKED))  # nothing listens on 127.0.0.3
+    with serve_site(CHECKED) as site:
+        url = f"http://hooks.rebind.test:{site.port}/hook?key=s3cret"
+        request = webhook_from_node(url, "POST", "{}", '{"n": 1}')
+        result = asyncio.run(send_webhook(_guard(dns), request, timeout=5))
+        assert result.ok
+        (received,) = site.hooks
+        assert received.headers["Host"] == f"hooks.rebind.test:{site.port}"
+        assert dns.answers == [("127.0.0.3", CHECKED)]  # no second lookup either
+
+
+@contextmanager
+def serve_hangup(host: str, port: int) -> Iterator[list[bytes]]:
+    """A server on ``host:port`` that reads a request and closes without answering;
+    yields what it read."""
+    listener = socket.create_server((host, port))
+    listener.settimeout(5)
+    read: list[bytes] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(5)
+                read.append(connection.recv(65536))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield read
+    finally:
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_a_webhook_is_never_sent_again_once_an_address_took_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first address accepts the request and hangs up: the receiver may have acted
+    on it, so the second address must not get it too."""
+    monkeypatch.setattr(guard_module, "refusal_reason", lambda a: None)
+    dns = RebindingDns(first=("127.0.0.3", CHECKED))
+    with serve_site(CHECKED) as site, serve_hangup("127.0.0.3", site.port) as read:
+        request = webhook_from_node(
+            f"http://hooks.rebind.test:{site.port}/hook", "POST", "{}", "{}"
+        )
+        with pytest.raises(NotifyFailed):
+            asyncio.run(send_webhook(_guard(dns), request, timeout=5))
+        assert read and read[0].startswith(b"POST /hook")
+        assert site.hooks == []
+
+
+def test_a_webhook_names_every_address_that_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard_module, "refusal_reason", lambda a: None)
+    dns = RebindingDns(first=("127.0.0.3", "127.0.0.4"))
+    with serve_site(CHECKED) as site:  # only for a port nobody listens on elsewhere
+        request = webhook_from_node(
+            f"http://hooks.rebind.test:{site.port}/hook", "POST", "{}", "{}"
+        )
+        with pytest.raises(NotifyFailed, match="no address accepted.*127.0.0.3.*127.0.0.4"):
+            asyncio.run(send_webhook(_guard(dns), request, timeout=5))

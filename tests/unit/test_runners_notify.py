@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from runners.errors import TargetInvalid
+from runners.errors import NotifyFailed, TargetInvalid, TargetRefused
+from runners.guard import TargetGuard
 from runners.jobs_notify import delivery_key
 from runners.notify import (
     WebhookRequest,
     email_message,
     message_id,
     pinned,
+    send_webhook,
     slack_message,
     webhook_from_node,
     with_idempotency_key,
@@ -117,3 +122,42 @@ def test_a_nodes_own_host_header_wins_and_unchecked_requests_go_as_they_are() ->
     assert headers == [("host", "other.example")] and extensions == {}
     url, headers, extensions = pinned(WebhookRequest("http://hooks.example.com/x"), None)
     assert str(url) == "http://hooks.example.com/x" and headers == [] and extensions == {}
+
+
+SECRET_HOOK = "https://hooks.example.com/services/T000/B000/s3cr3tPath?token=s3cr3tQuery"
+
+
+async def _resolve_private(host: str, port: int) -> list[str]:
+    return ["10.1.2.3"]
+
+
+async def _resolve_nothing(host: str, port: int) -> list[str]:
+    raise TargetInvalid(f"cannot resolve host {host!r}")
+
+
+@pytest.mark.parametrize("resolver", [_resolve_private, _resolve_nothing])
+def test_a_refused_or_unresolvable_webhook_names_its_origin_not_its_secret_url(
+    resolver: Any,
+) -> None:
+    """A Slack webhook's URL is its secret; refusals go to the runner's log and the
+    ledger, so they name scheme and host only."""
+    guard = TargetGuard(resolver=resolver)
+    request = WebhookRequest(SECRET_HOOK, body=b"{}")
+    with pytest.raises((TargetRefused, TargetInvalid)) as caught:
+        asyncio.run(send_webhook(guard, request, timeout=1))
+    assert "hooks.example.com" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
+
+
+def test_a_failed_webhook_names_its_origin_not_its_secret_url() -> None:
+    """Nothing listens on the port: the connect fails, and NotifyFailed's text (logged
+    by the runner, recorded as the node's exception) has no path or query."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/services/T000/B000/s3cr3tPath?token=s3cr3tQuery"
+    request = WebhookRequest(url, body=b"{}")
+    with pytest.raises(NotifyFailed) as caught:
+        asyncio.run(send_webhook(TargetGuard(allow_private=True), request, timeout=2))
+    assert f"http://127.0.0.1:{port}" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value)
