@@ -10,7 +10,9 @@ Batch N+1 is fetched and folded while batch N is being written.
 
 Positions live in the DuckDB file next to the rows, never in Kafka: on start every
 partition is sought to its stored position, so a crash between the write and
-anything after it loses nothing and applies nothing twice.
+anything after it loses nothing and applies nothing twice (the checks and seeks of a
+start are in :mod:`projections.projector_clients`; telling listeners is in
+:mod:`projections.listeners`).
 """
 
 from __future__ import annotations
@@ -23,27 +25,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from projections.cache import Layered, StateCache
 from projections.dead_letters import DeadLetterPublisher
 from projections.errors import ProjectorError
 from projections.fold import Batch, fold_batch
+from projections.listeners import BatchListener, Listener, notify, notify_batch
 from projections.metrics import ProjectorStats
+from projections.projector_clients import check_ledger, open_clients
 from projections.store import Store
 from projections.watermark import Watermark
 from schemas import Codec, default_codec
-from streams.domain.events import Event
 from streams.topics import Topics, describe_positions
 
 __all__ = ["BatchListener", "Listener", "Projector", "ProjectorStats", "fold_batch"]
 
 log = logging.getLogger(__name__)
-
-Listener = Callable[[list[Event]], None]
-# Told every committed batch (events with their positions and the states after them).
-BatchListener = Callable[[Batch], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,20 +50,6 @@ class _Writing:
 
     batch: Batch
     task: asyncio.Task[None]
-
-
-def _check_retained(first: dict[TopicPartition, int], stored: dict[int, int]) -> None:
-    """ProjectorError when a partition's log now starts after the next offset this read
-    model needs (retention deleted records it never applied): starting anyway would
-    build a model that silently misses them. The log must be kept whole."""
-    for tp, offset in sorted(first.items()):
-        needed = stored.get(tp.partition, 0)
-        if offset > needed:
-            raise ProjectorError(
-                f"partition {tp.partition} of {tp.topic} starts at offset {offset}, but this "
-                f"read model needs offset {needed} next: the records before it were "
-                "deleted (retention), so it cannot be built from the log"
-            )
 
 
 class Projector:
@@ -167,52 +151,20 @@ class Projector:
         positions. ProjectorError when the broker or the topic is not there in time."""
         if self._consumer is not None:
             return
-        await asyncio.to_thread(self._check_ledger)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+        await asyncio.to_thread(check_ledger, self.store, self.topic)
+        clients = await open_clients(
+            self.store,
+            self.topic,
+            bootstrap=self._bootstrap,
+            dlq_topic=self._dlq_topic,
             client_id=self._client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
+            start_timeout_s=self._start_timeout_s,
         )
-        offsets = AIOKafkaConsumer(  # for end_offsets(): never assigned, never fetches
-            bootstrap_servers=self._bootstrap,
-            client_id=f"{self._client_id}-offsets",
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-        )
-        dead_letters = DeadLetterPublisher(
-            self._bootstrap, self._dlq_topic, client_id=f"{self._client_id}-dlq"
-        )
-        try:
-            await consumer.start()
-            await offsets.start()
-            partitions = await self._discover()
-            consumer.assign(partitions)
-            stored = await asyncio.to_thread(self.store.positions, self.topic)
-            # (on the offsets client: its first answer also loads its metadata)
-            _check_retained(await offsets.beginning_offsets(partitions), stored)
-            for tp in partitions:
-                if tp.partition in stored:
-                    consumer.seek(tp, stored[tp.partition])
-                else:
-                    await consumer.seek_to_beginning(tp)
-            await dead_letters.start()
-        except BaseException as exc:
-            await consumer.stop()
-            await offsets.stop()
-            await dead_letters.stop()
-            if isinstance(exc, KafkaError):
-                raise ProjectorError(f"cannot consume {self.topic}: {exc}") from exc
-            raise
+        stored = clients.stored
         self.watermark.advance_all(stored)
         self._consumed = dict(stored)
-        self._consumer, self._dead_letters, self._partitions = consumer, dead_letters, partitions
-        self._offsets = offsets
+        self._consumer, self._dead_letters = clients.consumer, clients.dead_letters
+        self._partitions, self._offsets = clients.partitions, clients.offsets
         self._started.set()
         log.info(
             "projector: reading %s on %s from %s (%s)",
@@ -221,39 +173,6 @@ class Projector:
             describe_positions(stored),
             f"positions stored in {self.store.path}" if stored else "a new read model",
         )
-
-    def _check_ledger(self) -> None:
-        """ProjectorError when the store was built from another events topic (another
-        topic prefix): its rows would be mixed with this ledger's, and this ledger's
-        events dropped as duplicates of that one's (same ids, same seqs)."""
-        others = [topic for topic in self.store.topics() if topic != self.topic]
-        if others:
-            raise ProjectorError(
-                f"the read model {self.store.path} was built from {', '.join(others)}, "
-                f"not from {self.topic} (another RUNLEDGER_TOPIC_PREFIX?): use another "
-                "--data-dir for this ledger, or the prefix it was built with"
-            )
-
-    async def _discover(self) -> list[TopicPartition]:
-        """Every partition of the events topic, from the cluster's metadata."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-admin"
-        )
-        deadline = time.monotonic() + self._start_timeout_s
-        try:
-            await admin.start()
-            while True:
-                (described,) = await admin.describe_topics([self.topic])
-                found = sorted(p["partition"] for p in described["partitions"])
-                if described["error_code"] == 0 and found:
-                    return [TopicPartition(self.topic, p) for p in found]
-                if time.monotonic() > deadline:
-                    raise ProjectorError(
-                        f"topic {self.topic} does not exist; create the topics first"
-                    )
-                await asyncio.sleep(0.2)
-        finally:
-            await admin.close()
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; closes the Kafka clients however it ends.
@@ -381,8 +300,8 @@ class Projector:
         self.watermark.advance_all(batch.positions)
         self._stats = self._stats.counted(batch, time.monotonic() - began, self._clock())
         if batch.events:
-            self._notify(list(batch.events))
-            self._notify_batch(batch)
+            notify(self.listeners, list(batch.events))
+            notify_batch(self.batch_listeners, batch)
 
     async def _settle(self, writing: _Writing) -> None:
         """Wait for a write (raising its error), then cache its states.
@@ -392,17 +311,3 @@ class Projector:
         await writing.task
         batch = writing.batch
         self._cache.remember({**batch.loaded, **batch.states})
-
-    def _notify(self, events: list[Event]) -> None:
-        for listener in list(self.listeners):
-            try:
-                listener(events)
-            except Exception:  # one broken listener must not stop the projection
-                log.exception("projector: listener %r failed", listener)
-
-    def _notify_batch(self, batch: Batch) -> None:
-        for listener in list(self.batch_listeners):
-            try:
-                listener(batch)
-            except Exception:  # one broken listener must not stop the projection
-                log.exception("projector: batch listener %r failed", listener)

@@ -12,40 +12,48 @@ never seen:
   exactly-once when the caller writes its effects and the position together.
   A message that does not decode is skipped and reported to ``on_undecodable``.
 - :func:`read_to_end` reads raw records of some partitions from a start to the end the
-  topic had when it was called: for audit, replay and export.
+  topic had when it was called: for audit, replay and export. It lives in
+  :mod:`streams.reader` with the client and the error both share, and is re-exported.
 
 See ``docs/consumers.md`` for a worked example.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from schemas import Codec, DecodeError, default_codec
 from streams.domain.events import ENVELOPE_FIELDS, Event
+from streams.reader import ConsumerError, Record, read_committed_client, read_to_end
 from streams.serde import decode_event, event_to_record
 from streams.topics import TopicError, partitions_of
+
+__all__ = [
+    "ConsumerError",
+    "Delivery",
+    "JsonFilePositions",
+    "LedgerConsumer",
+    "Record",
+    "Start",
+    "Undecodable",
+    "event_document",
+    "partition_for",
+    "read_to_end",
+]
 
 # Where to start a partition that has no stored position: its first offset, its end,
 # or the first record whose Kafka timestamp is at or after a time (ms since the epoch).
 Start = Literal["beginning", "end"] | int
-
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
-
-
-class ConsumerError(Exception):
-    """The broker could not be read (connection, topic, metadata); the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,19 +119,6 @@ class JsonFilePositions:
         os.replace(tmp, self.path)  # a reader sees the old file or the new one, never half
 
 
-def _client(bootstrap: str, client_id: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-
-
 async def _seek(
     consumer: AIOKafkaConsumer,
     tps: list[TopicPartition],
@@ -183,7 +178,7 @@ class LedgerConsumer:
         self._positions: dict[int, int] = {}
 
     async def start(self) -> None:
-        consumer = _client(self._bootstrap, self._client_id)
+        consumer = read_committed_client(self._bootstrap, self._client_id)
         try:
             await consumer.start()
             parts = await partitions_of(consumer, self.topic)
@@ -278,61 +273,3 @@ class LedgerConsumer:
         while True:
             for delivered in await self.poll():
                 yield delivered
-
-
-async def read_to_end(
-    bootstrap: str,
-    topic: str,
-    *,
-    partitions: Collection[int] | None = None,
-    start: Mapping[int, int] | None = None,
-    until: Mapping[int, int] | None = None,
-    on_ends: Callable[[dict[int, int], dict[int, int]], None] | None = None,
-    client_id: str = "runledger-reader",
-    max_records: int = 50_000,
-) -> AsyncIterator[list[Record]]:
-    """Raw records of ``topic`` in batches, from ``start`` (default: each partition's
-    first offset) up to ``until`` or else the end each partition had at the call.
-
-    ``on_ends(first, ends)`` is called once with the first and end offset of every
-    partition read (for a progress bar). Records at or past ``until`` are not yielded.
-    Raises ConsumerError when the broker or the topic cannot be read.
-    """
-    consumer = _client(bootstrap, client_id)
-    try:
-        await consumer.start()
-        parts = await partitions_of(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in parts if partitions is None or p in partitions]
-        consumer.assign(tps)
-        firsts = {tp.partition: o for tp, o in (await consumer.beginning_offsets(tps)).items()}
-        if until is None:
-            ends = {tp.partition: o for tp, o in (await consumer.end_offsets(tps)).items()}
-        else:
-            ends = {tp.partition: until.get(tp.partition, 0) for tp in tps}
-        origin = {p: max(firsts[p], (start or {}).get(p, 0)) for p in firsts}
-        for tp in tps:
-            consumer.seek(tp, origin[tp.partition])
-        if on_ends is not None:
-            on_ends(origin, ends)
-        remaining = [tp for tp in tps if origin[tp.partition] < ends[tp.partition]]
-        if remaining != tps:
-            consumer.pause(*[tp for tp in tps if tp not in remaining])
-        while remaining:
-            fetched = await consumer.getmany(*remaining, timeout_ms=500, max_records=max_records)
-            batch = [
-                r for tp in sorted(fetched) for r in fetched[tp] if r.offset < ends[tp.partition]
-            ]
-            if batch:
-                yield batch
-            done = []
-            for tp in remaining:
-                if await consumer.position(tp) >= ends[tp.partition]:
-                    done.append(tp)
-            for tp in done:
-                consumer.pause(tp)
-                remaining.remove(tp)
-    except KafkaError as exc:
-        raise ConsumerError(f"cannot read {topic}: {exc}") from exc
-    finally:
-        with contextlib.suppress(Exception):
-            await consumer.stop()

@@ -1,10 +1,12 @@
-"""A single-node KRaft broker run by the machine's Java from the cached Kafka jars."""
+"""A single-node KRaft broker run by the machine's Java from the cached Kafka jars.
+
+The JVM's lifecycle: start (with retries when a port is taken), wait until it answers,
+say why it died, stop. The files it runs on are made by :mod:`runledger.broker.log_dir`.
+"""
 
 from __future__ import annotations
 
 import atexit
-import fcntl
-import json
 import logging
 import os
 import signal
@@ -15,57 +17,31 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from runledger.broker.errors import BrokerError, read_tail, tail
+from runledger.broker.errors import BrokerError, read_tail
 from runledger.broker.host import (
     _answers_api_versions,
     _disk_full_note,
-    _free_ports,
-    _kafka_lock_free,
-    _new_cluster_id,
-    _port_free,
     _prctl,
     _unusable,
     die_with_parent,
 )
 from runledger.broker.java import find_java
+from runledger.broker.log_dir import (
+    SINGLE_NODE,
+    choose_ports,
+    format_storage,
+    lock_log_dir,
+    write_config,
+)
+
+# SINGLE_NODE lives with the configuration it is part of; the container broker imports it
+# from here too.
+__all__ = ["PORT_ATTEMPTS", "SINGLE_NODE", "STARTED_LINE", "LocalKafka"]
 
 log = logging.getLogger(__name__)
 
 STARTED_LINE = "Kafka Server started"
 PORT_ATTEMPTS = 3
-
-# Broker settings that make one node a complete cluster: replication factors and ISR of
-# 1 for the internal topics (transactions and idempotent producers need them), one
-# partition for the internal topics instead of 50 so the first transaction and the first
-# consumer group do not wait for 50 partitions to be created, and a smaller cleaner
-# buffer than the 128 MiB default.
-SINGLE_NODE = {
-    "num.partitions": "1",
-    "default.replication.factor": "1",
-    "min.insync.replicas": "1",
-    "offsets.topic.replication.factor": "1",
-    "offsets.topic.num.partitions": "1",
-    "transaction.state.log.replication.factor": "1",
-    "transaction.state.log.min.isr": "1",
-    "transaction.state.log.num.partitions": "1",
-    "auto.create.topics.enable": "false",
-    "group.initial.rebalance.delay.ms": "0",
-    "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
-}
-
-LOG4J = """\
-log4j.rootLogger=INFO, file
-log4j.appender.file=org.apache.log4j.RollingFileAppender
-log4j.appender.file.File={log_file}
-log4j.appender.file.MaxFileSize=10MB
-log4j.appender.file.MaxBackupIndex=2
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.request.logger=WARN
-log4j.logger.state.change.logger=WARN
-log4j.logger.org.apache.kafka.clients=WARN
-"""
-
 
 # Brokers still running when the interpreter exits are stopped cleanly.
 _running: set[LocalKafka] = set()
@@ -138,7 +114,7 @@ class LocalKafka:
             )
         try:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            lock = self._lock_log_dir()
+            lock = lock_log_dir(self.log_dir, self.lock_wait)
         except OSError as exc:
             raise _unusable(self.log_dir, exc) from exc
         with lock:  # ours until the JVM holds it too
@@ -164,7 +140,7 @@ class LocalKafka:
         except OSError as exc:
             raise _unusable(self.log_dir, exc) from exc
         if not (self.log_dir / "data" / "meta.properties").exists():
-            self._format(java, config)
+            format_storage(java, self.libs, self.log_dir, config)
         broker_log = self.log_dir / "broker.log"
         offset = broker_log.stat().st_size if broker_log.exists() else 0
         command = [
@@ -239,88 +215,13 @@ class LocalKafka:
     ) -> None:
         self.stop()
 
-    def _lock_log_dir(self) -> IO[str]:
-        """``log_dir/broker.lock``, opened and locked; waits up to ``lock_wait`` seconds
-        while another broker holds it (or Kafka's own lock on ``data/``, for a broker
-        started otherwise). Raises :class:`BrokerError` naming that broker's pid."""
-        lock = open(self.log_dir / "broker.lock", "a+")  # noqa: SIM115 - returned open
-        deadline = time.monotonic() + self.lock_wait
-        waited = False
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                if _kafka_lock_free(self.log_dir / "data" / ".lock"):
-                    return lock
-                fcntl.flock(lock, fcntl.LOCK_UN)
-            except BlockingIOError:
-                pass
-            lock.seek(0)
-            pid = lock.read().strip() or "unknown"
-            if time.monotonic() >= deadline:
-                lock.close()
-                raise BrokerError(
-                    f"another Kafka broker (pid {pid}) is using {self.log_dir}; two brokers "
-                    f"must not share it. Stop that one (kill {pid}) or choose another data dir."
-                )
-            if not waited:
-                log.info("waiting up to %gs for the Kafka broker (pid %s) on %s to exit",
-                         self.lock_wait, pid, self.log_dir)  # fmt: skip
-                waited = True
-            time.sleep(0.2)
-
+    # Kept as methods: tests replace them to make a port taken or the disk full just then.
     def _choose_ports(self) -> tuple[int, int]:
-        stored_file = self.log_dir / "ports.json"
-        stored: dict[str, int] = {}
-        if stored_file.exists():
-            try:
-                stored = json.loads(stored_file.read_text())
-            except ValueError:
-                log.warning("%s is unreadable; the broker gets new ports", stored_file)
-        broker = self._wanted_port or stored.get("broker")
-        controller = stored.get("controller")
-        if broker and self._wanted_port is None and not _port_free(broker):
-            log.warning("stored Kafka port %d is busy; the broker moves to a new port", broker)
-            broker = None
-        if controller and (controller == broker or not _port_free(controller)):
-            controller = None
-        spare = iter(p for p in _free_ports(3) if p not in (broker, controller))
-        ports = (broker or next(spare), controller or next(spare))
-        stored_file.write_text(json.dumps({"broker": ports[0], "controller": ports[1]}))
-        return ports
+        return choose_ports(self.log_dir, self._wanted_port)
 
     def _write_config(self) -> Path:
         assert self._ports is not None
-        broker, controller = self._ports
-        props = {
-            "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-            "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listeners": f"PLAINTEXT://127.0.0.1:{broker},CONTROLLER://127.0.0.1:{controller}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            "log.dirs": str(self.log_dir / "data"),
-            **SINGLE_NODE,
-        }
-        config = self.log_dir / "server.properties"
-        config.write_text("".join(f"{key}={value}\n" for key, value in props.items()))
-        log4j = LOG4J.format(log_file=self.log_dir / "broker.log")
-        (self.log_dir / "log4j.properties").write_text(log4j)
-        return config
-
-    def _format(self, java: str, config: Path) -> None:
-        command = [
-            java, "-Xmx256m", f"-Dlog4j.configuration=file:{self.log_dir / 'log4j.properties'}",
-            "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format",
-            "--ignore-formatted", "-t", _new_cluster_id(), "-c", str(config),
-        ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise BrokerError(
-                f"formatting KRaft storage in {self.log_dir / 'data'} failed "
-                f"(exit {done.returncode}):\n" + tail(done.stdout + done.stderr)
-            )
+        return write_config(self.log_dir, self._ports)
 
     def _wait_until_ready(self, broker_log: Path, offset: int, timeout: float) -> None:
         assert self._process is not None and self._ports is not None
