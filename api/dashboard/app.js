@@ -11,6 +11,7 @@ const TOKEN_KEY = "runledger.token";
 const OPEN_WAIT_MS = 3000;
 const SIGNIN_RETRY_MS = 3000;
 const $ = (id) => document.getElementById(id);
+const NARROW = window.matchMedia("(max-width: 1100px)"); // the one-column layout of style.css
 
 let session = null;
 let signinTimer = null; // the next sign-in attempt while the node cannot be reached
@@ -48,6 +49,7 @@ class Session {
     this.tab = "process";
     this.filter = null;
     this.selected = null;
+    this.reveal = false; // the selected row is still to be scrolled into view
     // Per kind, the last "Show older": in flight, or the sentence of its failure.
     this.paging = Object.fromEntries(KINDS.map((k) => [k, { loading: false, error: null }]));
     this.buffer = null; // stream messages that arrive while the lists load
@@ -194,7 +196,25 @@ class Session {
     this.selected = parseHash();
     if (this.selected) this.tab = this.selected.kind;
     this.detail.select(this.selected);
+    this.reveal = Boolean(this.selected);
     this.render();
+    // In one column the detail is below the list and the feed: bring it up, or a tap on
+    // a row would seem to do nothing.
+    if (this.selected && NARROW.matches) $("detail").scrollIntoView({ block: "start" });
+  }
+
+  /** Once per selection, when its row is in the list: scroll the list (only the list,
+   * not the page) so that the row is in view, e.g. after a deep link to an older one. */
+  revealSelected() {
+    if (!this.reveal) return;
+    const list = $("list");
+    const row = list.querySelector(".row.selected");
+    if (!row) return;
+    this.reveal = false;
+    const top = row.getBoundingClientRect().top - list.getBoundingClientRect().top + list.scrollTop;
+    if (top < list.scrollTop || top + row.offsetHeight > list.scrollTop + list.clientHeight) {
+      list.scrollTop = Math.max(0, top - (list.clientHeight - row.offsetHeight) / 2);
+    }
   }
 
   render() {
@@ -220,6 +240,7 @@ class Session {
       paging: this.paging[this.tab],
     });
     renderFeed($("feed"), store.feed);
+    this.revealSelected();
   }
 
   stop() {

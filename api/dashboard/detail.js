@@ -15,12 +15,20 @@ function facts(pairs) {
   return h(
     "dl",
     { class: "facts" },
-    pairs.filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))),
+    pairs
+      .filter(([, v]) => v !== null && v !== undefined && v !== "")
+      .map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", { title: typeof v === "string" ? v : v.tagName === "CODE" ? v.textContent : null }, v))),
   );
 }
 
 function section(title, ...children) {
   return h("section", { class: "detail-section" }, h("h3", {}, title), ...children);
+}
+
+/** A history row's message, at most three lines (the full text in its tooltip). */
+function historyMessage(e) {
+  const text = e.message ?? (e.type === "process.progress" ? `${e.data?.progress ?? ""}%` : "");
+  return h("td", { class: "msg" }, h("span", { class: "clamp", title: text.length > 120 ? text : null }, text));
 }
 
 function partSummary(part) {
@@ -132,6 +140,7 @@ export class Detail {
   render() {
     // Keep the scroll position of long lists (logs, history) across re-renders.
     const scrolls = new Map([...this.el.querySelectorAll("[data-scroll]")].map((e) => [e.dataset.scroll, e.scrollTop]));
+    this.el.classList.toggle("idle", !this.selected);
     const sel = this.selected;
     const item = this.item();
     if (!sel) {
@@ -234,7 +243,7 @@ export class Detail {
                       h("td", { class: "num", title: e.created_at }, clock(e.created_at)),
                       h("td", {}, h("code", {}, e.type)),
                       h("td", {}, badge(e.status)),
-                      h("td", { class: "msg" }, e.message ?? (e.type === "process.progress" ? `${e.data?.progress ?? ""}%` : "")),
+                      historyMessage(e),
                     ),
                   ),
                 ),
@@ -252,6 +261,9 @@ export class Detail {
       section(
         "Nodes",
         h(
+          "div",
+          { class: "table-wrap" },
+          h(
           "table",
           { class: "nodes" },
           h("thead", {}, h("tr", {}, h("th", {}, "node"), h("th", {}, "task"), h("th", {}, "status"), h("th", {}, "started"), h("th", {}, "took"), h("th", {}, "note"))),
@@ -260,7 +272,12 @@ export class Detail {
             {},
             nodes.map((n) => {
               const d = n.data ?? {};
-              const caserun = d.task_type === "case" && d.object_id ? h("a", { href: href("caserun", d.object_id) }, `CaseRun ${shortId(d.object_id)}`) : null;
+              // A failed case node keeps its link: the CaseRun has the failing step's screenshot.
+              const caserun =
+                d.task_type === "case" && d.object_id
+                  ? h("a", { class: "note-link", href: href("caserun", d.object_id) }, `CaseRun ${shortId(d.object_id)} →`)
+                  : null;
+              const note = d.exception ?? d.reason ?? (d.attempt > 1 ? `attempt ${d.attempt}` : null);
               return h(
                 "tr",
                 { dataset: { node: String(n.id) } },
@@ -269,9 +286,10 @@ export class Detail {
                 h("td", {}, badge(d.status)),
                 h("td", { class: "num" }, clock(d.time_started)),
                 h("td", { class: "num" }, d.time_started ? liveDuration(d.time_started, d.time_completed) : "—"),
-                h("td", { class: d.exception ? "msg bad-text" : "msg muted" }, d.exception ?? d.reason ?? caserun ?? (d.attempt > 1 ? `attempt ${d.attempt}` : "")),
+                h("td", { class: d.exception ? "msg bad-text" : "msg muted" }, note ? h("span", { class: "clamp", title: note }, note) : null, caserun),
               );
             }),
+          ),
           ),
         ),
       ),
@@ -293,9 +311,13 @@ export class Detail {
       this.images.set(hash, this.api.artifactUrl(hash).catch(() => null));
     }
     const img = h("img", { class: "shot", alt: "Screenshot of the page when the step failed" });
-    const holder = h("figure", { class: "shot-wrap" }, img, h("figcaption", { class: "muted" }, "page at the failure"));
+    const link = h("a", { target: "_blank", rel: "noopener", title: "Open the screenshot in full size" }, img);
+    const holder = h("figure", { class: "shot-wrap" }, link, h("figcaption", { class: "muted" }, "page at the failure"));
     this.images.get(hash).then((url) => {
-      if (url) img.src = url;
+      if (url) {
+        img.src = url;
+        link.href = url;
+      }
       else holder.replaceChildren(h("p", { class: "muted" }, "The screenshot could not be loaded."));
     });
     return holder;

@@ -4,9 +4,9 @@
 import { s, tone, label } from "./dom.js";
 import { duration, seconds } from "./format.js";
 
-const W = 176;
+const W = 188;
 const H = 58;
-const GAP_X = 64;
+const GAP_X = 52;
 const GAP_Y = 18;
 const PAD = 14;
 
@@ -62,7 +62,7 @@ export function flowGraph(nodes, edges) {
   });
   // Shrink to the pane, never grow, and scroll rather than shrink past legibility.
   svg.style.maxWidth = `${width}px`;
-  svg.style.minWidth = `${Math.round(width * 0.7)}px`;
+  svg.style.minWidth = `${Math.round(width * 0.8)}px`;
   svg.append(
     s(
       "defs",
@@ -91,19 +91,33 @@ export function flowGraph(nodes, edges) {
         "marker-end": "url(#arrow)",
       }),
     );
+    // An error branch reads differently from the happy path: say so on its edge.
+    if (target?.data?.start_if === "failed") {
+      svg.append(s("text", { class: "edge-label", x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 6, "text-anchor": "middle" }, "if failed"));
+    }
   }
   for (const [id, { x, y }] of at) {
     const data = byId.get(id)?.data ?? {};
-    const took = data.time_started ? duration(seconds(data.time_started, data.time_completed)) : label(data.status);
+    const took = data.time_started ? duration(seconds(data.time_started, data.time_completed)) : "";
+    // The node's id is the name its Flow gave it ("notify", "alert"): two webhooks are
+    // told apart by it, not by their task type. Below: the task, and the status in words
+    // (the colour alone is not enough) with its time.
     svg.append(
       s(
         "g",
         { class: `gnode tone-${tone(data.status)}`, transform: `translate(${x} ${y})`, "data-node": id },
-        s("title", {}, `${id}: ${label(data.status)}${data.exception ? ` — ${data.exception}` : ""}`),
+        s("title", {}, `${id} (${data.task_type ?? "node"}): ${label(data.status)}${data.exception ? ` — ${data.exception}` : ""}`),
         s("rect", { class: "gnode-box", width: W, height: H, rx: 10 }),
         s("rect", { class: "gnode-stripe", width: 5, height: H - 16, x: 8, y: 8, rx: 2.5 }),
-        s("text", { class: "gnode-title", x: 22, y: 24 }, clip(data.task_type ?? "node", 18)),
-        s("text", { class: "gnode-sub", x: 22, y: 43 }, clip(`${id} · ${took}`, 24)),
+        s("text", { class: "gnode-title", x: 22, y: 24 }, clip(id, 17)),
+        s(
+          "text",
+          { class: "gnode-sub", x: 22, y: 43 },
+          clip(data.task_type ?? "node", 9),
+          " · ",
+          s("tspan", { class: "gnode-state" }, label(data.status)),
+          took ? ` ${took}` : "",
+        ),
       ),
     );
   }

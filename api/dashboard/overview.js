@@ -7,6 +7,7 @@ import { ago, clock, duration, seconds, shortId } from "./format.js";
 import { KEEP, MAX_KEPT, titleOf } from "./store.js";
 
 export const TAB_NAMES = { process: "Processes", flowrun: "FlowRuns", caserun: "CaseRuns" };
+const EMPTY_HINTS = { process: "POST /process", flowrun: "POST /flowrun", caserun: "POST /caserun" };
 const ACTIVE = new Set(["pending", "running", "queued", "working", "waiting_review"]);
 
 export function href(kind, id) {
@@ -15,13 +16,14 @@ export function href(kind, id) {
 
 /** A duration that the page's ticker keeps current while the run is going. */
 export function liveDuration(started, completed) {
-  const el = h("span", { class: "num" }, duration(seconds(started, completed)));
+  const title = !started ? null : completed ? "took" : "running for";
+  const el = h("span", { class: "num", title }, duration(seconds(started, completed)));
   if (started && !completed) el.dataset.runningSince = started;
   return el;
 }
 
 export function liveAgo(iso) {
-  return h("span", { dataset: { ago: iso ?? "" }, title: iso ?? "" }, ago(iso));
+  return h("span", { dataset: { ago: iso ?? "" }, title: iso ? `last change ${iso}` : "" }, ago(iso));
 }
 
 export function renderTiles(el, counts, filter, onFilter) {
@@ -129,8 +131,8 @@ function buildRow(tab, item, isSelected) {
       h(
         "span",
         { class: "row-time" },
-        liveDuration(item.time_started, item.time_completed),
-        h("span", { class: "sep" }, "·"),
+        // Not started yet: no duration, rather than a "—" to puzzle over.
+        item.time_started ? [liveDuration(item.time_started, item.time_completed), h("span", { class: "sep" }, "·")] : null,
         liveAgo(item.time_updated ?? item.time_created),
       ),
     ),
@@ -155,6 +157,7 @@ export function renderList(el, store, tab, filter, selected) {
         filter
           ? `No ${label(filter)} Processes among those loaded.`
           : `No ${TAB_NAMES[tab]} yet. They appear here the moment they are created.`,
+        filter ? null : h("span", { class: "hint" }, "Create one with ", h("code", {}, EMPTY_HINTS[tab]), "."),
       ),
     );
     return 0;
