@@ -39,8 +39,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -63,6 +61,7 @@ from streams.domain.commands import Command, parse_body
 from streams.domain.events import Event
 from streams.domain.rejection import Rejected
 from streams.topics import Topics
+from tests.integration.chaos_support import run_verify
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.kafka_read import read_topic
 
@@ -675,11 +674,6 @@ def _aborted_records(stack: Stack) -> int:
     return len(everything) - len(committed)
 
 
-def _verify(stack: Stack) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "runledger", "verify", "--data-dir", str(stack.data_dir)]
-    return subprocess.run(argv, env=stack.env(), capture_output=True, text=True, timeout=120)
-
-
 # -- the test -----------------------------------------------------------------------------
 
 
@@ -737,7 +731,7 @@ def test_commands_through_the_api_survive_sigkilled_deciders_and_nodes(
             assert not problems, run.fail(problems, "command statuses differ from the ledger")
 
         stack.kill("node", signal.SIGTERM)
-        verified = _verify(stack)
+        verified = run_verify(stack)
         assert verified.returncode == 0, run.fail(
             [verified.stdout[-3000:], verified.stderr[-2000:]], "runledger verify"
         )
