@@ -11,7 +11,13 @@ from starlette.types import Receive, Scope, Send
 
 from api.auth import Authenticator
 from api.deps import ApiDeps
-from api.errors import ApiError, api_error_handler, http_error_handler, unexpected_error_handler
+from api.errors import (
+    ApiError,
+    api_error_handler,
+    http_error_handler,
+    logged_here,
+    unexpected_error_handler,
+)
 from api.gateway import CommandPending
 from api.routes import (
     artifacts,
@@ -50,11 +56,19 @@ async def _to_dashboard(request: Request) -> RedirectResponse:
 
 class NodeApp(Starlette):
     """Starlette, keeping the server's own ``send`` in the scope: a stream whose
-    client stopped reading aborts the connection through it (api/stream_limits.py)."""
+    client stopped reading aborts the connection through it (api/stream_limits.py).
+
+    An error the 500 handler answered and logged (with method, path and caller) is not
+    raised on to the server: Starlette raises it again after the answer, and uvicorn
+    would log the same traceback once more, without the request."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[SERVER_SEND] = send
-        await super().__call__(scope, receive, send)
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            if not logged_here(exc):
+                raise
 
 
 def create_app(deps: ApiDeps) -> Starlette:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping
 
@@ -12,6 +13,13 @@ from api.responses import JSONResponse
 from streams.domain.rejection import ALREADY_EXISTS, INVALID, INVALID_STATE, NOT_FOUND
 
 log = logging.getLogger(__name__)
+
+# Set on an exception the 500 handler logged: Starlette raises it again after the
+# answer, and the server would log the same traceback a second time (api/app.py).
+LOGGED = "_runledger_logged"
+# Set in the scope by a response that streams (api/stream_limits.py): its status and
+# first messages went out before any error.
+STREAMING = "runledger.streaming"
 
 
 class ApiError(Exception):
@@ -98,7 +106,17 @@ async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResp
         _caller(request),
         exc_info=exc,
     )
+    if not request.scope.get(STREAMING):
+        # Answered with this 500. (A stream that fails after its 200 is ended by the
+        # server, which needs the error raised to close the connection.)
+        with contextlib.suppress(AttributeError):  # an exception type without a __dict__
+            setattr(exc, LOGGED, True)
     return error_response(500, "internal", "the server failed to answer; see the node's log")
+
+
+def logged_here(exc: BaseException) -> bool:
+    """Whether :func:`unexpected_error_handler` logged ``exc`` (with its request)."""
+    return bool(getattr(exc, LOGGED, False))
 
 
 def _caller(request: Request) -> str:

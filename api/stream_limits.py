@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from api import sse
-from api.errors import error_response
+from api.errors import STREAMING, error_response
 
 # Where the app puts the server's own ``send`` (see api/app.py), so that a stalled
 # write can abort the connection under every wrapper Starlette adds.
@@ -173,6 +173,7 @@ class LimitedStream(StreamingResponse):
         self.send_timeout_s = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[STREAMING] = True  # an error from here on is not answered with a 500
         timed = TimedSend(send, self.send_timeout_s, lambda: _abort_connection(scope))
         try:
             await super().__call__(scope, receive, timed)

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from api.app import NodeApp
 from api.auth import Authenticator, RefusalLog, new_token, token_hash
 from api.context import context
 from api.errors import ApiError, api_error_handler, unexpected_error_handler
@@ -307,3 +308,23 @@ def test_an_accepted_token_is_not_counted() -> None:
         "account": "acme"
     }
     assert refusals.count == 0
+
+
+def test_a_500_the_handler_logged_is_not_raised_on_to_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Starlette raises the error again after the 500; the server (uvicorn) would log the
+    same traceback a second time, without the request. The node's app keeps it: the
+    test client, which raises what the app raises, gets the answer instead."""
+
+    async def failing(request: Request) -> JSONResponse:
+        raise RuntimeError("the read model broke")
+
+    app = NodeApp(
+        routes=[Route("/boom", failing)],
+        exception_handlers={Exception: unexpected_error_handler},
+    )
+    with caplog.at_level(logging.ERROR):
+        answer = TestClient(app).get("/boom")  # raise_server_exceptions=True
+    assert answer.status_code == 500
+    assert [r.name for r in caplog.records] == ["api.errors"]
