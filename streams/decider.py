@@ -9,10 +9,13 @@ so a command's events, its outcome and the fact that it was consumed become visi
 together or not at all (consumers read with ``read_committed``). On start, and after
 any failure, the decider fences older instances (``init_transactions``) and rebuilds
 every aggregate's state by folding ``ledger.events`` from offset 0 with the same
-``evolve`` as the projector (:mod:`streams.decider_rebuild`). Outcomes are built by
-:mod:`streams.outcome`. A message that does not decode goes to ``ledger.dlq``; when
-only its body is at fault (:class:`streams.serde.UnusableBody`) its command is also
-rejected, in its place among the outcomes, since its sender may be waiting.
+``evolve`` as the projector (:mod:`streams.decider_rebuild`). One command is decided by
+:mod:`streams.decider_decision`, outcomes are built by :mod:`streams.outcome` and
+written by :mod:`streams.decider_output`, and the counters and start-up and stop lines
+are in :mod:`streams.decider_stats`. A message that does not decode goes to
+``ledger.dlq``; when only its body is at fault (:class:`streams.serde.UnusableBody`)
+its command is also rejected, in its place among the outcomes, since its sender may be
+waiting.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -29,9 +31,13 @@ from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
 from streams import serde
-from streams.bus import outcome_headers, wants_no_state
+from streams.bus import wants_no_state
+from streams.decider_decision import Accepted as _Accepted  # kept importable here
+from streams.decider_decision import decide_command
+from streams.decider_output import send_dead_letter, send_events, send_outcome
 from streams.decider_rebuild import Aggregate, read_ledger, remember
-from streams.domain import aggregates
+from streams.decider_stats import DeciderStats as DeciderStats  # kept importable here
+from streams.decider_stats import log_ready, log_stopped
 from streams.domain.commands import Command
 from streams.domain.events import Event
 from streams.domain.rejection import Rejected
@@ -40,32 +46,13 @@ from streams.outcome import process_state_dict as process_state_dict  # kept imp
 from streams.outcome import state_to_json as _state_json
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, describe_positions, open_group_input
+from streams.topics import Topics, open_group_input
 
 log = logging.getLogger(__name__)
 
 
 def now_micros() -> int:
     return time.time_ns() // 1000
-
-
-@dataclass(frozen=True)
-class _Accepted:
-    aggregate: Aggregate
-    events: list[Event]
-    key: bytes  # the aggregate's stream key: its events' Kafka key
-
-
-@dataclass
-class DeciderStats:
-    commands: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    events: int = 0
-    batches: int = 0
-    rebuilt_events: int = 0
 
 
 class Decider:
@@ -103,18 +90,7 @@ class Decider:
     async def run(self) -> None:
         """Decide commands until :meth:`stop`; after a failure, fence, rebuild, go on."""
         await supervise("decider", self._stopping, self._start, self._loop, self._close, log)
-        st = self.stats
-        log.info(
-            "decider stopped: %d commands decided (%d accepted, %d rejected, %d duplicates, "
-            "%d dead-lettered); %s committed up to %s",
-            st.commands,
-            st.accepted,
-            st.rejected,
-            st.duplicates,
-            st.dead_lettered,
-            self.topics.commands,
-            describe_positions(self.committed),
-        )
+        log_stopped(self.stats, self.topics, self.committed)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -145,15 +121,12 @@ class Decider:
                 consumer.seek(tp, committed)
                 self.committed[tp.partition] = committed
         self.ready.set()
-        log.info(
-            "decider ready on %s: %d aggregates rebuilt from %d events of %s; "
-            "reading %s from %s (group %s)",
+        log_ready(
             self.bootstrap,
             len(self.aggregates),
-            self.stats.rebuilt_events,
-            self.topics.events,
-            self.topics.commands,
-            describe_positions(self.committed),
+            self.stats,
+            self.topics,
+            self.committed,
             self.group_id,
         )
 
@@ -217,16 +190,12 @@ class Decider:
                         ready.append(decided)
                         continue
                     agg, events = decided.aggregate, decided.events
-                    futures = []
                     # The aggregate's key, not the command's: docs/events.md promises
                     # it, and it keeps an aggregate's events on one partition in order.
                     key = decided.key
-                    for event in events:
-                        value = serde.encode_event(self.codec, event)
-                        headers = [("type", event.type.encode())]
-                        futures.append(
-                            await publisher.send(self.topics.events, key, value, headers)
-                        )
+                    futures = await send_events(
+                        publisher, self.topics.events, self.codec, key, events
+                    )
                     ready.append(len(outcomes))
                     outcomes.append((cmd, agg, events, futures, self.clock(), agg.state))
             accepted: list[serde.Outcome] = []
@@ -246,7 +215,7 @@ class Decider:
                 elif isinstance(item, tuple):
                     cmd, agg = item
                     item = self._duplicate(cmd, agg)
-                await self._publish_outcome(item)
+                await send_outcome(publisher, self.topics.outcomes, self.codec, item)
             await publisher.send_offsets(offsets, self.group_id)
         self.committed.update({tp.partition: offset for tp, offset in offsets.items()})
         self._stateless.clear()
@@ -259,45 +228,12 @@ class Decider:
         already accepted (its outcome is built once its positions are known), or the
         accepted events.
         """
-        key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id)
-        agg = self.aggregates.get(key)
-        if agg is not None and cmd.command_id in agg.commands:
-            self.stats.duplicates += 1
-            return cmd, agg
-        try:
-            events = aggregates.decide(agg.state if agg is not None else None, cmd)
-        except Rejected as rejected:
-            self.stats.rejected += 1
-            # Expected (the caller gets the reason): one line, no traceback.
-            log.info(
-                "rejected %s of %s %s (command %s, actor %s): %s: %s",
-                cmd.name,
-                cmd.aggregate_type,
-                cmd.aggregate_id,
-                cmd.command_id,
-                cmd.actor,
-                rejected.code,
-                rejected.message,
-            )
-            state = agg.state if agg is not None else None
-            return self._outcome(cmd, False, rejected=rejected, state=state)
-        if agg is None:
-            agg = self.aggregates[key] = Aggregate()
-        for event in events:
-            agg.state = aggregates.evolve(agg.state, event)
-        agg.commands[cmd.command_id] = ()  # positions filled in when Kafka acknowledges
-        self.stats.accepted += 1
-        self.stats.events += len(events)
-        if log.isEnabledFor(logging.DEBUG):  # one line per command: -v only
-            log.debug(
-                "accepted %s of %s %s (command %s): %s",
-                cmd.name,
-                cmd.aggregate_type,
-                cmd.aggregate_id,
-                cmd.command_id,
-                ", ".join(f"#{e.seq} {e.type}" for e in events),
-            )
-        return _Accepted(agg, events, key.encode())
+        return decide_command(
+            self.aggregates,
+            self.stats,
+            cmd,
+            lambda rejected, state: self._outcome(cmd, False, rejected=rejected, state=state),
+        )
 
     def _duplicate(self, cmd: Command, agg: Aggregate) -> serde.Outcome:
         positions = agg.commands[cmd.command_id]
@@ -327,24 +263,7 @@ class Decider:
             else None,
         )
 
-    async def _publish_outcome(self, outcome: serde.Outcome) -> None:
-        assert self._publisher is not None
-        key = aggregates.stream_key(outcome.aggregate_type, outcome.aggregate_id).encode()
-        headers = outcome_headers(outcome.reply_to, outcome.command_id)
-        value = serde.encode_outcome(self.codec, outcome)
-        await self._publisher.send(self.topics.outcomes, key, value, headers)
-
     async def _dead_letter(self, tp: TopicPartition, msg: Any, exc: Exception) -> None:
         assert self._publisher is not None
         self.stats.dead_lettered += 1
-        log.warning(
-            "command at %s/%d offset %d dead-lettered: %s", tp.topic, tp.partition, msg.offset, exc
-        )
-        headers = [
-            ("reason", str(exc).encode()),
-            ("error", type(exc).__name__.encode()),
-            ("source_topic", tp.topic.encode()),
-            ("source_partition", str(tp.partition).encode()),
-            ("source_offset", str(msg.offset).encode()),
-        ]
-        await self._publisher.send(self.topics.dlq, msg.key, msg.value or b"", headers)
+        await send_dead_letter(self._publisher, self.topics.dlq, tp, msg, exc)

@@ -13,6 +13,11 @@ there: events before those positions had their commands and jobs published in th
 transaction that committed them. Redelivery is harmless: command ids are derived from
 the run, the node and the attempt, so the decider answers a repeat as a duplicate, and
 a repeated job carries the same ``job_id`` (runners report under ids derived from it).
+The pipeline is assembled here; its pieces are apart: the memory it folds
+(:mod:`streams.orchestrator_memory`), a batch sorted into what to send
+(:mod:`streams.orchestrator_plan`), the sending (:mod:`streams.orchestrator_outbox`),
+the read of the rebuild (:mod:`streams.orchestrator_rebuild`), and the counters and log
+lines (:mod:`streams.orchestrator_stats`).
 
 Jobs are published on ``flowrun.node_started`` (after the decider accepted the start),
 never on the decision to start: a start the decider refuses sends no runner off.
@@ -46,7 +51,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -54,41 +58,23 @@ from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
 from streams import serde
-from streams.domain import aggregates
-from streams.domain import flowrun as f
-from streams.domain.commands import Command
 from streams.domain.events import Event
-from streams.jobs import KIND_HEADER, Dispatch, encode_dispatch
-from streams.orchestration import (
-    ACTOR,
-    Job,
-    body_for,
-    cancel_caserun,
-    command_id_for,
-    fail_node,
-    next_steps,
-)
+from streams.orchestration import Job, next_steps
 from streams.orchestrator_memory import Memory
+from streams.orchestrator_outbox import Outbox
 from streams.orchestrator_plan import CASERUN_STOPS, DECODED, Plan, event_type
+from streams.orchestrator_rebuild import read_upto
+from streams.orchestrator_stats import OrchestratorStats as OrchestratorStats  # kept here
+from streams.orchestrator_stats import log_dispatched, log_ready, log_stopped
 from streams.publisher import Publisher
 from streams.supervision import supervise
-from streams.topics import Topics, describe_positions, open_group_input
+from streams.topics import Topics, open_group_input
 
 log = logging.getLogger(__name__)
 
 
 def now_micros() -> int:
     return time.time_ns() // 1000
-
-
-@dataclass
-class OrchestratorStats:
-    events: int = 0
-    undecodable: int = 0
-    commands: int = 0
-    jobs: int = 0
-    batches: int = 0
-    rebuilt_events: int = 0
 
 
 class Orchestrator:
@@ -131,15 +117,7 @@ class Orchestrator:
     async def run(self) -> None:
         """Orchestrate until :meth:`stop`; after a failure, fence, rebuild, go on."""
         await supervise("orchestrator", self._stopping, self._start, self._loop, self._close, log)
-        log.info(
-            "orchestrator stopped: %d events read, %d commands and %d jobs sent; "
-            "%s committed up to %s",
-            self.stats.events,
-            self.stats.commands,
-            self.stats.jobs,
-            self.topics.events,
-            describe_positions(self.committed),
-        )
+        log_stopped(self.stats, self.topics, self.committed)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -166,14 +144,12 @@ class Orchestrator:
             consumer.seek(tp, committed[tp])
         self.committed = {tp.partition: offset for tp, offset in committed.items()}
         self.ready.set()
-        log.info(
-            "orchestrator ready on %s: %d states rebuilt from %d events; reading %s from %s "
-            "(group %s)",
+        log_ready(
             self.bootstrap,
             len(self.memory.states),
-            self.stats.rebuilt_events,
-            self.topics.events,
-            describe_positions(self.committed),
+            self.stats,
+            self.topics,
+            self.committed,
             self.group_id,
         )
 
@@ -189,33 +165,14 @@ class Orchestrator:
         """Fold the events before the committed positions ``upto`` into a new memory."""
         self.memory = Memory()
         self.stats.rebuilt_events = 0
-        remaining = {tp for tp, end in upto.items() if end > 0}
-        if not remaining:
-            return
-        consumer = self._consumer_factory(
-            bootstrap_servers=self.bootstrap,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            client_id="runledger-orchestrator-rebuild",
-        )
-        await consumer.start()
-        try:
-            consumer.assign(list(remaining))
-            await consumer.seek_to_beginning(*remaining)
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=20_000)
-                for tp, messages in batch.items():
-                    for msg in messages:
-                        if msg.offset < upto[tp]:
-                            event = self._decode(msg, event_type(msg.headers))
-                            if event is not None:
-                                self.memory.fold(event)
-                                self.stats.rebuilt_events += 1
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= upto[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+        await read_upto(self._consumer_factory, self.bootstrap, upto, self._remember)
+
+    def _remember(self, msg: Any) -> None:
+        """Fold the event of ``msg``, read by the rebuild, when it is one of ours."""
+        event = self._decode(msg, event_type(msg.headers))
+        if event is not None:
+            self.memory.fold(event)
+            self.stats.rebuilt_events += 1
 
     # -- folding -----------------------------------------------------------------------
 
@@ -272,93 +229,38 @@ class Orchestrator:
                 self.stats.events += 1
                 self.memory.fold(event)
                 plan.add(event, self.memory)
+        out = Outbox(
+            publisher,
+            self.topics,
+            self.codec,
+            self.clock,
+            self.memory,
+            self.stats,
+            self._dispatched,
+        )
         async with publisher.transaction():
             for run_id, node_id, attempt in plan.started:
-                await self._publish_job(run_id, node_id, attempt)
+                await out.publish_job(run_id, node_id, attempt)
             for process_id, attempt in plan.generate:
-                await self._publish_generate(process_id, attempt)
+                await out.publish_generate(process_id, attempt)
             for dispatch in plan.caseruns.values():
-                await self._send_job(dispatch)
+                await out.send_job(dispatch)
             for run_id, cause in plan.changed.items():
                 run = self.memory.run_state(run_id)
                 if run is None:
                     continue
                 for action in next_steps(run):
-                    await self._publish_command(run, action, cause)
+                    await out.publish_command(run, action, cause)
             for caserun_id, cause in plan.caseruns_to_stop(self.memory).items():
-                await self._cancel_caserun(caserun_id, cause)
+                await out.cancel_caserun(caserun_id, cause)
             for run, node_id, cause in plan.nodes_to_fail(self.memory):
-                await self._fail_node(run, node_id, cause)
+                await out.fail_node(run, node_id, cause)
             await publisher.send_offsets(plan.offsets, self.group_id)
         self.committed.update({tp.partition: offset for tp, offset in plan.offsets.items()})
         # After the commit: a job in an aborted transaction was never sent.
-        for job in self._dispatched:
-            log.info(
-                "dispatched %s job %s: run %s node %s attempt %d",
-                job.kind,
-                job.job_id,
-                job.run_id,
-                job.node_id,
-                job.attempt,
-            )
+        log_dispatched(self._dispatched)
         self._dispatched.clear()
         self.stats.batches += 1
-
-    async def _publish_command(self, run: f.FlowRunState, action: Any, cause: Event) -> None:
-        cmd = Command(
-            command_id=command_id_for(run, action),
-            aggregate_type=f.AGGREGATE,
-            aggregate_id=run.id,
-            issued_at=self.clock(),
-            account=run.account,
-            actor=ACTOR,
-            correlation_id=cause.correlation_id,
-            causation_id=cause.event_id,
-            body=body_for(action),
-        )
-        await self._send(cmd)
-
-    async def _cancel_caserun(self, caserun_id: str, cause: Event) -> None:
-        await self._send(cancel_caserun(caserun_id, cause, self.clock()))
-
-    async def _fail_node(self, run: f.FlowRunState, node_id: str, cause: Event) -> None:
-        await self._send(fail_node(run, node_id, cause, self.clock()))
-
-    async def _send(self, cmd: Command) -> None:
-        assert self._publisher is not None
-        key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
-        await self._publisher.send(self.topics.commands, key, serde.encode_command(self.codec, cmd))
-        self.stats.commands += 1
-
-    async def _publish_job(self, run_id: str, node_id: str, attempt: int) -> None:
-        assert self._publisher is not None
-        run = self.memory.run_state(run_id)
-        node = run.node(node_id) if run is not None else None
-        if run is None or node is None or node.status != f.WORKING or node.attempt != attempt:
-            return  # cancelled (or otherwise moved on) later in the same batch
-        dispatch = self.memory.dispatch_for(run, node_id, attempt)
-        headers = [(KIND_HEADER, dispatch.job.kind.encode())]
-        await self._publisher.send(
-            self.topics.jobs, run_id.encode(), encode_dispatch(dispatch), headers
-        )
-        self.stats.jobs += 1
-        self._dispatched.append(dispatch.job)
-
-    async def _publish_generate(self, process_id: str, attempt: int) -> None:
-        dispatch = self.memory.generate_dispatch(process_id, attempt)
-        if dispatch is not None:
-            await self._send_job(dispatch)
-
-    async def _send_job(self, dispatch: Dispatch) -> None:
-        """Send a job keyed by its run id (a Process, a CaseRun), inside the batch's
-        transaction."""
-        assert self._publisher is not None
-        headers = [(KIND_HEADER, dispatch.job.kind.encode())]
-        await self._publisher.send(
-            self.topics.jobs, dispatch.job.run_id.encode(), encode_dispatch(dispatch), headers
-        )
-        self.stats.jobs += 1
-        self._dispatched.append(dispatch.job)
 
 
 def _aggregate_id(key: bytes | None) -> str:
