@@ -34,18 +34,40 @@ def history_page(
     return [Applied(row, after) for row, (_, after) in zip(rows, folded, strict=True)]
 
 
+def history_tail(ctx: Context, base: Applied, to_seq: int) -> list[Applied] | None:
+    """The events of ``base``'s aggregate after it up to seq ``to_seq``, with the state
+    after each folded onto ``base``'s; None when the rows read are not the seqs that
+    follow (the caller then folds the whole history) (blocking)."""
+    page = history_page(
+        ctx, base.row.aggregate_type, base.row.aggregate_id, base.row.seq,
+        to_seq - base.row.seq, base.state,
+    )  # fmt: skip
+    if [a.row.seq for a in page] != list(range(base.row.seq + 1, to_seq + 1)):
+        return None
+    return page
+
+
 async def history_pages(
-    ctx: Context, noun: str, aggregate_id: str, first: list[Applied]
+    ctx: Context,
+    noun: str,
+    aggregate_id: str,
+    first: list[Applied],
+    start: int = 0,
+    keep: Callable[[Applied], None] | None = None,
 ) -> AsyncGenerator[Applied, None]:
-    """The history from ``first`` (its first page) on, one page in memory at a time.
+    """The history from ``first`` (its first page, read from the ``start``-th event) on,
+    one page in memory at a time; ``keep`` is given each page's last event with its
+    state (a point a later resume may fold from, see api/stream_states.py).
 
     An aggregate's events only ever join after its last one, so a page by position in
     seq order neither skips nor repeats one; the page that comes back short is the end
     of what the node had, and what it applies later comes from the subscription.
     """
     size = ctx.deps.sse_backlog_page
-    page, start = first, 0
+    page = first
     while True:
+        if page and keep is not None:
+            keep(page[-1])
         for a in page:
             yield a
         if len(page) < size:
@@ -66,10 +88,17 @@ async def account_pages(
     read a page at a time: each page starts past every row the previous ones read (a
     cursor of its own, moved over the rows the filter drops too). An event committed
     meanwhile on a partition already passed is read by the next page, in order.
-    ``states_of`` gives the rows their states (blocking: run in a worker thread)."""
+    ``states_of`` gives the rows their states (blocking: run in a worker thread).
+
+    A cursor at the end of every partition the node has applied (the common reconnect
+    after the window) reads nothing: what commits later comes from the subscription,
+    which the stream holds already."""
     size = ctx.deps.sse_backlog_page
     account = ctx.principal.account
     read = dict(cursor)
+    applied = ctx.deps.positions.applied()  # the next offset to apply, per partition
+    if applied and all(read.get(p, -1) >= o - 1 for p, o in applied.items()):
+        return
     while True:
         rows = await run_in_threadpool(
             ctx.deps.reads.events_since, account, dict(read), STREAMED, size

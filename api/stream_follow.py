@@ -27,11 +27,13 @@ async def follow(
     backlog: AsyncGenerator[Applied, None],
     step: Step,
     settle: Settle = _no_settle,
+    closing: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """``first``, then the backlog, ``settle``'s closing words on it, then live events
     until done, the window or the client's disconnect (Starlette cancels the iteration;
-    ``finally`` unsubscribes). A backlog longer than the window stops at the window,
-    after at least one message: the client resumes from its last id."""
+    ``finally`` unsubscribes, then calls ``closing``, however the stream ended). A
+    backlog longer than the window stops at the window, after at least one message: the
+    client resumes from its last id."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + deps.sse_window_s
     try:
@@ -70,3 +72,5 @@ async def follow(
         await backlog.aclose()
         if sub is not None and deps.broadcaster is not None:
             deps.broadcaster.unsubscribe(sub)
+        if closing is not None:
+            closing()

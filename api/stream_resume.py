@@ -3,12 +3,17 @@ and waited for when the node is behind the one that issued it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from api.broadcaster import Applied
 from api.context import Context
 from api.errors import ApiError
+from api.stream_backlog import history_page
+from api.stream_states import StreamStates
 
 MISS_WAIT_S = 5.0  # at most this long for the node to catch up
 
@@ -63,3 +68,40 @@ async def reach(ctx: Context, positions: Sequence[tuple[int, int]], text: str) -
         raise ApiError(
             400, "invalid_last_event_id", f"Last-Event-ID {text!r} is past the end of the ledger"
         )
+
+
+async def from_kept(
+    ctx: Context,
+    states: StreamStates,
+    noun: str,
+    aggregate_id: str,
+    after: tuple[int, int],
+    current: Callable[[], Awaitable[Any]],
+) -> tuple[list[Applied], int | None] | None:
+    """Where an object stream resumed after ``after`` starts, from a state kept in
+    ``states``: its first backlog page and the index (in seq order) it was read from,
+    or None for a page that is the whole backlog; None when no kept state helps.
+
+    With the newest kept state at or before ``after`` at seq ``s``: if the current
+    state (``current()``, the node's cache or one read) is at ``s`` too, the client
+    missed nothing and ``s`` is the page, with no history read at all; otherwise the
+    page is the events after ``s`` folded onto its state, one read of only those rows.
+    Rows that are not the seqs after ``s`` (never seen: seqs are gapless from 1) or a
+    current state the rows do not reach give None: the caller folds the whole history.
+    """
+    base = states.at_or_before_position((ctx.principal.account, noun, aggregate_id), after)
+    if base is None:
+        return None
+    seq = base.row.seq
+    state = await current()
+    if state is not None and state.seq == seq:
+        return [base], None
+    page = await run_in_threadpool(
+        history_page, ctx, noun, aggregate_id, seq, ctx.deps.sse_backlog_page, base.state
+    )
+    if not page:
+        # Nothing after it: a deleted aggregate (reads hide its state) ends at ``s``.
+        return ([base], None) if state is None else None
+    if page[0].row.seq != seq + 1:
+        return None
+    return page, seq

@@ -18,6 +18,11 @@ or when a write to it stalls past ``RUNLEDGER_SSE_SEND_TIMEOUT_S``.
 A live event's body (state and event as JSON) is rendered once, by the first stream
 that sends it, and shared by every other (:attr:`Applied.body`); each stream adds only
 its ``id:`` line.
+
+A resume is cheap however long the history: the node keeps the states its streams
+folded or sent last (api/stream_states.py), so a reconnect that missed nothing reads at
+most the current state, and one a few events behind reads only the rows after a kept
+state and folds those.
 """
 
 from __future__ import annotations
@@ -39,11 +44,18 @@ from api.errors import ApiError
 from api.representations import process_json
 from api.routes.process_reads import event_json
 from api.run_representations import caserun_json, flowrun_json
-from api.stream_backlog import account_pages, history_page, history_pages, items_of
+from api.stream_backlog import (
+    account_pages,
+    history_page,
+    history_pages,
+    history_tail,
+    items_of,
+)
 from api.stream_filters import filters, matcher
 from api.stream_follow import follow
 from api.stream_limits import LimitedStream, StreamSlots, too_many_streams
-from api.stream_resume import MISS_WAIT_S, check_partitions, last_event_id, reach
+from api.stream_resume import MISS_WAIT_S, check_partitions, from_kept, last_event_id, reach
+from api.stream_states import StreamStates, of_app
 from projections.rows import EventRow, event_of_row
 from streams.domain import caserun, flowrun, process
 from streams.domain.history import states_after
@@ -111,23 +123,38 @@ def caught_up(
     return Applied(newest, state)
 
 
-def _states_of(ctx: Context, rows: Sequence[EventRow]) -> list[Applied]:
+def _states_of(
+    ctx: Context, rows: Sequence[EventRow], states: StreamStates | None = None
+) -> list[Applied]:
     """``rows`` with the state after each, folding each aggregate's history at most once.
 
     An aggregate with one row here whose current state is the one after that row (the
-    common case when a client reconnects after the window) needs no fold at all.
+    common case when a client reconnects after the window) needs no fold at all. One
+    with a state kept in ``states`` at or before its first row here folds from there,
+    reading only the rows after it; the state after its last row is kept in turn
+    (blocking: call it from a worker thread).
     """
     keyed: dict[tuple[str, str], list[EventRow]] = {}
     for r in rows:
         keyed.setdefault((r.aggregate_type, r.aggregate_id), []).append(r)
+    account = ctx.principal.account
     folded: dict[tuple[str, str], dict[int, Any]] = {}
     for key, mine in keyed.items():
         if len(mine) == 1:
-            state = KINDS[key[0]].current(ctx.deps.reads, ctx.principal.account, key[1])
+            state = KINDS[key[0]].current(ctx.deps.reads, account, key[1])
             if state is not None and state.seq == mine[0].seq:
                 folded[key] = {state.seq: state}
                 continue
-        folded[key] = {a.row.seq: a.state for a in history(ctx, *key)}
+        found = None
+        if states is not None:
+            base = states.at_or_before_seq((account, *key), mine[0].seq - 1)
+            if base is not None:
+                found = history_tail(ctx, base, mine[-1].seq)
+        if found is None:
+            found = history(ctx, *key)
+        if states is not None and found:
+            states.keep(found[-1])
+        folded[key] = {a.row.seq: a.state for a in found}
     return [Applied(r, folded[(r.aggregate_type, r.aggregate_id)][r.seq]) for r in rows]
 
 
@@ -172,8 +199,26 @@ def _unsubscribe(ctx: Context, sub: Subscription | None) -> None:
         ctx.deps.broadcaster.unsubscribe(sub)
 
 
+async def _current(ctx: Context, kind: Kind, aggregate_id: str) -> Any:
+    """The aggregate's current state (None: absent or deleted). A Process's comes from
+    the node's cache of committed states when it has it (no query), else it is read and
+    remembered there, so the next reconnect of its stream reads nothing."""
+    account = ctx.principal.account
+    cache = ctx.deps.process_cache
+    if kind.noun != process.AGGREGATE or cache is None:
+        return await run_in_threadpool(kind.current, ctx.deps.reads, account, aggregate_id)
+    found = cache.get(account, aggregate_id)
+    if found is not None:
+        return found
+    version = cache.version
+    found = await run_in_threadpool(kind.current, ctx.deps.reads, account, aggregate_id)
+    if found is not None:
+        cache.put(found, version)
+    return found
+
+
 async def _object_body(
-    ctx: Context, kind: Kind, aggregate_id: str, last: str | None
+    ctx: Context, kind: Kind, aggregate_id: str, last: str | None, states: StreamStates
 ) -> AsyncIterator[bytes]:
     account = ctx.principal.account
     after = sse.parse_position(last) if last else None
@@ -186,13 +231,23 @@ async def _object_body(
             lambda a: a.row.account == account, aggregate=(kind.noun, aggregate_id)
         )
     size = ctx.deps.sse_backlog_page
+    # ``start``: the index (in seq order) ``page`` was read from; None: ``page`` is all
+    # of the backlog (the client missed nothing).
+    start: int | None = 0
     try:
-        resumed = None
+        kept = resumed = None
         if last and after is not None:
             await reach(ctx, [after], last)
-            resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
-        if resumed is not None:
-            page = [resumed]
+            kept = await from_kept(
+                ctx, states, kind.noun, aggregate_id, after,
+                lambda: _current(ctx, kind, aggregate_id),
+            )  # fmt: skip
+            if kept is None:
+                resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
+        if kept is not None:
+            page, start = kept
+        elif resumed is not None:
+            page, start = [resumed], None
         else:
             page = await run_in_threadpool(
                 history_page, ctx, kind.noun, aggregate_id, 0, size, None
@@ -218,7 +273,9 @@ async def _object_body(
         _unsubscribe(ctx, sub)
         raise
     backlog = (
-        items_of(page) if resumed is not None else history_pages(ctx, kind.noun, aggregate_id, page)
+        items_of(page)
+        if start is None
+        else history_pages(ctx, kind.noun, aggregate_id, page, start, states.keep)
     )
     # One aggregate lives on one partition: its offsets order its events. The client
     # has seen every event at or before ``after``; ``seen`` is the newest of them while
@@ -226,11 +283,18 @@ async def _object_body(
     last_seq = 0
     seen: Applied | None = None
 
+    # The newest event handled, kept when the stream ends: the client's reconnect
+    # resumes from it (api/stream_states.py). Not ``resumed``: its state is the read
+    # model's, and only states folded from the events (the backlog's, the projector's)
+    # are kept to fold from.
+    newest: Applied | None = None
+
     def step(a: Applied) -> tuple[list[bytes], bool]:
-        nonlocal last_seq, seen
+        nonlocal last_seq, seen, newest
         if a.row.seq <= last_seq:
             return [], False
         last_seq = a.row.seq
+        newest = a
         if after is not None and (a.row.partition, a.row.offset) <= after:
             seen = a
             return [], False
@@ -246,7 +310,11 @@ async def _object_body(
             return [_done(seen)], True
         return [], False
 
-    return follow(ctx.deps, sub, [], backlog, step, settle)
+    def closing() -> None:
+        if newest is not None and newest is not resumed:
+            states.keep(newest)
+
+    return follow(ctx.deps, sub, [], backlog, step, settle, closing)
 
 
 def object_stream(kind: Kind) -> Callable[[Request], Any]:
@@ -254,7 +322,10 @@ def object_stream(kind: Kind) -> Callable[[Request], Any]:
         ctx = context(request, query_token=True)
         aggregate_id = request.path_params[f"{kind.noun}_id"]
         last = last_event_id(request)
-        return await _limited(request, ctx, lambda: _object_body(ctx, kind, aggregate_id, last))
+        states = of_app(request.app.state)
+        return await _limited(
+            request, ctx, lambda: _object_body(ctx, kind, aggregate_id, last, states)
+        )
 
     return stream
 
@@ -278,7 +349,10 @@ async def _account_body(ctx: Context, request: Request) -> AsyncIterator[bytes]:
         else:
             await reach(ctx, sorted(given.items()), last or "")
             cursor = dict(given)
-            backlog = account_pages(ctx, dict(given), match, _states_of)
+            states = of_app(request.app.state)
+            backlog = account_pages(
+                ctx, dict(given), match, lambda c, rows: _states_of(c, rows, states)
+            )
     except BaseException:
         _unsubscribe(ctx, sub)
         raise
