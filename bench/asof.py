@@ -17,7 +17,7 @@ prefix, replays them into a DuckDB file, then measures, each the median of sever
 (e) for information, what an SSE reconnect of the Process's stream reads: folding the
     whole history (the general resume), and, when the client has seen the newest event
     already, only that event and the current state (``caught_up`` in
-    ``api/routes/streams.py``).
+    ``api/stream_kinds.py``).
 
 The last line is ``ratio: <API as-of seconds / plain read seconds>``; the CLI's ratio
 is printed above it.
@@ -144,7 +144,7 @@ async def main_async(args: argparse.Namespace, bootstrap: str) -> int:
                 _, found = queries.list_events("acme", pid, limit=1 << 62, offset=0)
                 return list(history.states_after(event_of_row(r) for r in found))
 
-            def sse_resume_caught_up() -> object:  # api/routes/streams.py: caught_up
+            def sse_resume_caught_up() -> object:  # api/stream_kinds.py: caught_up
                 newest = queries.last_event("acme", pid, "process")
                 assert newest is not None
                 return newest, queries.get_process("acme", pid)

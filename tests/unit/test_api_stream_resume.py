@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from api import stream_kinds as streams
 from api.broadcaster import Applied
-from api.routes import streams
-from api.routes.streams import KINDS, caught_up
+from api.stream_kinds import KINDS, caught_up
 from projections.rows import EventRow
 from streams.domain.process import ProcessState
 
@@ -99,7 +99,7 @@ def test_one_missed_event_with_the_current_state_after_it_needs_no_fold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folded = folds(monkeypatch, {})
-    found = streams._states_of(ctx(Reads(None, state(5))), [row(5)])
+    found = streams.states_of(ctx(Reads(None, state(5))), [row(5)])
     assert folded == [] and [(a.row.seq, a.state.seq) for a in found] == [(5, 5)]
 
 
@@ -107,8 +107,8 @@ def test_several_missed_events_or_a_newer_state_fold_the_history(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     folded = folds(monkeypatch, {4: state(4), 5: state(5), 6: state(6)})
-    found = streams._states_of(ctx(Reads(None, state(6))), [row(4), row(5)])
+    found = streams.states_of(ctx(Reads(None, state(6))), [row(4), row(5)])
     assert folded == ["p1"] and [(a.row.seq, a.state.seq) for a in found] == [(4, 4), (5, 5)]
     folded.clear()
-    found = streams._states_of(ctx(Reads(None, state(6))), [row(5)])
+    found = streams.states_of(ctx(Reads(None, state(6))), [row(5)])
     assert folded == ["p1"] and [a.state.seq for a in found] == [5]
