@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from projections.dead_letters import DeadLetterPublisher
 from projections.errors import ProjectorError
 from projections.store import Store
+from streams.reader import read_committed_client
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,16 +94,7 @@ async def open_clients(
     """Connect, assign every partition of ``topic`` and seek to the positions in
     ``store``. ProjectorError when the broker or the topic is not there in time, or the
     log no longer holds what the store needs; nothing is left open then."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 1024 * 1024,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
+    consumer = read_committed_client(bootstrap, client_id)
     offsets = AIOKafkaConsumer(  # for end_offsets(): never assigned, never fetches
         bootstrap_servers=bootstrap,
         client_id=f"{client_id}-offsets",

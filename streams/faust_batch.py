@@ -19,7 +19,7 @@ from typing import Any
 from schemas import Codec, DecodeError
 from streams import serde
 from streams.bus import outcome_headers
-from streams.decider import DeciderStats
+from streams.decider_stats import DeciderStats
 from streams.domain import aggregates
 from streams.domain.commands import Command
 from streams.domain.events import Event

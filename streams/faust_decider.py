@@ -34,7 +34,8 @@ import faust
 from aiokafka import AIOKafkaConsumer
 
 from schemas import Codec, default_codec
-from streams.decider import DeciderStats, now_micros
+from streams.decider import now_micros
+from streams.decider_stats import DeciderStats
 from streams.faust_batch import BatchDecider
 from streams.faust_table import AggregateCodec
 from streams.topics import TopicError, Topics, partitions_of

@@ -140,6 +140,20 @@ def _server_context(certificate: tuple[Path, Path], seen: TlsSeen) -> ssl.SSLCon
 
 
 @contextmanager
+def in_thread(server: socketserver.ThreadingTCPServer | ThreadingHTTPServer) -> Iterator[int]:
+    """Serve ``server`` on a thread for the block; its port."""
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@contextmanager
 def serve_https(certificate: tuple[Path, Path]) -> Iterator[tuple[int, TlsSeen]]:
     """An HTTPS server on ``CHECKED`` that records each request's Host header."""
     seen = TlsSeen()
@@ -156,16 +170,9 @@ def serve_https(certificate: tuple[Path, Path]) -> Iterator[tuple[int, TlsSeen]]
             pass
 
     server = ThreadingHTTPServer((CHECKED, 0), Handler)
-    server.daemon_threads = True
     server.socket = _server_context(certificate, seen).wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1]), seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with in_thread(server) as port:
+        yield port, seen
 
 
 @contextmanager
@@ -208,15 +215,8 @@ def serve_starttls_smtp(certificate: tuple[Path, Path]) -> Iterator[tuple[int, T
                     self.reply("250 ok")
 
     server = socketserver.ThreadingTCPServer((CHECKED, 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1]), seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with in_thread(server) as port:
+        yield port, seen
 
 
 def test_a_webhook_never_goes_to_the_rebinding_answer(dns: RebindingDns) -> None:

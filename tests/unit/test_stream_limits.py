@@ -18,7 +18,6 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from api import ApiDeps, create_app
 from api.broadcaster import Applied, Broadcaster
 from api.stream_limits import LimitedStream, SendTimedOut, StreamSlots, TimedSend
 from projections.rows import EventRow
@@ -30,6 +29,7 @@ from tests.unit.test_streams_review2 import (
     Ledger,
     Positions,
     Reads,
+    asgi_node,
     last_id,
     messages,
     process_events,
@@ -99,22 +99,14 @@ class Node:
 def node(cap: int = 100, window_s: float = WINDOW_S, token: str = TOKEN) -> Node:
     ledger = Ledger()
     reads, broadcaster = PagedReads(ledger), Broadcaster()
-    deps = ApiDeps(
-        reads=reads,  # type: ignore[arg-type]
-        commands=None,  # type: ignore[arg-type]
-        positions=Positions(ledger),
-        broadcaster=broadcaster,
-        sse_window_s=window_s,
-        sse_heartbeat_s=0.1,
+    app, client = asgi_node(
+        reads,
+        Positions(ledger),
+        broadcaster,
+        token=token,
+        window_s=window_s,
         sse_max_streams_per_account=cap,
         sse_backlog_page=PAGE,
-    )
-    app = create_app(deps)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://node",
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=10.0,
     )
     return Node(ledger, reads, broadcaster, app, client)
 

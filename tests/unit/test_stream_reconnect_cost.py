@@ -16,10 +16,8 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-import httpx
 import pytest
 
-from api import ApiDeps, create_app
 from api.broadcaster import Applied, Broadcaster
 from api.process_cache import ProcessCache
 from api.representations import process_json
@@ -29,12 +27,11 @@ from projections.event_rows import event_row
 from projections.rows import EventRow
 from streams.domain.events import Event
 from tests.unit.test_streams_review2 import (
-    TIMEOUT_S,
-    TOKEN,
     Ledger,
     Node,
     Positions,
     Reads,
+    asgi_node,
     messages,
     process_events,
 )
@@ -93,20 +90,8 @@ def counting_node(cache: bool) -> tuple[Node, CountingReads]:
     ledger = CachedLedger()
     ledger.cache = ProcessCache() if cache else None
     reads, positions, broadcaster = CountingReads(ledger), Positions(ledger), Broadcaster()
-    deps = ApiDeps(
-        reads=reads,  # type: ignore[arg-type]
-        commands=None,  # type: ignore[arg-type]
-        positions=positions,
-        broadcaster=broadcaster,
-        process_cache=ledger.cache,
-        sse_window_s=WINDOW_S,
-        sse_heartbeat_s=0.1,
-    )
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(deps)),
-        base_url="http://node",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=TIMEOUT_S,
+    _, client = asgi_node(
+        reads, positions, broadcaster, window_s=WINDOW_S, process_cache=ledger.cache
     )
     return Node(ledger, reads, positions, broadcaster, client), reads
 

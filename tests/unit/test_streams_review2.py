@@ -168,23 +168,40 @@ class Node:
         self.broadcaster.publish(applied)
 
 
-def node() -> Node:
-    ledger = Ledger()
-    reads, positions, broadcaster = Reads(ledger), Positions(ledger), Broadcaster()
+def asgi_node(
+    reads: Reads,
+    positions: Positions,
+    broadcaster: Broadcaster,
+    *,
+    token: str = TOKEN,
+    window_s: float = WINDOW_S,
+    **settings: Any,
+) -> tuple[Any, httpx.AsyncClient]:
+    """The node's app over the fake ledger's reads, and a client of it with ``token``;
+    ``settings`` are further :class:`ApiDeps` fields."""
     deps = ApiDeps(
         reads=reads,  # type: ignore[arg-type]
         commands=None,  # type: ignore[arg-type]
         positions=positions,
         broadcaster=broadcaster,
-        sse_window_s=WINDOW_S,
+        sse_window_s=window_s,
         sse_heartbeat_s=0.1,
+        **settings,
     )
+    app = create_app(deps)
     client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(deps)),
+        transport=httpx.ASGITransport(app=app),
         base_url="http://node",
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {token}"},
         timeout=TIMEOUT_S,
     )
+    return app, client
+
+
+def node() -> Node:
+    ledger = Ledger()
+    reads, positions, broadcaster = Reads(ledger), Positions(ledger), Broadcaster()
+    _, client = asgi_node(reads, positions, broadcaster)
     return Node(ledger, reads, positions, broadcaster, client)
 
 
