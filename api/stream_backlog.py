@@ -21,14 +21,13 @@ from streams.domain.history import states_after
 
 
 def history_page(
-    ctx: Context, noun: str, aggregate_id: str, start: int, size: int, state: Any
+    ctx: Context, noun: str, aggregate_id: str, after: int, size: int, state: Any
 ) -> list[Applied]:
-    """At most ``size`` events of one aggregate from the ``start``-th (in seq order),
-    with the state after each, folded onto ``state`` (the state before the page)
-    (blocking: call it from a worker thread)."""
-    _, found = ctx.deps.reads.list_events(
-        ctx.principal.account, aggregate_id, limit=size, offset=start, aggregate_type=noun
-    )
+    """At most ``size`` events of one aggregate after seq ``after``, with the state
+    after each, folded onto ``state`` (the state at ``after``; None at 0) (blocking:
+    call it from a worker thread). One read of only the rows returned, however long the
+    history before them."""
+    found = ctx.deps.reads.events_after(ctx.principal.account, aggregate_id, noun, after, size)
     rows: list[EventRow] = list(found)
     folded = states_after((event_of_row(r) for r in rows), state)
     return [Applied(row, after) for row, (_, after) in zip(rows, folded, strict=True)]
@@ -52,16 +51,16 @@ async def history_pages(
     noun: str,
     aggregate_id: str,
     first: list[Applied],
-    start: int = 0,
     keep: Callable[[Applied], None] | None = None,
 ) -> AsyncGenerator[Applied, None]:
-    """The history from ``first`` (its first page, read from the ``start``-th event) on,
-    one page in memory at a time; ``keep`` is given each page's last event with its
-    state (a point a later resume may fold from, see api/stream_states.py).
+    """The history from ``first`` (its first page) on, one page in memory at a time;
+    ``keep`` is given each page's last event with its state (a point a later resume
+    may fold from, see api/stream_states.py).
 
-    An aggregate's events only ever join after its last one, so a page by position in
-    seq order neither skips nor repeats one; the page that comes back short is the end
-    of what the node had, and what it applies later comes from the subscription.
+    An aggregate's events only ever join after its last one, so each page, read after
+    the previous page's last seq, neither skips nor repeats one; the page that comes
+    back short is the end of what the node had, and what it applies later comes from
+    the subscription.
     """
     size = ctx.deps.sse_backlog_page
     page = first
@@ -72,9 +71,9 @@ async def history_pages(
             yield a
         if len(page) < size:
             return
-        start += len(page)
+        last = page[-1]
         page = await run_in_threadpool(
-            history_page, ctx, noun, aggregate_id, start, size, page[-1].state
+            history_page, ctx, noun, aggregate_id, last.row.seq, size, last.state
         )
 
 

@@ -57,9 +57,7 @@ KINDS = {
 def history(ctx: Context, noun: str, aggregate_id: str) -> list[Applied]:
     """Every event of one aggregate of the caller's account with the state after it
     (blocking: call it from a worker thread)."""
-    _, found = ctx.deps.reads.list_events(
-        ctx.principal.account, aggregate_id, limit=ALL, offset=0, aggregate_type=noun
-    )
+    found = ctx.deps.reads.events_after(ctx.principal.account, aggregate_id, noun, 0, ALL)
     rows: list[EventRow] = list(found)
     folded = states_after(event_of_row(r) for r in rows)
     return [Applied(row, state) for row, (_, state) in zip(rows, folded, strict=True)]

@@ -77,10 +77,10 @@ async def from_kept(
     aggregate_id: str,
     after: tuple[int, int],
     current: Callable[[], Awaitable[Any]],
-) -> tuple[list[Applied], int | None] | None:
+) -> tuple[list[Applied], bool] | None:
     """Where an object stream resumed after ``after`` starts, from a state kept in
-    ``states``: its first backlog page and the index (in seq order) it was read from,
-    or None for a page that is the whole backlog; None when no kept state helps.
+    ``states``: its first backlog page and whether more pages may follow it (False:
+    the page is the whole backlog); None when no kept state helps.
 
     With the newest kept state at or before ``after`` at seq ``s``: if the current
     state (``current()``, the node's cache or one read) is at ``s`` too, the client
@@ -95,13 +95,13 @@ async def from_kept(
     seq = base.row.seq
     state = await current()
     if state is not None and state.seq == seq:
-        return [base], None
+        return [base], False
     page = await run_in_threadpool(
         history_page, ctx, noun, aggregate_id, seq, ctx.deps.sse_backlog_page, base.state
     )
     if not page:
         # Nothing after it: a deleted aggregate (reads hide its state) ends at ``s``.
-        return ([base], None) if state is None else None
+        return ([base], False) if state is None else None
     if page[0].row.seq != seq + 1:
         return None
-    return page, seq
+    return page, True

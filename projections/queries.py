@@ -122,6 +122,23 @@ class Queries:
             )
         return Page(count, [rows.event_from_row(r) for r in found])
 
+    def events_after(
+        self, account: str, aggregate_id: str, aggregate_type: str, seq: int, limit: int
+    ) -> list[rows.EventRow]:
+        """At most ``limit`` of the account's events of one aggregate after ``seq``, in
+        seq order: a stream's next backlog page. Unlike ``list_events`` it counts
+        nothing and skips nothing, so its cost follows the rows it returns, not the
+        aggregate's whole history; ValueError for a negative seq or limit."""
+        if seq < 0 or limit < 0:
+            raise ValueError("seq and limit must not be negative")
+        found = self.store.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events "
+            "WHERE account = ? AND aggregate_type = ? AND aggregate_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            [account, aggregate_type, aggregate_id, seq, limit],
+        )
+        return [rows.event_from_row(r) for r in found]
+
     def last_event(
         self, account: str, aggregate_id: str, aggregate_type: str
     ) -> rows.EventRow | None:

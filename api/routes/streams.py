@@ -116,9 +116,9 @@ async def _object_body(
             lambda a: a.row.account == account, aggregate=(kind.noun, aggregate_id)
         )
     size = ctx.deps.sse_backlog_page
-    # ``start``: the index (in seq order) ``page`` was read from; None: ``page`` is all
-    # of the backlog (the client missed nothing).
-    start: int | None = 0
+    # ``paged``: more backlog pages may follow ``page``; False: ``page`` is all of the
+    # backlog (the client missed nothing).
+    paged = True
     try:
         kept = resumed = None
         if last and after is not None:
@@ -130,9 +130,9 @@ async def _object_body(
             if kept is None:
                 resumed = await run_in_threadpool(caught_up, ctx, kind, aggregate_id, after)
         if kept is not None:
-            page, start = kept
+            page, paged = kept
         elif resumed is not None:
-            page, start = [resumed], None
+            page, paged = [resumed], False
         else:
             page = await run_in_threadpool(
                 history_page, ctx, kind.noun, aggregate_id, 0, size, None
@@ -159,8 +159,8 @@ async def _object_body(
         raise
     backlog = (
         items_of(page)
-        if start is None
-        else history_pages(ctx, kind.noun, aggregate_id, page, start, states.keep)
+        if not paged
+        else history_pages(ctx, kind.noun, aggregate_id, page, states.keep)
     )
     # One aggregate lives on one partition: its offsets order its events. The client
     # has seen every event at or before ``after``; ``seen`` is the newest of them while

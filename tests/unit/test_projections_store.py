@@ -217,6 +217,30 @@ def test_queries_are_scoped_by_account(tmp_path: Path) -> None:
         assert q.token_account("nope") is None
 
 
+def test_events_after_reads_only_the_rows_after_a_seq(tmp_path: Path) -> None:
+    events = steps_lifecycle("p-a") + created("x-1", "other", t0=T0 + 9)
+    with Store(tmp_path / "read.duckdb") as store:
+        _write_all(store, events)
+        q = Queries(store)
+        everything = q.list_events("acme", "p-a", limit=100, offset=0).items
+        assert len(everything) > 4
+        seqs = [e.seq for e in everything]
+
+        assert q.events_after("acme", "p-a", "process", 0, 100) == everything
+        after_two = q.events_after("acme", "p-a", "process", 2, 2)
+        assert [e.seq for e in after_two] == [3, 4]
+        assert after_two == everything[2:4]
+        assert q.events_after("acme", "p-a", "process", seqs[-1], 100) == []
+        assert q.events_after("acme", "p-a", "process", 2, 0) == []
+        assert q.events_after("other", "p-a", "process", 0, 100) == []  # scoped by account
+        assert [e.account for e in q.events_after("other", "x-1", "process", 0, 9)] == ["other"]
+        assert q.events_after("acme", "p-a", "flowrun", 0, 100) == []  # and by type
+        with pytest.raises(ValueError, match="must not be negative"):
+            q.events_after("acme", "p-a", "process", -1, 10)
+        with pytest.raises(ValueError, match="must not be negative"):
+            q.events_after("acme", "p-a", "process", 0, -1)
+
+
 def test_process_rows_round_trip() -> None:
     state = replace(
         process.evolve(None, created("p-1", site="s")[0]),

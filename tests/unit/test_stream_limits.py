@@ -68,6 +68,14 @@ class PagedReads(Reads):
         self._note(limit, found)
         return count, found
 
+    def events_after(
+        self, account: str, aggregate_id: str, aggregate_type: str, seq: int, limit: int
+    ) -> list[EventRow]:
+        self._before()
+        found = super().events_after(account, aggregate_id, aggregate_type, seq, limit)
+        self._note(limit, found)
+        return found
+
     def events_since(
         self,
         account: str,

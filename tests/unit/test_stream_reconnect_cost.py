@@ -40,8 +40,8 @@ WINDOW_S = 0.3
 
 
 class CountingReads(Reads):
-    """:class:`Reads` that records each call: its name and, for ``list_events``, the
-    page asked for (offset, limit)."""
+    """:class:`Reads` that records each call: its name and, for the history reads, the
+    page asked for (``list_events``: offset, limit; ``events_after``: seq, limit)."""
 
     def __init__(self, ledger: Ledger) -> None:
         super().__init__(ledger)
@@ -54,6 +54,12 @@ class CountingReads(Reads):
         return super().list_events(
             account, aggregate_id, limit=limit, offset=offset, aggregate_type=aggregate_type
         )
+
+    def events_after(
+        self, account: str, aggregate_id: str, aggregate_type: str, seq: int, limit: int
+    ) -> Any:
+        self.calls.append(("events_after", seq, limit))
+        return super().events_after(account, aggregate_id, aggregate_type, seq, limit)
 
     def last_event(self, account: str, aggregate_id: str, aggregate_type: str) -> Any:
         self.calls.append(("last_event",))
@@ -70,7 +76,7 @@ class CountingReads(Reads):
         return super().events_since(account, cursor, aggregate_types, limit)
 
     def history_calls(self) -> list[tuple[Any, ...]]:
-        return [c for c in self.calls if c[0] in ("list_events", "last_event")]
+        return [c for c in self.calls if c[0] in ("list_events", "events_after", "last_event")]
 
 
 class CachedLedger(Ledger):
@@ -158,7 +164,7 @@ def test_a_reconnect_a_few_events_behind_reads_only_the_rows_after_its_id() -> N
         found = await stream(n, "/process/p-1/stream", seen)
         assert [m.id for m in found if m.data] == [position(a) for a in n.ledger.applied[30:]]
         assert_exact(n, found)
-        assert reads.history_calls() == [("list_events", 30, 500)]  # seqs 31 on only
+        assert reads.history_calls() == [("events_after", 30, 500)]  # seqs 31 on only
         # And to the end: the rest, then done, again from where the last one stopped.
         seen = position(n.ledger.applied[-1])
         n.ledger.apply(events[35:], 1)
@@ -169,7 +175,7 @@ def test_a_reconnect_a_few_events_behind_reads_only_the_rows_after_its_id() -> N
         ]
         assert found[-1].event == "done"
         assert_exact(n, found)
-        assert reads.history_calls() == [("list_events", 35, 500)]
+        assert reads.history_calls() == [("events_after", 35, 500)]
 
     asyncio.run(scenario())
 
@@ -188,7 +194,7 @@ def test_a_reconnect_between_kept_states_folds_from_the_one_before_its_id() -> N
         found = await stream(n, "/process/p-1/stream", position(n.ledger.applied[43]))
         assert [m.id for m in found if m.data] == [position(a) for a in n.ledger.applied[44:]]
         assert_exact(n, found)
-        assert reads.history_calls() == [("list_events", 42, 500)]
+        assert reads.history_calls() == [("events_after", 42, 500)]
 
     asyncio.run(scenario())
 
@@ -212,7 +218,7 @@ def test_the_account_stream_folds_a_few_missed_events_from_a_kept_state() -> Non
                 offset = int(m.id.rsplit(":", 1)[1])
                 expected = json.loads(json.dumps(process_json(folded[offset])))
                 assert json.loads(m.data)["state"] == expected
-        assert reads.history_calls() == [("list_events", 30, 12)]
+        assert reads.history_calls() == [("events_after", 30, 12)]
 
     asyncio.run(scenario())
 
@@ -310,11 +316,11 @@ def test_rows_that_do_not_follow_the_kept_state_fall_back_to_the_whole_fold() ->
     ledger.apply(process_events("p-1", 10, complete=False), 1)
 
     class Shifted:
-        """A read model whose rows by index are not the seqs after the kept one."""
+        """A read model whose rows after a seq are not the seqs after the kept one."""
 
-        def list_events(self, *args: Any, offset: int, limit: int, **kw: Any) -> Any:
-            rows = [a.row for a in ledger.applied[offset + 2 : offset + 4]]
-            return len(rows), rows
+        def events_after(self, *args: Any) -> Any:
+            seq, _ = args[-2:]
+            return [a.row for a in ledger.applied[seq + 2 : seq + 4]]
 
     async def current() -> None:
         return None

@@ -103,6 +103,13 @@ class Reads:
         found = self._rows(account, aggregate_id, aggregate_type)
         return len(found), found[offset : offset + limit]
 
+    def events_after(
+        self, account: str, aggregate_id: str, aggregate_type: str, seq: int, limit: int
+    ) -> list[EventRow]:
+        self.history_reads += 1
+        found = self._rows(account, aggregate_id, aggregate_type)
+        return [r for r in found if r.seq > seq][:limit]
+
     def last_event(self, account: str, aggregate_id: str, aggregate_type: str) -> EventRow | None:
         self.history_reads += 1
         found = self._rows(account, aggregate_id, aggregate_type)
