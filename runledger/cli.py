@@ -13,6 +13,7 @@ import sys
 
 from runledger import logs
 from runledger.commands.context import CliError as CliError
+from runledger.commands.context import stopped_stack
 from runledger.commands.events import add_event_commands
 from runledger.commands.read_model import add_read_model_commands
 from runledger.commands.stack import add_stack_commands
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (CliError, SettingsError) as exc:
-        print(f"runledger: {exc}", file=sys.stderr)
+        print(f"runledger: {stopped_stack(args, exc) or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose or not isinstance(exc, _surroundings_errors()):
             raise
-        print(f"runledger: {exc}", file=sys.stderr)
+        print(f"runledger: {stopped_stack(args, exc) or exc}", file=sys.stderr)
         return 2
 
 

@@ -41,7 +41,42 @@ def settings_of(args: argparse.Namespace, *, need_kafka: bool = True) -> Setting
         settings = replace(
             settings, kafka_bootstrap=stack.kafka_bootstrap, topic_prefix=stack.topic_prefix
         )
+        args.stack_source = (settings.data_dir, stack)  # for stopped_stack's message
     return settings
+
+
+def stopped_stack(args: argparse.Namespace, exc: BaseException) -> str | None:
+    """What to tell the user when the broker that ``DATA_DIR/stack.json`` names did not
+    answer and the ``runledger up`` that wrote the file no longer runs: the usual case of
+    a tool run after Ctrl-C stopped the stack, which aiokafka words as "Unable to
+    bootstrap from [('127.0.0.1', 39443, <AddressFamily.AF_INET: 2>)]". None otherwise
+    (a broker of RUNLEDGER_KAFKA_BOOTSTRAP, a stack whose ``up`` runs, another error)."""
+    source = getattr(args, "stack_source", None)
+    if source is None or not _unreachable(exc):
+        return None
+    data_dir, stack = source
+    if stack.running():
+        return None
+    pid = f", pid {stack.pid}," if stack.pid > 0 else ""
+    return (
+        f"the stack in {data_dir} is not running (its `runledger up`{pid} has stopped) and "
+        f"its broker {stack.kafka_bootstrap} does not answer: start it with "
+        f"`runledger up --data-dir {data_dir}`, or set RUNLEDGER_KAFKA_BOOTSTRAP"
+    )
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised from, aiokafka's "cannot reach the broker"."""
+    from aiokafka.errors import KafkaConnectionError
+
+    seen: BaseException | None = exc
+    for _ in range(10):  # a chain is short; a cycle must not hang the error path
+        if seen is None:
+            return False
+        if isinstance(seen, KafkaConnectionError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def topics_of(settings: Settings) -> Any:
