@@ -61,7 +61,13 @@ class LiveSwap:
         serving: Serving,
         new_projector: Callable[[Store], Projector],
         topic: str,
+        live: Path,
     ) -> None:
+        """``live``: the node's file (``DATA_DIR/node.duckdb``), the name every swap
+        leaves the served file under. Not the serving store's path: after a swap that
+        store was opened as the staged file and keeps that name, which the swap renamed
+        to ``live``."""
+        self._live = live
         self._serving = serving
         self._new_projector = new_projector
         self._topic = topic
@@ -91,7 +97,7 @@ class LiveSwap:
         began = time.monotonic()
         serving = self._serving
         old = serving.projection
-        live = old.store.path
+        live = self._live
         stored = await asyncio.to_thread(check_closed, source, live, self._topic)
         try:
             ends = await old.projector.end_offsets()

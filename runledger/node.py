@@ -112,7 +112,10 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     )
     server = _Server(config)
     swapper = swap.LiveSwap(
-        serving, lambda on: new_projector(on, "runledger-projector-swap"), topics.events
+        serving,
+        lambda on: new_projector(on, "runledger-projector-swap"),
+        topics.events,
+        live=store.path,
     )
     controls = control.ControlServer(
         settings.data_dir / control.SOCKET_NAME, {"swap": swapper.handle}

@@ -255,6 +255,36 @@ def test_a_restarted_node_opens_the_new_file(cli: Cli, stack: Stack, client: htt
         assert found.fetchall() == [("swap.marked",)]
 
 
+def test_a_second_swap_on_the_same_node_moves_it_again(
+    cli: Cli, stack: Stack, client: httpx.Client
+) -> None:
+    """After a swap the node serves a file it opened under a staged name and renamed:
+    the next swap must still retire and replace ``node.duckdb``, not that stale name."""
+    marked = create(client, "swap.marked")
+    for round_, mark_type in enumerate((MARK, "swap.rebuilt-again"), start=1):
+        rebuilt = stack.data_dir / f"rebuilt-{round_}.duckdb"
+        code, _, err = cli("replay", "--to", str(rebuilt))
+        assert code == 0, err
+        with duckdb.connect(str(rebuilt)) as con:
+            con.execute("UPDATE processes SET type = ? WHERE id = ?", [mark_type, marked])
+        code, out, err = cli("swap", "--from", str(rebuilt))
+        assert code == 0, err
+        assert f"{stack.data_dir / DB_FILE}" in out  # the live file is named as such
+        assert client.get(f"/process/{marked}").json()["type"] == mark_type
+        assert not list(stack.data_dir.glob("*.incoming*")), list(stack.data_dir.iterdir())
+        assert len(list(stack.data_dir.glob(f"{DB_FILE}.*.bak"))) == round_
+    late = create(client, "swap.late")
+    assert client.get(f"/process/{late}").json()["type"] == "swap.late"
+
+    # node.duckdb is the file served last: a restarted node opens it and finds both.
+    stack.kill("node", signal.SIGTERM)
+    stack.start("node")
+    r = client.get(f"/process/{marked}", params={"wait": "true"})
+    assert r.status_code == 200 and r.json()["type"] == "swap.rebuilt-again"
+    assert client.get(f"/process/{late}").json()["type"] == "swap.late"
+    assert not list(stack.data_dir.glob("*.incoming*"))
+
+
 def _alien(path: Path) -> None:
     with duckdb.connect(str(path)) as con:
         con.execute("CREATE TABLE notes (id INTEGER, body VARCHAR)")
