@@ -1,10 +1,12 @@
-"""DuckDB under the read side: the only module that imports duckdb (STYLE rule 4).
+"""DuckDB under the read side: a node's own file (STYLE rule 4 keeps duckdb in here).
 
 A :class:`Database` is a node's own file: one writer connection behind a lock, and a
-cursor per reading thread, which sees committed transactions only. The rest opens
-other read models read-only, to read their positions, export or compare them. Every
-duckdb error leaves this module as StoreError, with the duckdb error as its cause, so
-the store, ``verify`` and ``export`` take plain values and never see the driver.
+cursor per reading thread, which sees committed transactions only. Other read models,
+opened read-only to read their positions, export or compare them, are in
+:mod:`projections.database_readonly` (re-exported here); with
+:mod:`projections.database_errors` these three are the read side's duckdb edge. Every
+duckdb error leaves it as StoreError, with the duckdb error as its cause, so the store,
+``verify`` and ``export`` take plain values and never see the driver.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ import contextlib
 import threading
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from projections import tables
+from projections.database_errors import failing
+from projections.database_readonly import (  # noqa: F401 (re-exported: callers import them from here)
+    POSITIONS_OF_TOPIC,
+    Comparison,
+    Side,
+    copy_tables,
+    read_positions,
+)
 from projections.errors import StoreError
 
 Row = tuple[Any, ...]
@@ -27,17 +37,6 @@ Row = tuple[Any, ...]
 # statements, and the name a batch's Arrow rows are registered under to be inserted.
 KEYS = "_runledger_keys"
 _STAGED = "_runledger_batch"
-
-POSITIONS_OF_TOPIC = 'SELECT "partition", next_offset FROM positions WHERE topic = ?'
-
-
-@contextlib.contextmanager
-def _failing(message: str) -> Iterator[None]:
-    """Raise a duckdb error of the block as StoreError ``message: error``."""
-    try:
-        yield
-    except duckdb.Error as exc:
-        raise StoreError(f"{message}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -56,11 +55,6 @@ def _staged(con: duckdb.DuckDBPyConnection, name: str, data: pa.Table) -> Iterat
             con.unregister(name)
         raise
     con.unregister(name)
-
-
-def _literal(path: str | Path) -> str:
-    """``path`` as an SQL string literal (ATTACH takes no parameters): quotes doubled."""
-    return "'" + str(Path(path)).replace("'", "''") + "'"
 
 
 class Database:
@@ -131,7 +125,7 @@ class Database:
         cursor = self._cursor()
         depth = getattr(self._local, "depth", 0)
         if depth == 0:
-            with _failing(f"read from {self.path} failed"):
+            with failing(f"read from {self.path} failed"):
                 cursor.execute("BEGIN TRANSACTION")
         self._local.depth = depth + 1
         try:
@@ -144,7 +138,7 @@ class Database:
 
     def query(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         """Rows of a read-only statement, on this thread's own cursor."""
-        with _failing(f"read from {self.path} failed"):
+        with failing(f"read from {self.path} failed"):
             return self._cursor().execute(sql, list(params)).fetchall()
 
     def query_keyed(self, keys: Collection[str], *statements: str) -> list[list[Row]]:
@@ -153,7 +147,7 @@ class Database:
         On this thread's cursor, not the writer's connection: a fold can load its
         cache misses (committed states) while the previous batch is being written.
         """
-        with _failing(f"read from {self.path} failed"):
+        with failing(f"read from {self.path} failed"):
             cursor = self._cursor()
             with _staged(cursor, KEYS, pa.table({"id": pa.array(list(keys), pa.string())})):
                 return [cursor.execute(sql).fetchall() for sql in statements]
@@ -213,113 +207,3 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     # A failed COMMIT has already ended the transaction; keep the first error.
     with contextlib.suppress(duckdb.Error):
         con.execute("ROLLBACK")
-
-
-# -- other read models, opened read-only -----------------------------------------------
-
-
-def _read_only(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """``path`` opened read-only, which DuckDB refuses while a process writes it."""
-    try:
-        return duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        raise StoreError(f"cannot open {path} read-only: {exc}") from exc
-
-
-def read_positions(path: str | Path, topic: str) -> dict[int, int]:
-    """The next offset per partition of ``topic`` stored in the read model at ``path``;
-    StoreError if it cannot be opened or has no positions table."""
-    con = _read_only(path)
-    try:
-        with _failing(f"cannot read the positions of {path}"):
-            found = con.execute(POSITIONS_OF_TOPIC, [topic]).fetchall()
-        return {int(p): int(o) for p, o in found}
-    finally:
-        con.close()
-
-
-def copy_tables(db: str | Path, out_dir: Path) -> dict[str, Path]:
-    """``out_dir/<table>.parquet`` for every table of ``db``, written by DuckDB itself
-    (``COPY ... TO``); StoreError if ``db`` cannot be opened or read."""
-    con = _read_only(db)
-    written: dict[str, Path] = {}
-    try:
-        with _failing(f"exporting {db} failed"):
-            names = [
-                r[0]
-                for r in con.execute(
-                    "SELECT table_name FROM information_schema.tables ORDER BY table_name"
-                ).fetchall()
-            ]
-            for name in names:
-                target = out_dir / f"{name}.parquet"
-                literal = str(target).replace("'", "''")
-                con.execute(f"COPY \"{name}\" TO '{literal}' (FORMAT parquet)")
-                written[name] = target
-    finally:
-        con.close()
-    return written
-
-
-Side = Literal["lhs", "rhs"]
-
-
-class Comparison:
-    """Two read models attached read-only, as ``lhs`` and ``rhs``, to one in-memory
-    connection, until :meth:`close`. StoreError when a file cannot be attached (for
-    example, locked by a running node) or read."""
-
-    _FAILED = "comparing the read models failed"
-
-    def __init__(self, left: str | Path, right: str | Path) -> None:
-        with _failing("cannot open a read model to compare"):
-            self._con = duckdb.connect()
-            try:
-                self._con.execute(f"ATTACH {_literal(left)} AS lhs (READ_ONLY)")
-                self._con.execute(f"ATTACH {_literal(right)} AS rhs (READ_ONLY)")
-            except BaseException:
-                self._con.close()
-                raise
-
-    def tables(self, side: Side) -> set[str]:
-        with _failing(self._FAILED):
-            found = self._con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?",
-                [side],
-            ).fetchall()
-        return {r[0] for r in found}
-
-    def checksum(self, side: Side, table: str) -> tuple[int, str]:
-        """The row count and the sum of DuckDB's ``hash`` of every whole row (as 16 hex
-        digits): equal for equal multisets of rows, whatever their order."""
-        with _failing(self._FAILED):
-            count, total = self._con.execute(
-                f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {side}."{table}" t'
-            ).fetchone() or (0, 0)
-        return int(count), f"{int(total) & (2**64 - 1):016x}"
-
-    def columns(self, side: Side, table: str) -> tuple[str, ...]:
-        with _failing(self._FAILED):
-            found = self._con.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_catalog = ? AND table_name = ? ORDER BY ordinal_position",
-                [side, table],
-            ).fetchall()
-        return tuple(r[0] for r in found)
-
-    def differences(self, table: str, limit: int) -> tuple[list[Row], list[Row]]:
-        """Up to ``limit`` rows of ``table`` only in ``lhs``, and only in ``rhs``
-        (``EXCEPT ALL``: a duplicated row is a difference); StoreError when the two
-        tables cannot be compared (their columns differ)."""
-        diff = 'SELECT * FROM {a}."{n}" EXCEPT ALL SELECT * FROM {b}."{n}" ORDER BY ALL'
-        with _failing(f"table {table} cannot be compared"):
-            only_l = self._con.execute(
-                diff.format(a="lhs", b="rhs", n=table) + f" LIMIT {limit}"
-            ).fetchall()
-            only_r = self._con.execute(
-                diff.format(a="rhs", b="lhs", n=table) + f" LIMIT {limit}"
-            ).fetchall()
-        return only_l, only_r
-
-    def close(self) -> None:
-        self._con.close()
