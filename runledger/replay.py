@@ -7,6 +7,7 @@
   applied, then compares table by table. The live file is opened read-only, which
   DuckDB refuses while a node holds it: stop the node, or pass ``--copy`` to compare a
   copy of the file (see docs/operations.md for what a copy of a live file can show).
+  What it found is shown by :mod:`runledger.verify_report` (re-exported here).
 - export: events from the log and every table (of a fresh replay, or of ``--db``) as
   Parquet, built beside ``--out`` and renamed into place: ``--out`` holds one export.
 """
@@ -23,8 +24,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -32,8 +31,13 @@ from projections.errors import StoreError
 from projections.export import EventWriter, ExportFolderError, export_tables, staged_export
 from projections.replay import Progress, ReplayResult
 from projections.replay_parallel import replay_parallel
-from projections.verify import TableCheck, compare, positions, stored_topics
+from projections.verify import compare, positions, stored_topics
 from runledger.node import DB_FILE, GC_THRESHOLD
+from runledger.verify_report import (  # noqa: F401 (re-exported: the CLI imports them from here)
+    Verification,
+    render_row,
+    render_verification,
+)
 from schemas import default_codec
 from streams.consumer import ConsumerError, Delivery, read_to_end
 from streams.serde import decode_event
@@ -188,17 +192,6 @@ def _fewer_collections() -> None:
 # -- verify ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Verification:
-    checks: list[TableCheck]
-    compared: Path
-    positions: dict[int, int]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.equal for c in self.checks)
-
-
 def run_verify(
     bootstrap: str, topics: Topics, data_dir: Path, *, copy: bool, limit: int = 20
 ) -> Verification:
@@ -232,46 +225,6 @@ def run_verify(
         rebuild(bootstrap, topics, fresh, until=applied, on_progress=ProgressLine())
         checks = compare(source, fresh, limit=limit)
     return Verification(checks, live, applied)
-
-
-def render_verification(v: Verification, out: TextIO | None = None) -> None:
-    out = out or sys.stdout
-    width = max((len(c.name) for c in v.checks), default=5)
-    out.write(f"{v.compared} against a rebuild up to {v.positions}\n")
-    out.write(f"{'TABLE'.ljust(width)}  {'ROWS':>9} {'REBUILT':>9}  {'CHECKSUM':16}  RESULT\n")
-    for c in v.checks:
-        rows_l = "-" if c.left_rows is None else str(c.left_rows)
-        rows_r = "-" if c.right_rows is None else str(c.right_rows)
-        out.write(
-            f"{c.name.ljust(width)}  {rows_l:>9} {rows_r:>9}  {c.left_checksum or '-':16}  "
-            f"{'ok' if c.equal else 'DIFFERS (rebuilt ' + str(c.right_checksum) + ')'}\n"
-        )
-    for c in v.checks:
-        if c.equal:
-            continue
-        if c.columns != c.right_columns:
-            out.write(f"\n{c.name}: the columns differ\n")
-            out.write(f"  live:    ({', '.join(c.columns)})\n")
-            out.write(f"  rebuilt: ({', '.join(c.right_columns)})\n")
-        elif c.columns:
-            out.write(f"\n{c.name}: ({', '.join(c.columns)})\n")
-        for row in c.only_left:
-            out.write(f"  live only:    {render_row(row)}\n")
-        for row in c.only_right:
-            out.write(f"  rebuilt only: {render_row(row)}\n")
-    out.write("verify: " + ("the read model equals the log\n" if v.ok else "DIFFERENCES\n"))
-
-
-def render_row(row: tuple[object, ...]) -> str:
-    """A differing row as ``(value, ...)``: times in UTC ISO 8601 (the tables' TIMESTAMPs
-    hold UTC), everything else as Python writes it (strings quoted, None)."""
-    cells = [
-        repr(v.isoformat(timespec="microseconds") + ("Z" if v.tzinfo is None else ""))
-        if isinstance(v, datetime)
-        else repr(v)
-        for v in row
-    ]
-    return "(" + ", ".join(cells) + ")"
 
 
 # -- export ---------------------------------------------------------------------------------

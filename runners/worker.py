@@ -21,6 +21,9 @@ Cancel: :meth:`JobLoop.cancel_run` cancels the tasks of a run (the runner's
 is the CaseRun), or a ``case.generate`` Process's, ``cancelled``
 or ``deleted`` event appears); a cancelled job reports nothing more (the cancel already
 stopped its node or its Process) and is committed.
+
+The values the loop keeps (its counters, each partition's pending jobs) are in
+:mod:`runners.worker_state`; this module is the loop that moves them.
 """
 
 from __future__ import annotations
@@ -29,15 +32,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runners.jobs_report import caserun_id_for
+from runners.worker_state import LoopStats, PartitionQueue, PendingJob
 from streams.jobs import Dispatch, InvalidJob, decode_dispatch, kind_of
 from streams.topics import describe_positions
 
@@ -64,37 +66,6 @@ class JobConsumer(Protocol):
     async def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
 
 
-@dataclass
-class LoopStats:
-    started: int = 0
-    finished: int = 0
-    skipped: int = 0
-    invalid: int = 0
-    retried: int = 0
-    cancelled: int = 0
-    commits: int = 0
-    # seconds from a cancel's event (its Kafka timestamp) to the job's task ending
-    cancel_latencies: list[float] = field(default_factory=list)
-
-
-@dataclass
-class _Pending:
-    """A message of a partition: queued, or running as ``task``."""
-
-    offset: int
-    dispatch: Dispatch | None  # None: not ours (other kind, undecodable): just commit
-    task: asyncio.Task[None] | None = None
-    cancelled_at: float | None = None  # wall-clock time of the cancel event
-    attempts: int = 0
-
-
-@dataclass
-class _Partition:
-    queue: deque[_Pending] = field(default_factory=deque)
-    paused: bool = False
-    retry_at: float = 0.0
-
-
 class JobLoop:
     """Consume jobs of ``kind`` with ``consumer`` (subscribed to ``ledger.jobs`` in the
     kind's group, auto-commit off) and run them with ``execute``."""
@@ -116,7 +87,7 @@ class JobLoop:
         self.poll_ms = poll_ms
         self.clock = clock
         self.stats = LoopStats()
-        self._parts: dict[TopicPartition, _Partition] = {}
+        self._parts: dict[TopicPartition, PartitionQueue] = {}
         self._cancelled_runs: dict[str, float] = {}
         self._stopping = asyncio.Event()
 
@@ -139,16 +110,16 @@ class JobLoop:
         what may start, commit what finished."""
         batch = await self.consumer.getmany(timeout_ms=self.poll_ms, max_records=100)
         for tp, messages in batch.items():
-            part = self._parts.setdefault(tp, _Partition())
+            part = self._parts.setdefault(tp, PartitionQueue())
             for msg in messages:
                 part.queue.append(self._pending(tp, msg))
         await self._advance()
 
-    def _pending(self, tp: TopicPartition, msg: Any) -> _Pending:
+    def _pending(self, tp: TopicPartition, msg: Any) -> PendingJob:
         header_kind = kind_of(getattr(msg, "headers", None))
         if header_kind is not None and header_kind != self.kind:
             self.stats.skipped += 1
-            return _Pending(msg.offset, None)
+            return PendingJob(msg.offset, None)
         try:
             dispatch = decode_dispatch(msg.value)
         except InvalidJob as exc:
@@ -160,11 +131,11 @@ class JobLoop:
                 msg.offset,
                 exc,
             )
-            return _Pending(msg.offset, None)
+            return PendingJob(msg.offset, None)
         if dispatch.job.kind != self.kind:
             self.stats.skipped += 1
-            return _Pending(msg.offset, None)
-        return _Pending(msg.offset, dispatch)
+            return PendingJob(msg.offset, None)
+        return PendingJob(msg.offset, dispatch)
 
     async def _advance(self) -> None:
         commits: dict[TopicPartition, int] = {}
@@ -208,7 +179,7 @@ class JobLoop:
                 return
             self.stats.commits += 1
 
-    def _dead(self, pending: _Pending) -> bool:
+    def _dead(self, pending: PendingJob) -> bool:
         """A job of a cancelled run, or whose own CaseRun was cancelled (a case node's:
         the other nodes of its FlowRun go on), not running now: skip it."""
         assert pending.dispatch is not None
@@ -216,7 +187,7 @@ class JobLoop:
         cancelled = self._cancelled_runs
         return job.run_id in cancelled or caserun_id_for(job.job_id) in cancelled
 
-    def _finished(self, head: _Pending) -> bool:
+    def _finished(self, head: PendingJob) -> bool:
         """Whether the head's finished task counts as done (its offset may be committed)."""
         task = head.task
         assert task is not None
@@ -236,7 +207,7 @@ class JobLoop:
         self.stats.finished += 1
         return True
 
-    def _flow(self, tp: TopicPartition, part: _Partition) -> None:
+    def _flow(self, tp: TopicPartition, part: PartitionQueue) -> None:
         # Paused while anything is pending: the consumer's position moves on, the
         # messages wait in our queue, and polling goes on regardless.
         busy = bool(part.queue)
