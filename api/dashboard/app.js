@@ -3,6 +3,7 @@
 
 import { Api, ApiError, KINDS } from "./api.js";
 import { Detail } from "./detail.js";
+import { foldable } from "./fold.js";
 import { follow } from "./live.js";
 import { TAB_NAMES, renderFeed, renderList, renderMore, renderTabs, renderTiles, tick } from "./overview.js";
 import { Store, KEEP } from "./store.js";
@@ -311,6 +312,7 @@ $("signin-form").addEventListener("submit", (e) => {
 });
 
 $("signout").addEventListener("click", () => signOut(null));
+foldable($("feed-card"), $("feed-toggle"));
 window.addEventListener("hashchange", () => session?.onHash());
 
 const saved = sessionStorage.getItem(TOKEN_KEY);

@@ -4,7 +4,7 @@
 
 import { h, replace, badge, progressBar, tone } from "./dom.js";
 import { when, clock, duration, seconds, shortId } from "./format.js";
-import { flowGraph } from "./graph.js";
+import { fitGraphs, graphBox } from "./graph-box.js";
 import { liveDuration, href } from "./overview.js";
 import { titleOf } from "./store.js";
 
@@ -152,6 +152,7 @@ export class Detail {
       replace(this.el, h("div", { class: "placeholder" }, h("h2", {}, NOUNS[sel.kind]), h("p", { class: this.error ? "error" : "muted" }, this.error ?? this.gone ?? "Loading…")));
     } else {
       replace(this.el, this.header(sel.kind, item), ...this.body(sel.kind, item));
+      fitGraphs(this.el); // drawn or listed, by the width it has now
     }
     for (const e of this.el.querySelectorAll("[data-scroll]")) {
       if (scrolls.has(e.dataset.scroll)) e.scrollTop = scrolls.get(e.dataset.scroll);
@@ -257,7 +258,7 @@ export class Detail {
     const nodes = run.nodes ?? [];
     return [
       facts([["Attempt", String(run.attempt)], ...this.timing(run), ["End on fail", run.configs?.end_on_fail ? "yes" : "no"], ["Flow", run.flow ? h("code", {}, run.flow) : null]]),
-      section("Graph", h("div", { class: "graph-wrap" }, flowGraph(nodes, run.edges ?? []))),
+      section("Graph", graphBox(nodes, run.edges ?? [])),
       section(
         "Nodes",
         h(

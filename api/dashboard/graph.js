@@ -1,5 +1,6 @@
-// A FlowRun's nodes as a left-to-right graph: a node's column is the longest path to
-// it from a node without parents, so every edge points right.
+// A FlowRun's nodes as a left-to-right graph: a node's column (its layer) is the
+// longest path to it from a node without parents, so every edge points right. The
+// layers are shared with the top-to-bottom list of graph-list.js.
 
 import { s, tone, label } from "./dom.js";
 import { duration, seconds } from "./format.js";
@@ -10,13 +11,20 @@ const GAP_X = 52;
 const GAP_Y = 18;
 const PAD = 14;
 
-function columns(nodes, edges) {
-  const ids = nodes.map((n) => String(n.id));
-  const parents = new Map(ids.map((id) => [id, []]));
+/** The parents of each node id (sources of the edges into it, known nodes only). */
+export function parentsOf(nodes, edges) {
+  const parents = new Map(nodes.map((n) => [String(n.id), []]));
   for (const e of edges) {
     const target = parents.get(String(e.target));
     if (target && parents.has(String(e.source))) target.push(String(e.source));
   }
+  return parents;
+}
+
+/** The node ids by layer: a node's layer is the longest path to it from a root. */
+export function layers(nodes, edges) {
+  const ids = nodes.map((n) => String(n.id));
+  const parents = parentsOf(nodes, edges);
   const depth = new Map();
   const visiting = new Set();
   const depthOf = (id) => {
@@ -44,7 +52,7 @@ function clip(text, max) {
 /** An <svg> of ``nodes`` (FlowRun nodes with run state in data) and ``edges``. */
 export function flowGraph(nodes, edges) {
   const byId = new Map(nodes.map((n) => [String(n.id), n]));
-  const cols = columns(nodes, edges);
+  const cols = layers(nodes, edges);
   const tallest = Math.max(1, ...cols.map((c) => c.length));
   const width = PAD * 2 + cols.length * W + (cols.length - 1) * GAP_X;
   const height = PAD * 2 + tallest * H + (tallest - 1) * GAP_Y;
@@ -60,9 +68,9 @@ export function flowGraph(nodes, edges) {
     role: "img",
     "aria-label": "Flow graph",
   });
-  // Shrink to the pane, never grow, and scroll rather than shrink past legibility.
+  // Shrink to the pane, never grow; graph-box.js shows the list instead where this
+  // would shrink past legibility.
   svg.style.maxWidth = `${width}px`;
-  svg.style.minWidth = `${Math.round(width * 0.8)}px`;
   svg.append(
     s(
       "defs",

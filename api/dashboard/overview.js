@@ -82,35 +82,34 @@ function partDots(parts) {
   );
 }
 
+/** The message or failure of a row, cut to the rest of its second line. */
+function rowMessage(item) {
+  if (item.exception) return h("span", { class: "row-message bad-text", title: item.exception }, item.exception);
+  return item.message ? h("span", { class: "row-message", title: item.message }, item.message) : null;
+}
+
+// A row is two lines, whatever it holds: its head, then its progress (or node and step
+// dots) with the message beside it. Rows of one height let a list show more of them.
 function rowBody(kind, item) {
   if (kind === "process") {
-    return [
-      h(
-        "div",
-        { class: "row-progress" },
-        progressBar(item.progress, item.status),
-        h("span", { class: "pct num" }, `${Math.round(Number(item.progress) || 0)}%`),
-      ),
-      item.exception
-        ? h("div", { class: "row-message bad-text" }, item.exception)
-        : item.message
-          ? h("div", { class: "row-message" }, item.message)
-          : null,
-    ];
+    return h(
+      "div",
+      { class: "row-progress" },
+      progressBar(item.progress, item.status),
+      h("span", { class: "pct num" }, `${Math.round(Number(item.progress) || 0)}%`),
+      rowMessage(item),
+    );
   }
   if (kind === "flowrun") {
     const nodes = (item.nodes ?? []).map((n) => ({ name: String(n.id), status: n.data?.status }));
-    return [h("div", { class: "row-parts" }, partDots(nodes), h("span", { class: "muted" }, `${nodes.length} nodes`))];
+    return h("div", { class: "row-parts" }, partDots(nodes), h("span", { class: "muted" }, `${nodes.length} nodes`), rowMessage(item));
   }
   const parts = [];
   for (const step of item.steps ?? []) {
     if (step.action?.status) parts.push({ name: `step ${step.index + 1} action`, status: step.action.status });
     if (step.assertion?.status) parts.push({ name: `step ${step.index + 1} assertion`, status: step.assertion.status });
   }
-  return [
-    h("div", { class: "row-parts" }, partDots(parts), h("span", { class: "muted" }, `${(item.steps ?? []).length} steps`)),
-    item.exception ? h("div", { class: "row-message bad-text" }, item.exception) : null,
-  ];
+  return h("div", { class: "row-parts" }, partDots(parts), h("span", { class: "muted" }, `${(item.steps ?? []).length} steps`), rowMessage(item));
 }
 
 function buildRow(tab, item, isSelected) {
