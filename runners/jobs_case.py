@@ -99,6 +99,7 @@ async def run_case_job(ctx: JobContext, dispatch: Dispatch, report: JobReporter)
             title=f"flowrun {job.run_id} node {job.node_id}",
             flowrun_id=job.run_id,
             node_id=job.node_id,
+            site_url=dispatch.site_url,
         )
         await report.send(cr.AGGREGATE, caserun_id, "caserun/create", create)
         await report.log(f"case {dispatch.case_id} running as caserun {caserun_id}")

@@ -140,7 +140,14 @@ def definitions_and_runs() -> Plan:
             "acme",
             p(
                 "flowrun.create",
-                {"site_id": "s-1", "flow_id": "f-1", "nodes": NODES, "edges": EDGES, "title": "t"},
+                {
+                    "site_id": "s-1",
+                    "site_url": "https://example.com",  # as the API copies it in
+                    "flow_id": "f-1",
+                    "nodes": NODES,
+                    "edges": EDGES,
+                    "title": "t",
+                },
             ),
         ),
         ("flowrun", "r-1", "acme", fr.NodeStart("1")),
@@ -154,7 +161,15 @@ def definitions_and_runs() -> Plan:
             "caserun",
             "cr-1",
             "acme",
-            p("caserun.create", {"site_id": "s-1", "case_id": "k-1", "steps": CASE_STEPS}),
+            p(
+                "caserun.create",
+                {
+                    "site_id": "s-1",
+                    "site_url": "https://example.com",
+                    "case_id": "k-1",
+                    "steps": CASE_STEPS,
+                },
+            ),
         ),
         ("caserun", "cr-1", "acme", cr.CaseStepStart(0, "action")),
         ("caserun", "cr-1", "acme", cr.CaseStepPass(0, "action")),

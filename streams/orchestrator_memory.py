@@ -53,6 +53,8 @@ class Memory:
         self.node_caseruns: dict[tuple[str, str], str] = {}
         # the other way: CaseRun id -> (flowrun id, node id) of the job that created it
         self.caserun_nodes: dict[str, tuple[str, str]] = {}
+        # FlowRun id -> its Site's URL as the API read it when it created the run
+        self.run_site_urls: dict[str, str] = {}
 
     def fold(self, event: Event) -> None:
         """Take ``event`` into account (a duplicate or older seq is ignored)."""
@@ -65,6 +67,8 @@ class Memory:
                 self.node_caseruns[(data.flowrun_id, data.node_id)] = event.aggregate_id
                 self.caserun_nodes[event.aggregate_id] = (data.flowrun_id, data.node_id)
             return  # a standalone one is dispatched from the batch
+        if isinstance(event.data, f.FlowRunCreated) and event.data.site_url:
+            self.run_site_urls[event.aggregate_id] = event.data.site_url
         key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
         state = self.states.get(key)
         if state is not None and event.seq <= state.seq:
@@ -94,18 +98,27 @@ class Memory:
             return Dispatch(job, site_url=self.site_url(process.site_id, process.account))
         return Dispatch(job, site_url=_json_str(process.info_json, "site_url") or "")
 
-    def site_url(self, site_id: str, account: str) -> str:
-        """The URL of ``account``'s Site ``site_id``; "" when it is deleted, unknown or
-        another account's (a job never works on a Site its account cannot see)."""
+    def site_url(self, site_id: str, account: str, recorded: str = "") -> str:
+        """The URL of ``account``'s Site ``site_id``; "" when it is deleted or another
+        account's (a job never works on a Site its account cannot see).
+
+        A Site not read yet gives ``recorded``: the URL the API read when it created the
+        run, which the run's created event carries. A Site's events and a run's sit on
+        different partitions, so a run created right after its Site can reach this
+        orchestrator first; the API had found the Site, so it existed then. ("" for a run
+        of a version 1 event: the runner then fails the run, as for an unknown Site.)"""
         site = self.states.get(aggregates.stream_key("site", site_id))
-        if site is None or getattr(site, "deleted", False) or site.account != account:
+        if site is None:
+            return recorded
+        if getattr(site, "deleted", False) or site.account != account:
             return ""
         return getattr(site, "site_url", "") or ""
 
     def caserun_dispatch(self, event: Event) -> Dispatch | None:
         """The ``case`` job of the CaseRun ``event`` created, when it is a standalone one
-        (None for a FlowRun node's CaseRun). The Site URL is the folded Site's ("" when
-        it is deleted or unknown: the runner then fails the run's first part)."""
+        (None for a FlowRun node's CaseRun). The Site URL is the folded Site's, or the
+        event's own when the Site is not read yet ("" when it is deleted: the runner then
+        fails the run's first part)."""
         data = event.data
         if not isinstance(data, CaseRunCreated):
             return None
@@ -114,7 +127,7 @@ class Memory:
             return None
         return Dispatch(
             job,
-            site_url=self.site_url(data.site_id, event.account),
+            site_url=self.site_url(data.site_id, event.account, data.site_url),
             case_id=data.case_id,
             case_steps_json=data.steps_json,
             caserun_id=event.aggregate_id,
@@ -141,7 +154,8 @@ class Memory:
 
     def dispatch_for(self, run: f.FlowRunState, node_id: str, attempt: int) -> Dispatch:
         """The job of ``attempt`` of ``node_id`` with its Site URL and Case steps. The
-        URL is "" when the Site was deleted (or is unknown), as for a standalone CaseRun:
+        URL is the folded Site's, or the one the run's created event recorded when the
+        Site is not read yet; "" when the Site was deleted, as for a standalone CaseRun:
         the runner then fails the node rather than work on a deleted Site."""
         job = job_for(run, node_id, attempt)
         case_id: str | None = None
@@ -151,7 +165,8 @@ class Memory:
             case = self.states.get(aggregates.stream_key("case", case_id)) if case_id else None
             if case is not None and not case.deleted and case.account == run.account:
                 steps = getattr(case, "steps_json", None)
-        site_url = self.site_url(run.site_id, run.account)
+        recorded = self.run_site_urls.get(run.id, "")
+        site_url = self.site_url(run.site_id, run.account, recorded)
         return Dispatch(job, site_url=site_url, case_id=case_id, case_steps_json=steps)
 
 

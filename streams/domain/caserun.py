@@ -181,7 +181,13 @@ def decide(state: CaseRunState | None, cmd: c.Command) -> list[e.Event]:  # noqa
         if state is not None:
             raise Rejected(ALREADY_EXISTS, f"caserun {cmd.aggregate_id} already exists")
         created = CaseRunCreated(
-            body.site_id, body.case_id, body.steps_json, body.title, body.flowrun_id, body.node_id
+            body.site_id,
+            body.case_id,
+            body.steps_json,
+            body.title,
+            body.flowrun_id,
+            body.node_id,
+            body.site_url,
         )
         return _events(None, cmd, created)
     if state is None or state.deleted or state.account != cmd.account:
@@ -252,6 +258,7 @@ def parse_caserun_body(name: str, data: Mapping[str, Any]) -> Body:
             title=c._text(data, "title", required=False) or "",
             flowrun_id=c._text(data, "flowrun_id", required=False, limit=c.MAX_ID),
             node_id=c._text(data, "node_id", required=False, limit=c.MAX_ID),
+            site_url=c._text(data, "site_url", required=False) or "",
         )
     if name in (CaseStepStart.NAME, CaseStepPass.NAME):
         cls = CaseStepStart if name == CaseStepStart.NAME else CaseStepPass

@@ -23,6 +23,7 @@ class CaseRunCreated(Payload):
     title: str = ""
     flowrun_id: str | None = None
     node_id: str | None = None
+    site_url: str = ""  # the Site's URL as the API read it ("" in version 1 events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,7 @@ class CreateCaseRun(Body):
     title: str = ""
     flowrun_id: str | None = None
     node_id: str | None = None
+    site_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,6 +126,7 @@ def decide(state: FlowRunState | None, cmd: c.Command) -> list[e.Event]:  # noqa
             body.edges_json,
             body.end_on_fail,
             body.title,
+            body.site_url,
         )
         return _events(None, cmd, created)
     if state is None or state.deleted or state.account != cmd.account:
@@ -224,6 +225,7 @@ def parse_flowrun_body(name: str, data: Mapping[str, Any]) -> Body:
             edges_json=c.canonical(edges, "edges"),
             end_on_fail=_end_on_fail(data),
             title=c._text(data, "title", required=False) or "",
+            site_url=c._text(data, "site_url", required=False) or "",
         )
     if name in (NodeStart.NAME, NodeSkip.NAME):
         node_id = c._text(data, "node_id", required=True, limit=c.MAX_ID)

@@ -25,6 +25,7 @@ class FlowRunCreated(Payload):
     edges_json: str
     end_on_fail: bool = True
     title: str = ""
+    site_url: str = ""  # the Site's URL as the API read it ("" in version 1 events)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ class CreateFlowRun(Body):
     edges_json: str
     end_on_fail: bool = True
     title: str = ""
+    site_url: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,7 +130,7 @@ def test_a_passing_case_runs_to_passed_with_every_part_timed(
 ) -> None:
     run_id = start_caserun(client, site, CASE_STEPS)
     run = wait_for(client, case_stack, run_id, lambda r: r["status"] in FINAL)
-    assert run["status"] == "passed", run
+    assert run["status"] == "passed", (run["exception"], run["steps"])
     assert run["exception"] is None and run["time_completed"] is not None
     done = parts(run)
     assert len(done) == 5  # three actions, two assertions
@@ -209,7 +209,7 @@ def test_a_runner_killed_mid_caserun_is_replaced_and_each_part_is_recorded_once(
     case_stack.start("runner")
     run = wait_for(client, case_stack, run_id, lambda r: r["status"] in FINAL, 120)
     print(f"caserun ended {time.monotonic() - killed_at:.1f}s after the kill")
-    assert run["status"] == "passed", run
+    assert run["status"] == "passed", (run["exception"], run["steps"])
     events = of(asyncio.run(read_events(case_stack, lambda events: False, 3)), run_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))  # gapless
     recorded = Counter(

@@ -1,0 +1,122 @@
+"""A run created right after its Site can reach the orchestrator before the Site does.
+
+A Site's events and a run's sit on different partitions of ``ledger.events`` (one
+partition per aggregate), and the orchestrator reads partitions in no causal order. The
+API found the Site when it created the run and copies its URL into the run's created
+event (``site_url``, version 2 of ``caserun.created`` and ``flowrun.created``); the
+orchestrator's memory uses it while it has not read the Site, and the Site's own state
+(deleted, another account's) once it has. Bug found by ``test_caserun_e2e``: a CaseRun
+created a moment after its Site failed with "site … has no URL (deleted or unknown)".
+"""
+
+from __future__ import annotations
+
+import json
+
+from streams.domain import caserun as cr
+from streams.domain import commands as c
+from streams.domain import events as e
+from streams.domain import flowrun as f
+from streams.domain import site
+from streams.orchestrator_memory import Memory
+from tests.unit.test_runs_review import CASE_STEPS, RID, Log
+
+URL = "https://shop.example.com/"
+NODES = [{"id": "s", "data": {"task_type": "scan"}}]
+
+
+def site_events(*bodies: c.Body, account: str = "acme") -> list[e.Event]:
+    state = None
+    out: list[e.Event] = []
+    for n, body in enumerate(bodies):
+        cmd = c.Command(f"s{n}", "site", "site-1", 1_000 + n, account, "t", "k", "x", body)
+        for event in site.decide(state, cmd):
+            state = site.evolve(state, event)
+            out.append(event)
+    return out
+
+
+def standalone_caserun(log: Log, site_url: str = URL) -> e.Event:
+    body = cr.parse_caserun_body(
+        "caserun.create",
+        {"site_id": "site-1", "site_url": site_url, "case_id": "case-1",
+         "steps": json.loads(CASE_STEPS)},
+    )  # fmt: skip
+    [created] = log.do(cr.AGGREGATE, "cr-1", body)
+    return created
+
+
+def flowrun(log: Log, site_url: str = URL) -> None:
+    body = f.parse_flowrun_body(
+        "flowrun.create",
+        {"site_id": "site-1", "site_url": site_url, "flow_id": "flow-1", "nodes": NODES},
+    )
+    log.do(f.AGGREGATE, RID, body)
+    log.do(f.AGGREGATE, RID, f.NodeStart("s"))
+
+
+def test_the_created_events_carry_the_url_the_command_gave() -> None:
+    log = Log()
+    created = standalone_caserun(log)
+    assert isinstance(created.data, cr.CaseRunCreated) and created.data.site_url == URL
+    flowrun(log)
+    first = log.events[1]
+    assert isinstance(first.data, f.FlowRunCreated) and first.data.site_url == URL
+
+
+def test_a_standalone_caserun_read_before_its_site_is_sent_with_the_recorded_url() -> None:
+    log = Log()
+    created = standalone_caserun(log)
+    memory = Memory()
+    memory.fold(created)  # the Site's partition is behind: no site.created yet
+    dispatch = memory.caserun_dispatch(created)
+    assert dispatch is not None and dispatch.site_url == URL
+
+
+def test_a_flowrun_node_started_before_its_site_is_read_gets_the_recorded_url() -> None:
+    log = Log()
+    flowrun(log)
+    memory = Memory()
+    for event in log.events:
+        memory.fold(event)
+    run = memory.run_state(RID)
+    assert run is not None
+    assert memory.dispatch_for(run, "s", 1).site_url == URL
+
+
+def test_the_sites_own_state_wins_once_read() -> None:
+    log = Log()
+    created = standalone_caserun(log)
+    flowrun(log)
+    memory = Memory()
+    for event in log.events:
+        memory.fold(event)
+    run = memory.run_state(RID)
+    assert run is not None
+    # Read with another URL: the folded Site's counts (it is the Site as it is now).
+    for event in site_events(site.CreateSite("https://moved.example.com/")):
+        memory.fold(event)
+    assert memory.caserun_dispatch(created).site_url == "https://moved.example.com/"  # type: ignore[union-attr]
+    assert memory.dispatch_for(run, "s", 1).site_url == "https://moved.example.com/"
+    # Deleted: no URL, however the run recorded one (the runner fails the run).
+    for event in site_events(site.CreateSite(URL), site.DeleteSite())[1:]:
+        memory.fold(event)
+    assert memory.caserun_dispatch(created).site_url == ""  # type: ignore[union-attr]
+    assert memory.dispatch_for(run, "s", 1).site_url == ""
+
+
+def test_another_accounts_site_gives_no_url_even_with_one_recorded() -> None:
+    log = Log()
+    created = standalone_caserun(log)
+    memory = Memory()
+    for event in [*site_events(site.CreateSite(URL), account="mallory"), created]:
+        memory.fold(event)
+    assert memory.caserun_dispatch(created).site_url == ""  # type: ignore[union-attr]
+
+
+def test_a_version_1_run_without_a_recorded_url_gets_none_while_its_site_is_unread() -> None:
+    log = Log()
+    created = standalone_caserun(log, site_url="")
+    memory = Memory()
+    memory.fold(created)
+    assert memory.caserun_dispatch(created).site_url == ""  # type: ignore[union-attr]
