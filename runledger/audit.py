@@ -241,13 +241,17 @@ def render_table(h: History) -> str:
         lines.append((*first, details[0]))
         lines.extend(("",) * 6 + (d,) for d in details[1:])
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
-    out = [
-        f"{h.aggregate_type} {h.aggregate_id}: {len(h.entries)} commands, {len(h.events)} events"
-    ]
+    counts = f"{counted(len(h.entries), 'command')}, {counted(len(h.events), 'event')}"
+    out = [f"{h.aggregate_type} {h.aggregate_id}: {counts}"]
     for row in lines:
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
         out.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(out)
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 command``, ``2 commands``, ``0 commands``: the nouns here take an s."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def state_document(state: Any, at: int) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import sys
 
 from runledger import logs
 from runledger.commands.context import CliError as CliError
-from runledger.commands.context import stopped_stack
+from runledger.commands.context import explain
 from runledger.commands.events import add_event_commands
 from runledger.commands.read_model import add_read_model_commands
 from runledger.commands.stack import add_stack_commands
@@ -44,8 +44,9 @@ explains its options. The environment overrides the defaults:
   RUNLEDGER_PARTITIONS        partitions of new topics (default 4)
   RUNLEDGER_LOG_LEVEL         debug, info (default), warning or error; -v is debug
 Times are ISO 8601 (2026-03-01T12:00:00Z; no zone: UTC), durations in seconds.
-Exit status: 0 done, 1 the answer is no (unknown id, a difference), 2 a usage or
-environment error (one line on stderr; -v adds the traceback), 130 Ctrl-C.
+Exit status: 0 done, 1 the answer is no (unknown id, a difference, no such token to
+revoke), 2 a usage or environment error (one line on stderr; -v adds the traceback),
+130 Ctrl-C.
 See docs/operations.md.
 """
 
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (CliError, SettingsError) as exc:
-        print(f"runledger: {stopped_stack(args, exc) or exc}", file=sys.stderr)
+        print(f"runledger: {explain(args, exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose or not isinstance(exc, _surroundings_errors()):
             raise
-        print(f"runledger: {stopped_stack(args, exc) or exc}", file=sys.stderr)
+        print(f"runledger: {explain(args, exc)}", file=sys.stderr)
         return 2
 
 

@@ -163,24 +163,30 @@ def require_writable_folder(target: Path, option: str) -> None:
 
 
 def refuse_written(target: Path) -> None:
-    """ToolError when another process writes ``target``: DuckDB's writer (a running
-    node) holds a lock on the whole file, which a shared lock here would conflict with.
-    Replacing that file would leave the node writing a deleted one (and its WAL)."""
-    try:
-        fd = os.open(target, os.O_RDONLY)
-    except OSError:
-        return  # missing or unreadable: nobody's read model to protect here
-    try:
-        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.EACCES):  # a conflicting lock says these
-            return
+    """ToolError when another process writes ``target`` (see :func:`written_elsewhere`):
+    replacing that file would leave the node writing a deleted one (and its WAL)."""
+    if written_elsewhere(target):
         raise ToolError(
             f"{target} is open for writing in another process (a running node?): replay "
             "into a new file, then `runledger swap --from NEW.duckdb` moves the node to it"
-        ) from None
+        )
+
+
+def written_elsewhere(path: Path) -> bool:
+    """Whether another process holds ``path`` open for writing: DuckDB's writer (a
+    running node) holds a lock on the whole file, which a shared lock here conflicts
+    with. False for a missing or unreadable file (nobody's read model to protect)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        return exc.errno in (errno.EAGAIN, errno.EACCES)  # what a conflicting lock says
     finally:
         os.close(fd)  # and with it the lock just taken
+    return False
 
 
 def _fewer_collections() -> None:
@@ -198,6 +204,8 @@ def run_verify(
     live = data_dir / DB_FILE
     if not live.exists():
         raise ToolError(f"no read model at {live}")
+    if not copy and written_elsewhere(live):
+        raise ToolError(held_by_node(live))
     with tempfile.TemporaryDirectory(prefix="runledger-verify-") as scratch_dir:
         scratch = Path(scratch_dir)
         source = live
@@ -210,9 +218,11 @@ def run_verify(
         try:
             applied = positions(source, topics.events)
         except StoreError as exc:
-            raise ToolError(
-                f"{exc}\nthe node holds {live}: stop it first, or pass --copy to verify a copy"
-            ) from exc
+            # A node that opened the file just after the check above (DuckDB's lock
+            # message, a pid and a URL, says less than ours), or a damaged file.
+            if not copy and written_elsewhere(live):
+                raise ToolError(held_by_node(live)) from exc
+            raise ToolError(str(exc)) from exc
         others = stored_topics(source) - {topics.events} if not applied else set()
         if others:
             raise ToolError(
@@ -225,6 +235,12 @@ def run_verify(
         rebuild(bootstrap, topics, fresh, until=applied, on_progress=ProgressLine())
         checks = compare(source, fresh, limit=limit)
     return Verification(checks, live, applied)
+
+
+def held_by_node(live: Path) -> str:
+    """What ``verify`` says when a node holds ``live`` (DuckDB allows no reader beside
+    its one writer process)."""
+    return f"the node holds {live}: stop it first, or pass --copy to verify a copy"
 
 
 # -- export ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from aiokafka.structs import TopicPartition
 from runledger.services import stop_on_signals
 from runledger.settings import (
     PREFIX,
+    PRIVATE_TARGETS_WARNING,
     Settings,
     SettingsError,
     bool_setting,
@@ -219,6 +220,8 @@ class Runner:
 
 async def run_runner(settings: Settings, options: RunnerOptions) -> None:
     """The ``runledger runner`` command: run until SIGINT/SIGTERM."""
+    if settings.allow_private_targets:  # a security setting: never on without a word
+        log.warning(PRIVATE_TARGETS_WARNING)
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,13 @@ PREFIX = "RUNLEDGER_"
 _TOPIC_PREFIX = re.compile(r"[A-Za-z0-9._-]{0,180}")
 
 
+# Said at WARNING by `up` and by every runner that starts with the setting on: it lets
+# a Flow's webhook or scan reach the machine's own and the private network's services.
+PRIVATE_TARGETS_WARNING = (
+    f"runners may reach private addresses ({PREFIX}ALLOW_PRIVATE_TARGETS is set)"
+)
+
+
 class SettingsError(ValueError):
     """A ``RUNLEDGER_*`` variable holds a value that cannot be used; the message names it."""
 

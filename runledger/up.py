@@ -1,10 +1,10 @@
 """``runledger up``: a whole stack on one machine, with its own Kafka broker.
 
 Starts (or finds) the broker, creates the topics, starts the decider, a node, the
-orchestrator and a runner (all job kinds) as child processes, makes sure account
-``default`` has a token, writes ``stack.json``, and stops everything it started on
-Ctrl-C or SIGTERM. A second ``up`` on the same data dir resumes: the broker keeps its
-log, the node its DuckDB file.
+orchestrator and a runner (all job kinds) as child processes (:mod:`runledger.child`
+supervises each), makes sure account ``default`` has a token, writes ``stack.json``,
+and stops everything it started on Ctrl-C or SIGTERM. A second ``up`` on the same data
+dir resumes: the broker keeps its log, the node its DuckDB file.
 """
 
 from __future__ import annotations
@@ -14,9 +14,7 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,15 +24,14 @@ import httpx
 
 from runledger import logs
 from runledger.broker import BrokerHandle, start_broker
-from runledger.broker.host import die_with_parent
-from runledger.settings import Settings
+from runledger.child import Child
+from runledger.settings import PRIVATE_TARGETS_WARNING, Settings
 from runledger.stackfile import StackFile
 from runledger.tokens import TokenError, issue_token
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("runledger.up")
 
-RESTART_DELAY_S = 2.0
 # How long the last run's token may take to be accepted before a new one is issued
 # (the node learns tokens from the ledger as it catches up).
 REUSE_WAIT_S = 20.0
@@ -54,95 +51,6 @@ class Interrupted(Exception):
 
 # Called while ``up`` waits for the node: raises Interrupted or NotReady to stop waiting.
 Watch = Callable[[], None]
-
-
-class Child:
-    """A supervised child process: restarted when it dies, stopped on shutdown."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-
-    def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
-        # Its own session (Ctrl-C reaches `up`, which stops it in order), and a SIGTERM
-        # when `up` dies, even by SIGKILL: no orphan keeps the port for the next `up`.
-        main = threading.current_thread() is threading.main_thread()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent if main else None,  # only prctl: safe after fork
-        )
-        out.close()
-        log.info("started %s (pid %d), log in %s", self.name, self.proc.pid, self.log_path)
-
-    def exited(self) -> str | None:
-        """What happened, when the process has ended: its status and its log's last
-        line (a service's last words are its error)."""
-        if self.proc is None or self.proc.poll() is None:
-            return None
-        return (
-            f"the {self.name} exited with status {self.proc.returncode} while starting: "
-            f"{last_line(self.log_path)}"
-        )
-
-    def check(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            self.restarts += 1
-            log.warning(
-                "%s exited with %s; restarting (see %s)",
-                self.name,
-                self.proc.returncode,
-                self.log_path,
-            )
-            time.sleep(RESTART_DELAY_S)
-            self.start()
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` s; the log line says which it took
-        and the exit status (0: a clean stop, 3: the service's own forced exit)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            status = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            log.warning(
-                "%s (pid %d) did not stop within %g s of SIGTERM; killed (see %s)",
-                self.name,
-                self.proc.pid,
-                timeout,
-                self.log_path,
-            )
-            return
-        if status == 0:
-            log.info("stopped %s (pid %d) cleanly", self.name, self.proc.pid)
-        else:
-            ended = f"signal {signal.Signals(-status).name}" if status < 0 else f"status {status}"
-            log.warning(
-                "%s (pid %d) stopped by %s (see %s)", self.name, self.proc.pid, ended, self.log_path
-            )
-
-
-def last_line(path: Path) -> str:
-    """The last non-empty line of the text file at ``path`` ('' when there is none)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - 8192))
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
 def _wait_http(url: str, timeout: float, watch: Watch, token: str = "") -> None:
@@ -185,9 +93,6 @@ def _cannot_listen(host: str, port: int) -> str | None:
 def run_up(settings: Settings) -> int:
     """Run the stack until a signal; the exit status of the command."""
     data_dir = settings.data_dir.resolve()
-    # Owner only when new: it holds every account's data, the logs and the token.
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-
     previous = StackFile.read_optional(data_dir)
     if previous is not None and previous.running():
         print(
@@ -204,6 +109,9 @@ def run_up(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    # Only now, when nothing above refused: a refused `up` leaves no empty folder behind.
+    # Owner only when new: it holds every account's data, the logs and the token.
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -224,6 +132,8 @@ def run_up(settings: Settings) -> int:
                 raise NotReady(exited, child.log_path)
 
     print(f"runledger: starting in {data_dir}", flush=True)
+    if settings.allow_private_targets:  # a security setting: never on without a word
+        log.warning(PRIVATE_TARGETS_WARNING)
     broker: BrokerHandle = start_broker(settings, data_dir / "kafka")
     try:
         watch()

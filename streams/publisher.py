@@ -12,9 +12,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import TopicPartition
+
+from streams.topics import unreachable
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -57,6 +59,7 @@ class Publisher:
         client_id: str = "runledger",
         linger_ms: int = 2,
     ) -> None:
+        self._bootstrap = bootstrap
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
@@ -73,6 +76,8 @@ class Publisher:
         """Connect; for a transactional publisher this also fences any older instance."""
         try:
             await self._producer.start()
+        except KafkaConnectionError as exc:
+            raise PublishError(unreachable(self._bootstrap)) from exc
         except KafkaError as exc:
             raise PublishError(f"cannot connect the producer: {exc}") from exc
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 from aiokafka.structs import TopicPartition
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,15 @@ WEEK_MS = str(7 * 24 * 3600 * 1000)
 
 class TopicError(Exception):
     """Topics could not be created or checked; the message says which and why."""
+
+
+def unreachable(bootstrap: str) -> str:
+    """What to say when no broker at ``bootstrap`` answers (aiokafka's
+    KafkaConnectionError, "Unable to bootstrap from [('127.0.0.1', 1, <AddressFamily...>)]"):
+    the address and the likely cause, in one sentence every client wrapper shares. The
+    caller keeps the KafkaConnectionError as the cause, for ``-v`` and for callers that
+    add where the address came from."""
+    return f"cannot reach a Kafka broker at {bootstrap}: is it running?"
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ async def ensure_topics(bootstrap: str, topics: Topics, partitions: int) -> None
             with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent starter won
                 await admin.create_topics(new)
             log.info("created topics %s on %s", ", ".join(t.name for t in new), bootstrap)
+    except KafkaConnectionError as exc:
+        raise TopicError(unreachable(bootstrap)) from exc
     except KafkaError as exc:
         raise TopicError(f"could not create topics on {bootstrap}: {exc}") from exc
     finally:
@@ -142,6 +153,8 @@ async def require_topics(
                     "RUNLEDGER_TOPIC_PREFIX and the broker, or start the stack with `runledger up`"
                 )
             await asyncio.sleep(0.25)
+    except KafkaConnectionError as exc:
+        raise TopicError(unreachable(bootstrap)) from exc
     except KafkaError as exc:
         raise TopicError(f"cannot read the topics of {bootstrap}: {exc}") from exc
     finally:

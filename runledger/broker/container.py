@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import uuid
@@ -11,6 +12,8 @@ from typing import Any
 
 from runledger.broker.errors import BrokerError
 from runledger.broker.local import SINGLE_NODE, STARTED_LINE
+
+log = logging.getLogger(__name__)
 
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 
@@ -24,6 +27,7 @@ class ContainerBroker:
 
     def stop(self) -> None:
         self.container.stop()
+        log.info("stopped the %s container (broker %s)", KAFKA_IMAGE, self.bootstrap)
 
     def failure(self) -> str | None:
         """Why the container stopped on its own, or ``None`` while it runs."""

@@ -191,20 +191,49 @@ class LocalKafka:
         )
 
     def stop(self, timeout: float = 20) -> None:
-        """Ask the broker to shut down cleanly, and kill it after ``timeout`` seconds."""
+        """Ask the broker to shut down cleanly, and kill it after ``timeout`` seconds.
+        One log line says how it ended (INFO for a clean stop, else WARNING): the stop
+        line of the broker that ``runledger up`` started, beside its services' lines."""
         process, self._process = self._process, None
         _running.discard(self)
-        if process is None or process.poll() is not None:
+        if process is None:
             return
+        if process.poll() is not None:  # failure() has said why; this says it is over
+            log.info(
+                "the local Kafka broker (pid %d) had already exited with code %d",
+                process.pid,
+                process.returncode,
+            )
+            return
+        began = time.monotonic()
         try:
             os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout)
+            code = process.wait(timeout)
         except subprocess.TimeoutExpired:
-            log.warning("Kafka broker %d ignored SIGTERM for %ss; killing it", process.pid, timeout)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+            log.warning(
+                "the local Kafka broker (pid %d) did not stop within %g s of SIGTERM; killed "
+                "(see %s)",
+                process.pid,
+                timeout,
+                self.log_dir / "broker.log",
+            )
+            return
         except ProcessLookupError:
-            process.wait()
+            code = process.wait()
+        took = time.monotonic() - began
+        # The JVM exits with 128 + 15 once its shutdown hook (Kafka's clean stop) is done.
+        if code in (0, 128 + signal.SIGTERM):
+            log.info("stopped the local Kafka broker (pid %d) cleanly in %.1f s", process.pid, took)
+        else:
+            ended = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+            log.warning(
+                "the local Kafka broker (pid %d) stopped with %s (see %s)",
+                process.pid,
+                ended,
+                self.log_dir / "broker.log",
+            )
 
     def __enter__(self) -> LocalKafka:
         self.start()

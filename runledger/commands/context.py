@@ -33,7 +33,9 @@ def settings_of(args: argparse.Namespace, *, need_kafka: bool = True) -> Setting
     )
     if settings.data_dir.exists() and not settings.data_dir.is_dir():
         raise CliError(f"--data-dir {settings.data_dir} is a file, not the stack's folder")
-    if need_kafka and not settings.kafka_bootstrap:
+    if settings.kafka_bootstrap:
+        args.kafka_source = "RUNLEDGER_KAFKA_BOOTSTRAP"  # for explain's message
+    elif need_kafka:
         try:
             stack = StackFile.read(settings.data_dir)
         except StackFileError as exc:
@@ -42,7 +44,22 @@ def settings_of(args: argparse.Namespace, *, need_kafka: bool = True) -> Setting
             settings, kafka_bootstrap=stack.kafka_bootstrap, topic_prefix=stack.topic_prefix
         )
         args.stack_source = (settings.data_dir, stack)  # for stopped_stack's message
+        args.kafka_source = str(settings.data_dir / "stack.json")
     return settings
+
+
+def explain(args: argparse.Namespace, exc: BaseException) -> str:
+    """The line the user reads for ``exc``: :func:`stopped_stack`'s when it applies;
+    else, for a broker that does not answer, the error's own words followed by where
+    the address came from (``(set by RUNLEDGER_KAFKA_BOOTSTRAP)`` or ``(set by
+    DIR/stack.json)``), since that is what to check; else the error's own words."""
+    stopped = stopped_stack(args, exc)
+    if stopped is not None:
+        return stopped
+    source = getattr(args, "kafka_source", None)
+    if source is not None and _unreachable(exc):
+        return f"{exc} (set by {source})"
+    return str(exc)
 
 
 def stopped_stack(args: argparse.Namespace, exc: BaseException) -> str | None:

@@ -31,6 +31,8 @@ def _history(args: argparse.Namespace) -> History:
     from streams.domain.aggregates import EVOLVERS
     from streams.topics import TopicError
 
+    if not args.id:  # else "no process ... with id ''": an answer to a question not asked
+        raise CliError("the id must not be empty: give the aggregate's id (a process id, ...)")
     if args.type and args.type not in EVOLVERS:
         known = ", ".join(EVOLVERS)
         raise CliError(f"--type: unknown aggregate type {args.type!r}; known: {known}")

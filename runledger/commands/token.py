@@ -13,12 +13,25 @@ from typing import Any
 from runledger.commands.context import CliError, add_data_dir, settings_of
 
 
+def _check_name(option: str, value: str) -> None:
+    """CliError, before any work, when ``value`` cannot be an account or token name:
+    the same rule the token commands apply (runledger.tokens.name_problem)."""
+    from runledger.tokens import NAME_RULE, name_problem
+
+    problem = name_problem(value)
+    if problem is not None:
+        raise CliError(f"{option} {value!r} {problem}: {NAME_RULE}")
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     from runledger.tokens import TokenError, issue_token
 
+    name = args.account if args.name is None else args.name  # --name "" is no default
+    _check_name("--account", args.account)
+    _check_name("--name", name)
     settings = settings_of(args)
     try:
-        token = asyncio.run(issue_token(settings, args.account, args.name or args.account))
+        token = asyncio.run(issue_token(settings, args.account, name))
     except TokenError as exc:
         raise CliError(str(exc)) from exc
     print(token)
@@ -30,8 +43,11 @@ def cmd_token_create(args: argparse.Namespace) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> int:
-    from runledger.tokens import TokenError, revoke_token
+    """Exit 0 when revoked, 1 when the account has no such active token (the answer
+    is no), 2 for a usage or environment error."""
+    from runledger.tokens import NoActiveToken, TokenError, revoke_token
 
+    _check_name("--account", args.account)
     settings = settings_of(args)
     if sys.stdin is None:  # ``<&-``
         raise CliError("standard input is closed: pass the token on standard input")
@@ -47,6 +63,9 @@ def cmd_token_revoke(args: argparse.Namespace) -> int:
         raise CliError("no token given: pass it on standard input")
     try:
         asyncio.run(revoke_token(settings, args.account, token))
+    except NoActiveToken as exc:
+        print(f"runledger token revoke: {exc}", file=sys.stderr)
+        return 1
     except TokenError as exc:
         raise CliError(str(exc)) from exc
     print(f"token of account {args.account!r} revoked", file=sys.stderr)
@@ -69,8 +88,15 @@ def add_token_commands(sub: Any) -> None:
         description="Create an API token for ACCOUNT. It is printed once; the ledger keeps "
         "only its sha256, recorded as an event so a replay restores it.",
     )
-    create.add_argument("--account", required=True, help="the account the token acts for")
-    create.add_argument("--name", help="a label for the token (default: the account name)")
+    create.add_argument(
+        "--account",
+        required=True,
+        help="the account the token acts for: 1 to 200 printable characters, no space at "
+        "either end",
+    )
+    create.add_argument(
+        "--name", help="a label for the token, by the same rule (default: the account name)"
+    )
     add_data_dir(create)
     create.set_defaults(func=cmd_token_create)
     revoke = token_sub.add_parser(
@@ -78,7 +104,8 @@ def add_token_commands(sub: Any) -> None:
         help="revoke a token of an account (the token is read from standard input)",
         description="Revoke a token of ACCOUNT: requests with it answer 401 from then on "
         "(a node learns it within seconds). The token is read from standard input, or "
-        "asked for without echo on a terminal, so it stays out of shell history.",
+        "asked for without echo on a terminal, so it stays out of shell history. Exit 1 "
+        "when the account has no such active token.",
     )
     revoke.add_argument("--account", required=True, help="the account the token belongs to")
     add_data_dir(revoke)

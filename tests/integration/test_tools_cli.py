@@ -219,8 +219,11 @@ def test_replay_equals_the_live_projector(cli: Cli, stack: Any, tmp_path: Path, 
 def test_verify_passes_on_the_untouched_model_and_catches_a_changed_row(
     cli: Cli, stack: Any, pid: str
 ) -> None:
-    code, _, err = cli("verify")  # the node holds the file
-    assert code == 2 and "stop it first" in err
+    code, _, err = cli("verify")  # the node holds the file: one line, no DuckDB pid or URL
+    live = stack.data_dir / DB_FILE
+    assert code == 2 and err.strip() == (
+        f"runledger: the node holds {live}: stop it first, or pass --copy to verify a copy"
+    ), err
     code, out, _ = cli("verify", "--copy")
     assert code == 0, out
 

@@ -107,7 +107,12 @@ def test_up_runs_everything_and_a_second_up_resumes_with_the_data(tmp_path: Path
         assert runner_log.exists() and ready in runner_log.read_text(errors="replace")
     finally:
         code = _stop(proc)
+    assert proc.stdout is not None
+    lines += proc.stdout.read().splitlines()
     assert code == 0, "\n".join(lines)
+    # up names the broker it started among its stop lines, as it names each service.
+    stopped = ("stopped the local Kafka broker (pid", "stopped the apache/kafka")  # or Docker's
+    assert any(x in line for line in lines for x in stopped), "\n".join(lines)
     time.sleep(1)
     assert _pids_of_children(data_dir) == [], "up left processes running"
 
