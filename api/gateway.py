@@ -74,10 +74,12 @@ class CommandPending(Exception):
         self.requested = requested
 
     def response(self) -> JSONResponse:
-        """The ``202``: the command's id, its aggregate and where to follow it."""
+        """The ``202``: the command's id, its aggregate and where to follow it. Its
+        ``status`` is ``pending``, as ``GET /command/{id}`` says until the decider has
+        decided (where ``accepted`` means decided and accepted)."""
         body = {
             "command_id": self.command_id,
-            "status": "accepted",
+            "status": "pending",
             "message": "the command is durable in the ledger; its outcome is not known yet",
             "aggregate_type": self.aggregate_type,
             "aggregate_id": self.aggregate_id,

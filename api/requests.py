@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,52 @@ async def json_body(request: Request, max_bytes: int) -> dict[str, Any]:
     return data
 
 
+def refuse_unknown(
+    body: Mapping[str, Any], known: Collection[str], *, within: str | None = None
+) -> None:
+    """ApiError 422 ``invalid_field`` on the first field of ``body`` not in ``known``.
+
+    Without it a misspelt field (``confgs`` for ``configs``) is dropped without a word
+    and the command carried out as if it were absent. Only objects of a fixed shape are
+    checked; ``within`` names such an object nested in the body (``configs``,
+    ``steps[2]``), so the error's ``field`` is the path of the unknown one.
+    """
+    for name in body:
+        if name in known:
+            continue
+        label = _field_label(name)
+        path = f"{within}.{label}" if within else label
+        if not known:
+            message = f"unknown field {path!r}; this request takes no fields"
+        else:
+            of = f" of {within}" if within else ""
+            message = f"unknown field {path!r}; known fields{of}: {', '.join(known)}"
+        raise ApiError(422, "invalid_field", message, path)
+
+
+MAX_FIELD_LABEL = 100
+
+
+def _field_label(name: str) -> str:
+    """How an unknown field is named back: ``""`` for the empty name (an error's
+    ``field`` is never empty), a long one cut (it is echoed in the message too)."""
+    if not name:
+        return '""'
+    return name if len(name) <= MAX_FIELD_LABEL else name[:MAX_FIELD_LABEL] + "…"
+
+
+def one_value(name: str, values: Sequence[str]) -> str | None:
+    """The value of query parameter ``name`` from all its ``values``
+    (``query_params.getlist``): None when absent or empty; ApiError 400
+    ``invalid_query`` when it is given more than once (Starlette would keep the last,
+    silently)."""
+    if len(values) > 1:
+        raise ApiError(
+            400, "invalid_query", f"{name} is given {len(values)} times; give it once", name
+        )
+    return values[0] if values and values[0] else None
+
+
 @dataclass(frozen=True)
 class Page:
     limit: int
@@ -64,8 +111,8 @@ class Page:
 
 
 def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    raw = one_value(name, request.query_params.getlist(name))
+    if raw is None:
         return default
     # Plain ASCII digits only: int() also reads "1_000", "+5", " 5" and other scripts'
     # digits, and the next/previous links would then spell the page differently.

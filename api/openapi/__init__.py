@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Route
 
-from api.openapi.operations import OPERATIONS, STREAMS
+from api.openapi.operations import NO_FIELDS, OPERATIONS, STREAMS
 from api.openapi.schemas import SCHEMAS
 from api.openapi.values import ref as _ref
 
@@ -47,14 +47,16 @@ PARAMS: dict[str, dict[str, Any]] = {
 }
 
 _ERRORS = {
-    "400": "Malformed request: query, JSON, Idempotency-Key, X-Correlation-Id "
+    "400": "Malformed request: query (also a parameter given twice), JSON, "
+    "Idempotency-Key, X-Correlation-Id "
     "(invalid_query, invalid_json, invalid_idempotency_key, invalid_correlation_id)",
     "401": "Missing or unknown token (unauthenticated, invalid_token)",
     "404": "No such object for this account (not_found)",
     "409": "The command does not fit the current state (invalid_state, already_exists)",
     "413": "Body too large (body_too_large)",
     "415": "Body is not JSON (unsupported_media_type)",
-    "422": "A field is unusable; error.field names it (invalid_field)",
+    "422": "A field is unusable or unknown (the body has a field the operation does not "
+    "take); error.field names it (invalid_field)",
     "500": "The node failed to answer; its log has the cause (internal)",
     "503": "Kafka did not acknowledge the command (ledger_unavailable)",
     "504": "The node did not catch up within the wait (wait_timeout)",
@@ -136,6 +138,8 @@ def _operation(method: str, path: str) -> dict[str, Any]:
                 "content": {"application/json": {"schema": _ref("Error")}},
             }
     op: dict[str, Any] = {"summary": summary, "parameters": params, "responses": responses}
+    if body is None and method in ("POST", "DELETE"):
+        body = NO_FIELDS  # a command without fields: no body, or {}; any field is a 422
     if body is not None:
         op["requestBody"] = {"content": {"application/json": {"schema": body}}}
     op["security"] = [] if public else [{"token": []}]

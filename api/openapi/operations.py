@@ -25,7 +25,17 @@ def _page(item: str) -> dict[str, Any]:
 
 
 def _body(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    return {"type": "object", "properties": props, "required": required or []}
+    """An object of ``props`` only: the API refuses any other field (422)."""
+    return {
+        "type": "object",
+        "properties": props,
+        "required": required or [],
+        "additionalProperties": False,
+    }
+
+
+# The body of a command that takes no fields: none at all, or ``{}``.
+NO_FIELDS = _body({})
 
 
 _TEXT = {"type": "string"}

@@ -23,6 +23,7 @@ RUN_SCHEMAS: dict[str, Any] = {
     "SiteCreate": {
         "type": "object",
         "required": ["site_url"],
+        "additionalProperties": False,
         "properties": {"site_url": {"type": "string", "examples": ["https://example.com"]}},
     },
     "FlowNode": {
@@ -85,6 +86,7 @@ RUN_SCHEMAS: dict[str, Any] = {
     "FlowCreate": {
         "type": "object",
         "required": ["name", "nodes"],
+        "additionalProperties": False,
         "properties": {
             "name": {"type": "string"},
             "nodes": {"type": "array", "maxItems": 100, "items": _ref("FlowNode")},
@@ -134,16 +136,18 @@ RUN_SCHEMAS: dict[str, Any] = {
     "CaseCreate": {
         "type": "object",
         "required": ["site_id", "name", "steps"],
+        "additionalProperties": False,
         "properties": {
             "site_id": {"type": "string"},
             "name": {"type": "string"},
-            "type": {"const": "recorded"},
             "steps": {"type": "array", "maxItems": 200, "items": _ref("CaseStep")},
+            "type": {"const": "recorded"},
         },
     },
     "CaseGenerate": {
         "type": "object",
         "required": ["site_id"],
+        "additionalProperties": False,
         "properties": {
             "site_id": {"type": "string"},
             "max_layers": {"type": "integer", "minimum": 1, "maximum": 20, "default": 10},
@@ -206,10 +210,15 @@ RUN_SCHEMAS: dict[str, Any] = {
     "FlowRunCreate": {
         "type": "object",
         "required": ["site_id", "flow_id"],
+        "additionalProperties": False,
         "properties": {
             "site_id": {"type": "string"},
             "flow_id": {"type": "string"},
-            "configs": {"type": "object", "properties": {"end_on_fail": {"type": "boolean"}}},
+            "configs": {
+                "type": "object",
+                "properties": {"end_on_fail": {"type": "boolean"}},
+                "additionalProperties": False,
+            },
         },
     },
     "FlowRunStatus": {
@@ -286,6 +295,7 @@ RUN_SCHEMAS: dict[str, Any] = {
     "CaseRunCreate": {
         "type": "object",
         "required": ["site_id", "case_id"],
+        "additionalProperties": False,
         "properties": {"site_id": {"type": "string"}, "case_id": {"type": "string"}},
     },
 }

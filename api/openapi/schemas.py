@@ -77,6 +77,7 @@ LEDGER_SCHEMAS: dict[str, Any] = {
     "ProcessCreate": {
         "type": "object",
         "required": ["type"],
+        "additionalProperties": False,
         "properties": {
             "type": {"type": "string", "examples": ["case.generate"]},
             "site": _NULL_STR,
@@ -86,6 +87,7 @@ LEDGER_SCHEMAS: dict[str, Any] = {
                 "items": {
                     "type": "object",
                     "required": ["id"],
+                    "additionalProperties": False,
                     "properties": {
                         "id": {"type": "string"},
                         "name": {"type": "string"},
@@ -149,7 +151,7 @@ LEDGER_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {
             "command_id": {"type": "string"},
-            "status": {"const": "accepted"},
+            "status": {"const": "pending"},
             "message": {"type": "string"},
             "aggregate_type": {"type": "string"},
             "aggregate_id": {"type": "string"},

@@ -20,10 +20,11 @@ async def _from_case(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
     site_id = id_field(fields, "site_id")
     case_id = id_field(fields, "case_id")
     reads = ctx.deps.reads
-    await read_definition(ctx, reads.get_site, site_id, "site_id", "site")
+    site = await read_definition(ctx, reads.get_site, site_id, "site_id", "site")
     case = await read_definition(ctx, reads.get_case, case_id, "case_id", "case")
     return {
         "site_id": site_id,
+        "site_url": site.site_url,  # for the orchestrator, which may not have read the Site yet
         "case_id": case_id,
         "title": case.name,
         "steps": json.loads(case.steps_json),
@@ -32,6 +33,7 @@ async def _from_case(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
 
 CASERUNS = RunResource(
     noun="caserun",
+    fields=("site_id", "case_id"),
     render=caserun_json,
     get=lambda ctx, run_id: ctx.deps.reads.get_caserun(ctx.principal.account, run_id),
     list=lambda ctx, site_id, limit, offset: ctx.deps.reads.list_caseruns(

@@ -21,7 +21,7 @@ from api.context import Context, context
 from api.errors import ApiError
 from api.gateway import derived_id, idempotency_key, run_command
 from api.representations import case_json, process_json
-from api.requests import json_body
+from api.requests import json_body, one_value, refuse_unknown
 from api.responses import JSONResponse
 from api.routes.definitions import Resource, parsed_body, routes_of
 from api.routes.runs import read_definition
@@ -32,6 +32,7 @@ from streams.orchestration import GENERATE_PROCESS
 
 MAX_LAYERS = 20
 DEFAULT_LAYERS = 10
+GENERATE_FIELDS = ("site_id", "max_layers", "prompt")
 
 
 async def _site_exists(ctx: Context, fields: dict[str, Any]) -> None:
@@ -52,6 +53,7 @@ def _generate_fields(fields: dict[str, Any]) -> tuple[str, int, str]:
     """``site_id``, ``max_layers`` (1 to 20, default 10) and ``prompt`` (optional)."""
     if "id" in fields:
         raise ApiError(422, "invalid_field", "id is assigned by the server", "id")
+    refuse_unknown(fields, GENERATE_FIELDS)
     site_id = fields.get("site_id")
     if not isinstance(site_id, str) or not site_id.strip():
         raise ApiError(422, "invalid_field", "site_id is required", "site_id")
@@ -104,12 +106,12 @@ async def generate_case(request: Request) -> Response:
 
 
 def _filter(request: Any, name: str) -> str | None:
-    value = request.query_params.get(name)
-    return value if value else None
+    return one_value(name, request.query_params.getlist(name))
 
 
 CASES = Resource(
     noun="case",
+    fields=("site_id", "name", "steps", "type"),
     render=case_json,
     get=lambda ctx, case_id: ctx.deps.reads.get_case(ctx.principal.account, case_id),
     list=lambda ctx, request, limit, offset: ctx.deps.reads.list_cases(

@@ -20,7 +20,7 @@ from api.context import Context, context
 from api.deps import PageOf
 from api.errors import ApiError
 from api.gateway import derived_id, idempotency_key, run_command
-from api.requests import json_body, page_json, page_of
+from api.requests import json_body, page_json, page_of, refuse_unknown
 from api.responses import JSONResponse
 from api.routes.process_reads import _sync
 from streams.domain.commands import Body, InvalidCommand, parse_body
@@ -30,9 +30,11 @@ from streams.domain.snapshot import definition_from_dict
 @dataclass(frozen=True)
 class Resource:
     """How one definition resource reads, renders and checks; ``noun`` is its aggregate
-    type and path (``/site``), ``get``/``list`` read the caller's account only."""
+    type and path (``/site``), ``fields`` the fields its create body may have (any
+    other is a 422), ``get``/``list`` read the caller's account only."""
 
     noun: str
+    fields: tuple[str, ...]
     render: Callable[[Any], dict[str, Any]]
     get: Callable[[Context, str], Any]
     list: Callable[[Context, Request, int, int], PageOf]
@@ -52,6 +54,7 @@ def routes_of(res: Resource) -> list[Route]:
         fields = await _json(request, ctx)
         if "id" in fields:
             raise ApiError(422, "invalid_field", "id is assigned by the server", "id")
+        refuse_unknown(fields, res.fields)
         key = idempotency_key(request)
         new_id = derived_id(ctx.principal, key, res.noun) if key else ctx.deps.new_id()
         if res.before_create is not None:
@@ -95,7 +98,7 @@ def routes_of(res: Resource) -> list[Route]:
 
     async def delete(request: Request) -> Response:
         ctx = context(request)
-        await _json(request, ctx)  # size/type checks only
+        refuse_unknown(await _json(request, ctx), ())  # a delete takes no fields
         target = request.path_params[res.path_param]
         accepted = await run_command(
             ctx.deps,

@@ -16,20 +16,28 @@ from starlette.routing import Route
 
 from api.context import Context
 from api.errors import ApiError
+from api.requests import refuse_unknown
 from api.responses import JSONResponse
 from api.routes.runs import RunResource, command_route, id_field, load_run, read_definition
 from api.routes.runs import routes_of as run_routes
 from api.run_representations import flowrun_json, flowrun_runstatus_json
 
 
-def _end_on_fail(fields: dict[str, Any], flow_configs: dict[str, Any]) -> Any:
-    """The request's ``configs.end_on_fail``, else the Flow's, else true (the create
-    command checks that it is a boolean)."""
+def _requested_configs(fields: dict[str, Any]) -> dict[str, Any]:
+    """The request's ``configs`` ({} when absent): an object of ``end_on_fail`` only,
+    the one setting a run has; ApiError 422 otherwise."""
     configs = fields.get("configs")
     if configs is None:
-        configs = {}
+        return {}
     if not isinstance(configs, dict):
         raise ApiError(422, "invalid_field", "configs must be an object", "configs")
+    refuse_unknown(configs, ("end_on_fail",), within="configs")
+    return configs
+
+
+def _end_on_fail(configs: dict[str, Any], flow_configs: dict[str, Any]) -> Any:
+    """The request's ``configs.end_on_fail``, else the Flow's, else true (the create
+    command checks that it is a boolean)."""
     if "end_on_fail" in configs:
         return configs["end_on_fail"]
     flow_value = flow_configs.get("end_on_fail")
@@ -39,22 +47,25 @@ def _end_on_fail(fields: dict[str, Any], flow_configs: dict[str, Any]) -> Any:
 async def _from_flow(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
     site_id = id_field(fields, "site_id")
     flow_id = id_field(fields, "flow_id")
+    configs = _requested_configs(fields)  # field errors before any lookup
     reads = ctx.deps.reads
-    await read_definition(ctx, reads.get_site, site_id, "site_id", "site")
+    site = await read_definition(ctx, reads.get_site, site_id, "site_id", "site")
     flow = await read_definition(ctx, reads.get_flow, flow_id, "flow_id", "flow")
     flow_configs = json.loads(flow.configs_json)
     return {
         "site_id": site_id,
+        "site_url": site.site_url,  # for the orchestrator, which may not have read the Site yet
         "flow_id": flow_id,
         "title": flow.name,
         "nodes": json.loads(flow.nodes_json),
         "edges": json.loads(flow.edges_json),
-        "configs": {"end_on_fail": _end_on_fail(fields, flow_configs)},
+        "configs": {"end_on_fail": _end_on_fail(configs, flow_configs)},
     }
 
 
 FLOWRUNS = RunResource(
     noun="flowrun",
+    fields=("site_id", "flow_id", "configs"),
     render=flowrun_json,
     get=lambda ctx, run_id: ctx.deps.reads.get_flowrun(ctx.principal.account, run_id),
     list=lambda ctx, site_id, limit, offset: ctx.deps.reads.list_flowruns(

@@ -36,6 +36,7 @@ async def _cases_exist(ctx: Context, fields: dict[str, Any]) -> None:
 
 FLOWS = Resource(
     noun="flow",
+    fields=("name", "nodes", "edges", "configs"),
     render=flow_json,
     get=lambda ctx, flow_id: ctx.deps.reads.get_flow(ctx.principal.account, flow_id),
     list=lambda ctx, request, limit, offset: ctx.deps.reads.list_flows(

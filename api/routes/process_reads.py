@@ -20,7 +20,7 @@ from api.representations import (
     step_json,
     step_runstatus_json,
 )
-from api.requests import page_json, page_of, wait_of
+from api.requests import one_value, page_json, page_of, wait_of
 from api.responses import JSONResponse
 from streams.domain.process import AGGREGATE, STATUSES, ProcessState
 
@@ -93,14 +93,32 @@ async def get_process(request: Request) -> Response:
 
 
 def _filter(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    return value if value else None
+    """A list filter's value, None when not given; 400 when given twice."""
+    return one_value(name, request.query_params.getlist(name))
+
+
+def _site(request: Request) -> str | None:
+    """``site_id``, or its alias ``site`` (the Process's field); 400 for both at once:
+    which one wins would be a guess."""
+    if "site_id" in request.query_params and "site" in request.query_params:
+        raise ApiError(
+            400,
+            "invalid_query",
+            "site and site_id are the same filter (site is an alias of site_id); give one",
+            "site",
+        )
+    return _filter(request, "site_id") or _filter(request, "site")
 
 
 async def list_processes(request: Request) -> JSONResponse:
     ctx = context(request)
     page = page_of(request)
     status = _filter(request, "status")
+    of_type, object_id, site = (
+        _filter(request, "type"),
+        _filter(request, "object_id"),
+        _site(request),
+    )
     if status is not None and status not in STATUSES:
         raise ApiError(
             400, "invalid_query", f"status must be one of {', '.join(STATUSES)}", "status"
@@ -111,9 +129,9 @@ async def list_processes(request: Request) -> JSONResponse:
             ctx.principal.account,
             limit=page.limit,
             offset=page.offset,
-            type=_filter(request, "type"),
-            object_id=_filter(request, "object_id"),
-            site=_filter(request, "site_id") or _filter(request, "site"),
+            type=of_type,
+            object_id=object_id,
+            site=site,
             status=status,
         )
     )

@@ -24,7 +24,7 @@ from api.context import Context, context
 from api.deps import PageOf
 from api.errors import ApiError
 from api.gateway import Accepted, derived_id, idempotency_key, run_command
-from api.requests import json_body, page_json, page_of
+from api.requests import json_body, one_value, page_json, page_of, refuse_unknown
 from api.responses import JSONResponse
 from api.routes.process_reads import _sync
 from streams.domain.commands import MAX_ID
@@ -36,10 +36,12 @@ DEFINITION_WAIT_S = 5.0
 @dataclass(frozen=True)
 class RunResource:
     """One run resource: ``noun`` is its aggregate type and path (``/flowrun``);
+    ``fields`` are the fields its create body may have (any other is a 422);
     ``create_fields`` turns the request body into the create command's fields (422 for
     an unknown Site or definition); ``get``/``list`` read the caller's account only."""
 
     noun: str
+    fields: tuple[str, ...]
     render: Callable[[Any], dict[str, Any]]
     get: Callable[[Context, str], Any]
     list: Callable[[Context, str | None, int, int], PageOf]
@@ -103,14 +105,14 @@ def respond(res: RunResource, accepted: Accepted, status: int = 200) -> JSONResp
     return JSONResponse(res.render(state), status, headers=accepted.headers())
 
 
-def command_route(res: RunResource, action: str, *, with_body: bool = False) -> Route:
-    """``POST /<noun>/{id}/<action>``: command ``<noun>.<action>``, answered with the run."""
+def command_route(res: RunResource, action: str, takes: tuple[str, ...] = ()) -> Route:
+    """``POST /<noun>/{id}/<action>``: command ``<noun>.<action>``, answered with the run;
+    its body may have the fields ``takes`` (none: no body, or ``{}``)."""
 
     async def handler(request: Request) -> Response:
         ctx = context(request)
         fields = await json_body(request, ctx.deps.max_body_bytes)
-        if not with_body:
-            fields = {}
+        refuse_unknown(fields, takes)
         target = request.path_params[res.path_param]
         accepted = await run_command(
             ctx.deps,
@@ -145,6 +147,7 @@ def routes_of(res: RunResource) -> list[Route]:
         fields = await json_body(request, ctx.deps.max_body_bytes)
         if "id" in fields:
             raise ApiError(422, "invalid_field", "id is assigned by the server", "id")
+        refuse_unknown(fields, res.fields)
         command_fields = await res.create_fields(ctx, fields)
         key = idempotency_key(request)
         new_id = derived_id(ctx.principal, key, res.noun) if key else ctx.deps.new_id()
@@ -171,13 +174,13 @@ def routes_of(res: RunResource) -> list[Route]:
         ctx = context(request)
         page = page_of(request)
         await _sync(request)
-        site_id = request.query_params.get("site_id") or None
+        site_id = one_value("site_id", request.query_params.getlist("site_id"))
         count, items = await run_in_threadpool(res.list, ctx, site_id, page.limit, page.offset)
         return JSONResponse(page_json(request, page, count, [res.render(s) for s in items]))
 
     async def delete(request: Request) -> Response:
         ctx = context(request)
-        await json_body(request, ctx.deps.max_body_bytes)  # size/type checks only
+        refuse_unknown(await json_body(request, ctx.deps.max_body_bytes), ())  # takes none
         accepted = await run_command(
             ctx.deps,
             request,
@@ -195,5 +198,5 @@ def routes_of(res: RunResource) -> list[Route]:
         Route(f"/{res.noun}", listing, methods=["GET"], name=f"{res.noun}_list"),
         Route(res.one, get, methods=["GET"], name=f"{res.noun}_get"),
         Route(res.one, delete, methods=["DELETE"], name=f"{res.noun}_delete"),
-        command_route(res, "cancel", with_body=True),
+        command_route(res, "cancel", ("reason",)),
     ]

@@ -7,6 +7,7 @@ from api.routes.definitions import Resource, routes_of
 
 SITES = Resource(
     noun="site",
+    fields=("site_url",),
     render=site_json,
     get=lambda ctx, site_id: ctx.deps.reads.get_site(ctx.principal.account, site_id),
     list=lambda ctx, request, limit, offset: ctx.deps.reads.list_sites(

@@ -66,7 +66,7 @@ def assert_accepted_async(r: httpx.Response, aggregate_id: str | None = None) ->
     assert r.headers["ledger-command-id"] == command_id
     assert r.headers["location"] == f"/command/{command_id}" == body["status_url"]
     assert r.headers["preference-applied"] == "respond-async"
-    assert body["status"] == "accepted"
+    assert body["status"] == "pending"  # durable, not decided yet
     assert body["aggregate_type"] == "process"
     if aggregate_id is not None:
         assert body["aggregate_id"] == aggregate_id

@@ -128,7 +128,7 @@ def test_with_the_decider_down_a_command_is_accepted_and_decided_later(
         assert body["aggregate_id"] == pid
         assert r.headers["Location"] == body["status_url"] == f"/command/{body['command_id']}"
         assert "Preference-Applied" not in r.headers  # the client did not ask for 202
-        assert body["status"] == "accepted" and body["message"]
+        assert body["status"] == "pending" and body["message"]
         assert r.headers["Ledger-Command-Id"] == body["command_id"]
         assert COMMAND_TIMEOUT_S - 0.5 <= elapsed < COMMAND_TIMEOUT_S + 5
 
