@@ -62,7 +62,7 @@ def test_token_create_refuses_an_unusable_account_name(cli: Any, account: str) -
     code, out, err = cli("token", "create", "--account", account)
     assert code == 2
     assert out == ""  # no token printed
-    assert "account name" in err
+    assert f"--account {account!r}" in err and "a name is 1 to 200 printable" in err
 
 
 def test_token_revoke_reads_the_token_from_stdin_and_the_node_refuses_it(
@@ -76,7 +76,9 @@ def test_token_revoke_reads_the_token_from_stdin_and_the_node_refuses_it(
     assert code == 0 and status_once_known(stack, token, 200) == 200
     monkeypatch.setattr("sys.stdin", io.StringIO("rl_not_a_token_of_it\n"))
     code, _, err = cli("token", "revoke", "--account", account)
-    assert code == 2 and err.strip()  # the decider's reason, one line
+    # No active token with that value: "the answer is no", exit 1, naming the account.
+    assert code == 1 and f"account {account!r} has no active token" in err
+    assert len(err.strip().splitlines()) == 1
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     code, _, err = cli("token", "revoke", "--account", account)
     assert code == 2 and "standard input" in err
