@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,6 +45,36 @@ def _end_on_fail(configs: dict[str, Any], flow_configs: dict[str, Any]) -> Any:
     return flow_value if isinstance(flow_value, bool) else True
 
 
+# At most this many bytes of Case steps (as JSON text in the command) are copied into a
+# run; the command's JSON fields are limited to 256,000 bytes each. Past it, the
+# orchestrator takes the remaining Cases from its folded state only.
+CASES_BUDGET = 128_000
+
+
+async def _recorded_cases(ctx: Context, nodes: list[dict[str, Any]]) -> dict[str, str]:
+    """The steps (``steps_json``) of the Cases the ``case`` nodes name, by Case id, for
+    the orchestrator: a Case's events and the run's sit on different partitions, so it
+    may read the run before the Case. Cases that are gone are left out (the node then
+    fails when it starts, as before), and so is any past ``CASES_BUDGET``."""
+    found: dict[str, str] = {}
+    size = 0
+    for node in nodes:
+        data = node.get("data")
+        if not isinstance(data, dict) or data.get("task_type") != "case":
+            continue
+        case_id = data.get("case_id")
+        if not isinstance(case_id, str) or case_id in found:
+            continue
+        case = await run_in_threadpool(ctx.deps.reads.get_case, ctx.principal.account, case_id)
+        if case is None:
+            continue
+        size += len(json.dumps(case_id)) + len(json.dumps(case.steps_json)) + 2
+        if size > CASES_BUDGET:
+            break
+        found[case_id] = case.steps_json
+    return found
+
+
 async def _from_flow(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
     site_id = id_field(fields, "site_id")
     flow_id = id_field(fields, "flow_id")
@@ -52,14 +83,16 @@ async def _from_flow(ctx: Context, fields: dict[str, Any]) -> dict[str, Any]:
     site = await read_definition(ctx, reads.get_site, site_id, "site_id", "site")
     flow = await read_definition(ctx, reads.get_flow, flow_id, "flow_id", "flow")
     flow_configs = json.loads(flow.configs_json)
+    nodes = json.loads(flow.nodes_json)
     return {
         "site_id": site_id,
         "site_url": site.site_url,  # for the orchestrator, which may not have read the Site yet
         "flow_id": flow_id,
         "title": flow.name,
-        "nodes": json.loads(flow.nodes_json),
+        "nodes": nodes,
         "edges": json.loads(flow.edges_json),
         "configs": {"end_on_fail": _end_on_fail(configs, flow_configs)},
+        "cases": await _recorded_cases(ctx, nodes),  # the same, for the case nodes' Cases
     }
 
 

@@ -127,6 +127,7 @@ def decide(state: FlowRunState | None, cmd: c.Command) -> list[e.Event]:  # noqa
             body.end_on_fail,
             body.title,
             body.site_url,
+            body.cases_json,
         )
         return _events(None, cmd, created)
     if state is None or state.deleted or state.account != cmd.account:
@@ -200,6 +201,20 @@ def _json_value(data: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+def _cases(data: Mapping[str, Any]) -> str:
+    """The create command's ``cases``: an object of Case id to that Case's steps_json
+    text (the API copies in those of the case nodes), as canonical JSON; "{}" when
+    absent. InvalidCommand for any other shape."""
+    value = _json_value(data, "cases")
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidCommand("cases", "cases must be an object of Case ids to steps JSON text")
+    return c.canonical(value, "cases")
+
+
 def _end_on_fail(data: Mapping[str, Any]) -> bool:
     configs = data.get("configs")
     if configs is not None and not isinstance(configs, dict):
@@ -226,6 +241,7 @@ def parse_flowrun_body(name: str, data: Mapping[str, Any]) -> Body:
             end_on_fail=_end_on_fail(data),
             title=c._text(data, "title", required=False) or "",
             site_url=c._text(data, "site_url", required=False) or "",
+            cases_json=_cases(data),
         )
     if name in (NodeStart.NAME, NodeSkip.NAME):
         node_id = c._text(data, "node_id", required=True, limit=c.MAX_ID)

@@ -26,6 +26,9 @@ class FlowRunCreated(Payload):
     end_on_fail: bool = True
     title: str = ""
     site_url: str = ""  # the Site's URL as the API read it ("" in version 1 events)
+    # The case nodes' Cases as the API read them: canonical JSON, Case id -> steps_json
+    # ("{}" before version 3)
+    cases_json: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,7 @@ class CreateFlowRun(Body):
     end_on_fail: bool = True
     title: str = ""
     site_url: str = ""
+    cases_json: str = "{}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import events as e
@@ -120,3 +122,104 @@ def test_a_version_1_run_without_a_recorded_url_gets_none_while_its_site_is_unre
     memory = Memory()
     memory.fold(created)
     assert memory.caserun_dispatch(created).site_url == ""  # type: ignore[union-attr]
+
+
+# -- the case nodes' Cases (flowrun.created version 3, cases_json) -----------------------
+
+CASE_NODES = [
+    {"id": "k", "data": {"task_type": "case", "case_id": "case-1"}},
+    {"id": "j", "data": {"task_type": "case", "case_id": "case-2"}},
+]
+
+
+def case_flowrun(log: Log, cases: dict[str, str]) -> None:
+    body = f.parse_flowrun_body(
+        "flowrun.create",
+        {"site_id": "site-1", "site_url": URL, "flow_id": "flow-1", "nodes": CASE_NODES,
+         "cases": cases},
+    )  # fmt: skip
+    log.do(f.AGGREGATE, RID, body)
+    log.do(f.AGGREGATE, RID, f.NodeStart("k"))
+
+
+def case_events(*bodies: c.Body, account: str = "acme") -> list[e.Event]:
+    from streams.domain import case
+
+    state = None
+    out: list[e.Event] = []
+    for n, body in enumerate(bodies):
+        cmd = c.Command(f"k{n}", "case", "case-1", 2_000 + n, account, "t", "k", "x", body)
+        for event in case.decide(state, cmd):
+            state = case.evolve(state, event)
+            out.append(event)
+    return out
+
+
+def folded(log: Log, *more: e.Event) -> Memory:
+    memory = Memory()
+    for event in [*more, *log.events]:
+        memory.fold(event)
+    return memory
+
+
+def test_a_case_node_started_before_its_case_is_read_gets_the_recorded_steps() -> None:
+    log = Log()
+    case_flowrun(log, {"case-1": CASE_STEPS})
+    memory = folded(log)
+    run = memory.run_state(RID)
+    assert run is not None
+    assert memory.dispatch_for(run, "k", 1).case_steps_json == CASE_STEPS
+    assert memory.dispatch_for(run, "j", 1).case_steps_json is None  # none recorded
+
+
+def test_a_read_case_wins_over_the_recorded_steps() -> None:
+    from streams.domain import case
+
+    log = Log()
+    case_flowrun(log, {"case-1": "[]"})  # recorded steps that differ from the Case's
+    create = case.parse_create({"site_id": "site-1", "name": "c", "steps": json.loads(CASE_STEPS)})
+    created = case_events(create)
+    memory = folded(log, *created)
+    run = memory.run_state(RID)
+    assert run is not None
+    steps = memory.dispatch_for(run, "k", 1).case_steps_json
+    assert steps is not None and steps != "[]"
+    assert json.loads(steps) == json.loads(CASE_STEPS)
+    for event in case_events(create, case.DeleteCase())[1:]:
+        memory.fold(event)
+    assert memory.dispatch_for(run, "k", 1).case_steps_json is None  # deleted since
+
+
+def test_another_accounts_case_gives_no_steps_even_with_some_recorded() -> None:
+    from streams.domain import case
+
+    log = Log()
+    case_flowrun(log, {"case-1": CASE_STEPS})
+    steps = json.loads(CASE_STEPS)
+    create = case.parse_create({"site_id": "site-1", "name": "c", "steps": steps})
+    memory = folded(log, *case_events(create, account="mallory"))
+    run = memory.run_state(RID)
+    assert run is not None
+    assert memory.dispatch_for(run, "k", 1).case_steps_json is None
+
+
+def test_an_ended_run_forgets_what_was_recorded_for_it() -> None:
+    log = Log()
+    case_flowrun(log, {"case-1": CASE_STEPS})
+    memory = folded(log)
+    assert memory.run_cases and memory.run_site_urls
+    log.do(f.AGGREGATE, RID, f.CancelFlowRun("user"))
+    memory.fold(log.events[-1])
+    assert memory.run_cases == {} and memory.run_site_urls == {}
+
+
+def test_a_create_command_with_cases_of_another_shape_is_refused() -> None:
+    from streams.domain.commands import InvalidCommand
+
+    for cases in ([CASE_STEPS], {"case-1": []}, {"case-1": 5}, "not json"):
+        with pytest.raises(InvalidCommand) as caught:
+            f.parse_flowrun_body(
+                "flowrun.create",
+                {"site_id": "s", "flow_id": "f", "nodes": CASE_NODES, "cases": cases},
+            )
+        assert caught.value.field == "cases"

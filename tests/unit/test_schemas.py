@@ -67,6 +67,7 @@ RELEASED = {
     "flowrun.completed.v1": "203453081e002ba8",
     "flowrun.created.v1": "bc39f5c5b5f2b75e",
     "flowrun.created.v2": "9099b7ed5edc2d06",
+    "flowrun.created.v3": "37f76b3fe2ca677b",
     "flowrun.deleted.v1": "272248a26fb61f5f",
     "flowrun.log.v1": "3d5af689e65f5522",
     "flowrun.node_failed.v1": "d2b8a9afb2233abf",
