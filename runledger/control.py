@@ -165,6 +165,8 @@ class ControlServer:
 
     @staticmethod
     async def _send(writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
+        if writer.is_closing():  # uvloop raises RuntimeError on a write to a closed peer
+            raise ConnectionResetError("the control client went away")
         writer.write(json.dumps(message).encode() + b"\n")
         await writer.drain()
 

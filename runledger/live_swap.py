@@ -35,7 +35,9 @@ from projections.store import Store
 from runledger import control
 from runledger.serving import Serving, Unpublished
 from runledger.swap_files import (
+    AS,
     INCOMING,
+    TOOK,
     SwapError,
     SwapResult,
     check_closed,
@@ -51,6 +53,8 @@ log = logging.getLogger("runledger.swap")
 CATCH_UP_TIMEOUT_S = 600.0
 SETTLE_TIMEOUT_S = 30.0  # the old projector stopped: the new one must reach it by then
 DRAIN_TIMEOUT_S = 30.0  # reads still running on the old file after the switch
+CHECKPOINT_TRIES = 50  # after the switch, while the new projector writes (see fold_log)
+CHECKPOINT_PAUSE_S = 0.1
 
 
 class LiveSwap:
@@ -113,7 +117,7 @@ class LiveSwap:
                 f"cannot move {source} into {live.parent}: {exc} (put the rebuilt file in "
                 "the data dir, e.g. `runledger replay --to DATA_DIR/rebuilt.duckdb`)"
             ) from exc
-        await report(f"took {source} as {staged}")
+        await report(f"{TOOK}{source}{AS}{staged}")
         store = Store(staged)
         projector: Projector | None = None
         task: asyncio.Task[None] | None = None
@@ -208,6 +212,9 @@ class LiveSwap:
         backup and give the new one the node's file name."""
         if not await asyncio.to_thread(drained.wait, DRAIN_TIMEOUT_S):
             log.warning("node: reads on the old file still run after %ss", DRAIN_TIMEOUT_S)
+        # Its log into it first (its projector stopped: nothing writes), or the log goes
+        # with it to the backup, which a rollback (`swap --from` the backup) refuses.
+        await fold_log(old, "of the old file, before it becomes the backup")
         await asyncio.to_thread(old.close)
         try:
             backup = keep_as_backup(live, when)
@@ -217,10 +224,32 @@ class LiveSwap:
                 f"the node serves from {staged} but could not rename it to {live}: {exc}; "
                 f"stop the node and run `runledger swap --from {staged}`"
             ) from exc
-        # Until the node restarts, DuckDB logs under the incoming name: fold that log
-        # into the file now, so node.duckdb alone holds the swap.
-        try:
-            await asyncio.to_thread(self._serving.projection.store.query, "CHECKPOINT")
-        except StoreError as exc:
-            log.warning("node: no checkpoint after the swap (%s); the next one folds it", exc)
+        await fold_log(self._serving.projection.store, "after the swap")
         return backup
+
+
+async def fold_log(store: Store, when: str) -> bool:
+    """CHECKPOINT ``store``: its write-ahead log into the file. For the old file before
+    it becomes the backup (a backup with a log is refused by ``swap --from``); for the
+    new one after the switch, because until the node restarts DuckDB logs it under the
+    incoming name it was opened with, so node.duckdb alone holds the swap. DuckDB
+    refuses a CHECKPOINT while a write transaction runs, which the new projector,
+    catching up or following a busy log, has most of the time (4 swaps in 7 under load
+    refused the one try this used to make), so try again between its batches. False
+    (and a warning, naming ``when``) when every try was refused: the next automatic
+    checkpoint folds it."""
+    error: StoreError | None = None
+    for _ in range(CHECKPOINT_TRIES):
+        try:
+            await asyncio.to_thread(store.query, "CHECKPOINT")
+            return True
+        except StoreError as exc:
+            error = exc
+            await asyncio.sleep(CHECKPOINT_PAUSE_S)
+    log.warning(
+        "node: no checkpoint %s in %d tries (%s); the next one folds the log",
+        when,
+        CHECKPOINT_TRIES,
+        error,
+    )
+    return False
