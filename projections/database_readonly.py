@@ -131,5 +131,14 @@ class Comparison:
             ).fetchall()
         return only_l, only_r
 
+    def difference_counts(self, table: str) -> tuple[int, int]:
+        """How many rows of ``table`` are only in ``lhs``, and only in ``rhs``
+        (``EXCEPT ALL``, as :meth:`differences`, which shows at most ``limit``)."""
+        count = 'SELECT count(*) FROM (SELECT * FROM {a}."{n}" EXCEPT ALL SELECT * FROM {b}."{n}")'
+        with failing(f"table {table} cannot be compared"):
+            (left,) = self._con.execute(count.format(a="lhs", b="rhs", n=table)).fetchone() or (0,)
+            (right,) = self._con.execute(count.format(a="rhs", b="lhs", n=table)).fetchone() or (0,)
+        return int(left), int(right)
+
     def close(self) -> None:
         self._con.close()

@@ -21,7 +21,8 @@ from projections.errors import StoreError
 
 @dataclass(frozen=True, slots=True)
 class TableCheck:
-    """One table in both files; ``only_left``/``only_right`` hold up to ``limit`` rows.
+    """One table in both files; ``only_left``/``only_right`` hold up to ``limit`` rows
+    of the ``left_only_count``/``right_only_count`` rows that differ.
     ``columns``/``right_columns``: each side's columns; when they differ (a projection
     whose code changed) the rows are not compared, the table simply differs."""
 
@@ -34,6 +35,8 @@ class TableCheck:
     only_right: tuple[Row, ...] = ()
     columns: tuple[str, ...] = field(default=())
     right_columns: tuple[str, ...] = field(default=())
+    left_only_count: int = 0  # all the rows only in the left file, shown or not
+    right_only_count: int = 0
 
     @property
     def equal(self) -> bool:
@@ -63,11 +66,22 @@ def compare(left: str | Path, right: str | Path, *, limit: int = 20) -> list[Tab
             cols, cols_r = files.columns("lhs", name), files.columns("rhs", name)
             only_l: list[Row] = []
             only_r: list[Row] = []
+            counts = (0, 0)
             if cols == cols_r and (sum_l != sum_r or rows_l != rows_r):
                 only_l, only_r = files.differences(name, limit)
+                counts = files.difference_counts(name)
             out.append(
                 TableCheck(
-                    name, rows_l, rows_r, sum_l, sum_r, tuple(only_l), tuple(only_r), cols, cols_r
+                    name,
+                    rows_l,
+                    rows_r,
+                    sum_l,
+                    sum_r,
+                    tuple(only_l),
+                    tuple(only_r),
+                    cols,
+                    cols_r,
+                    *counts,
                 )
             )
         return out

@@ -1,4 +1,4 @@
-"""``runledger replay``, ``verify`` and ``export``: the read model from the log.
+"""``runledger replay`` and ``verify``: the read model from the log.
 
 - replay: the bulk path (``projections.replay.replay_parallel``: worker processes fold
   disjoint partitions, this process appends their rows) from offset 0 into a new
@@ -8,8 +8,8 @@
   DuckDB refuses while a node holds it: stop the node, or pass ``--copy`` to compare a
   copy of the file (see docs/operations.md for what a copy of a live file can show).
   What it found is shown by :mod:`runledger.verify_report` (re-exported here).
-- export: events from the log and every table (of a fresh replay, or of ``--db``) as
-  Parquet, built beside ``--out`` and renamed into place: ``--out`` holds one export.
+
+``export`` (:mod:`runledger.export`) rebuilds the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TextIO
 
 from projections.errors import StoreError
-from projections.export import EventWriter, ExportFolderError, export_tables, staged_export
 from projections.replay import Progress, ReplayResult
 from projections.replay_parallel import replay_parallel
 from projections.verify import compare, positions, stored_topics
@@ -38,12 +37,8 @@ from runledger.verify_report import (  # noqa: F401 (re-exported: the CLI import
     render_row,
     render_verification,
 )
-from schemas import default_codec
-from streams.consumer import ConsumerError, Delivery, read_to_end
-from streams.serde import decode_event
+from streams.consumer import ConsumerError
 from streams.topics import TopicError, Topics, require_topics
-
-EVENTS_FILE = "ledger_events.parquet"
 
 
 class ToolError(Exception):
@@ -241,50 +236,3 @@ def held_by_node(live: Path) -> str:
     """What ``verify`` says when a node holds ``live`` (DuckDB allows no reader beside
     its one writer process)."""
     return f"the node holds {live}: stop it first, or pass --copy to verify a copy"
-
-
-# -- export ---------------------------------------------------------------------------------
-
-
-async def _export_events(bootstrap: str, topics: Topics, target: Path) -> int:
-    codec = default_codec()
-    skipped = 0
-    with EventWriter(target) as writer:
-        async for batch in read_to_end(bootstrap, topics.events, client_id="runledger-export"):
-            rows = []
-            for r in batch:
-                try:
-                    if r.value is None:
-                        raise ValueError("no value")
-                    rows.append(
-                        Delivery(r.partition, r.offset, r.timestamp, decode_event(codec, r.value))
-                    )
-                except Exception:  # the projector dead-letters these too
-                    skipped += 1
-            writer.write(rows)
-        count = writer.rows
-    if skipped:
-        print(f"runledger export: skipped {skipped} undecodable messages", file=sys.stderr)
-    return count
-
-
-def run_export(bootstrap: str, topics: Topics, out: Path, db: Path | None) -> dict[str, Path]:
-    """Export the events and every table (of ``db``, else of a fresh replay) into
-    ``out``, which afterwards holds this export only (see projections.export). ToolError
-    when the log, ``db`` or ``out`` cannot serve; ``out`` is then as it was."""
-    require_writable_folder(out, "export --out")
-    require_log(bootstrap, topics, "export")
-    try:
-        with staged_export(out) as folder:
-            asyncio.run(_export_events(bootstrap, topics, folder / EVENTS_FILE))
-            if db is not None:
-                tables = export_tables(db, folder)
-            else:
-                with tempfile.TemporaryDirectory(prefix="runledger-export-") as scratch:
-                    fresh = Path(scratch) / "replayed.duckdb"
-                    rebuild(bootstrap, topics, fresh, on_progress=ProgressLine())
-                    tables = export_tables(fresh, folder)
-    except (StoreError, ExportFolderError) as exc:
-        raise ToolError(str(exc)) from exc
-    written = {"ledger_events": EVENTS_FILE, **{n: p.name for n, p in tables.items()}}
-    return {name: out / file for name, file in written.items()}

@@ -49,11 +49,25 @@ def render_verification(v: Verification, out: TextIO | None = None) -> None:
             out.write(f"  rebuilt: ({', '.join(c.right_columns)})\n")
         elif c.columns:
             out.write(f"\n{c.name}: ({', '.join(c.columns)})\n")
+            out.write(f"  {differing(c)}\n")
         for row in c.only_left:
             out.write(f"  live only:    {render_row(row)}\n")
         for row in c.only_right:
             out.write(f"  rebuilt only: {render_row(row)}\n")
     out.write("verify: " + ("the read model equals the log\n" if v.ok else "DIFFERENCES\n"))
+
+
+def differing(c: TableCheck) -> str:
+    """How many rows differ, and how many of them are shown: a table that differs in
+    thousands of rows shows ``--limit`` of each side, and says so."""
+    text = (
+        f"{c.left_only_count:,} {'row' if c.left_only_count == 1 else 'rows'} only in the "
+        f"live file, {c.right_only_count:,} only in the rebuild"
+    )
+    shown = len(c.only_left) + len(c.only_right)
+    if shown < c.left_only_count + c.right_only_count:
+        return f"{text}; the first {len(c.only_left):,} and {len(c.only_right):,} (--limit):"
+    return text + ":"
 
 
 def render_row(row: tuple[object, ...]) -> str:

@@ -29,10 +29,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not target.parent.is_dir():
         raise CliError(f"--to {target}: the folder {target.parent} does not exist")
     settings = settings_of(args)
+    existed = target.exists()
     try:
         result = run_replay(settings.kafka_bootstrap, topics_of(settings), target, args.force)
     except ToolError as exc:
         raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return interrupted(
+            "replay", f"{target} was {'left as it was' if existed else 'not written'}"
+        )
     print(
         f"replayed {result.events:,} events into {target} in {result.seconds:.1f} s "
         f"({result.states:,} aggregates, {result.duplicates} duplicates dropped, "
@@ -56,6 +61,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
     except ToolError as exc:
         raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return interrupted("verify", "nothing was compared")
     render_verification(v)
     return 0 if v.ok else 1
 
@@ -77,6 +84,12 @@ def cmd_swap(args: argparse.Namespace) -> int:
                 on_progress=lambda text: print(f"swap: {text}", file=sys.stderr),
             )
             running = True
+        except KeyboardInterrupt:
+            # Only this command stops: the node finishes the swap, or undoes it if it
+            # fails (tests/unit/test_control_caller_gone.py).
+            return interrupted(
+                "swap", "the node goes on with the swap (or undoes it): its log says how it ended"
+            )
         except NoNode:
             result = swap_offline(live, source, topics_of(_with_stack_prefix(settings)).events)
             running = False
@@ -108,7 +121,8 @@ def _with_stack_prefix(settings: Settings) -> Settings:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from runledger.replay import ToolError, run_export
+    from runledger.export import run_export
+    from runledger.replay import ToolError
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -125,9 +139,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     except ToolError as exc:
         raise CliError(str(exc)) from exc
+    except KeyboardInterrupt:
+        return interrupted("export", f"{out} was left as it was")
     for name, path in written.items():
         print(f"{name}\t{path}")
     return 0
+
+
+def interrupted(tool: str, left: str) -> int:
+    """Ctrl-C during a rebuild: exit 130 (as the CLI does for every command) with one
+    line saying what was left, below the progress line a terminal shows (which has no
+    newline of its own until the end). The tools build beside their target and rename
+    at the end, so an interrupted one leaves its target as it was."""
+    newline = "\n" if sys.stderr.isatty() else ""
+    print(f"{newline}runledger {tool}: interrupted; {left}", file=sys.stderr)
+    return 130
 
 
 def add_read_model_commands(sub: Any) -> None:
