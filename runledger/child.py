@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from runledger.broker.host import die_with_parent
@@ -35,6 +36,8 @@ class Child:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self._sent_term_at: float | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +45,8 @@ class Child:
         # Its own session (Ctrl-C reaches `up`, which stops it in order), and a SIGTERM
         # when `up` dies, even by SIGKILL: no orphan keeps the port for the next `up`.
         main = threading.current_thread() is threading.main_thread()
+        self._sent_term_at = None
+        self._stopped = False
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
@@ -75,14 +80,26 @@ class Child:
             time.sleep(RESTART_DELAY_S)
             self.start()
 
+    def terminate(self) -> None:
+        """Send SIGTERM (once: a second one makes a service exit at once) if it runs."""
+        if self.proc is not None and self.proc.poll() is None and self._sent_term_at is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self._sent_term_at = time.monotonic()
+
     def stop(self, timeout: float = KILL_AFTER_S) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` s; the log line says which it took
-        and the exit status (0: a clean stop, 3: the service's own forced exit)."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM (unless :meth:`terminate` sent it), then SIGKILL ``timeout`` s after
+        it; the log line says which it took and the exit status (0: a clean stop, 3: the
+        service's own forced exit). Nothing for a process that ended before being asked:
+        :meth:`check` or :meth:`exited` has said so."""
+        if self.proc is None or self._stopped:
             return
-        self.proc.send_signal(signal.SIGTERM)
+        if self.proc.poll() is not None and self._sent_term_at is None:
+            return
+        self._stopped = True
+        self.terminate()
+        sent = self._sent_term_at if self._sent_term_at is not None else time.monotonic()
         try:
-            status = self.proc.wait(timeout)
+            status = self.proc.wait(max(0.0, sent + timeout - time.monotonic()))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -101,6 +118,18 @@ class Child:
             log.warning(
                 "%s (pid %d) stopped by %s (see %s)", self.name, self.proc.pid, ended, self.log_path
             )
+
+
+def stop_together(children: Iterable[Child], timeout: float) -> None:
+    """SIGTERM to every child at once, then SIGKILL to those still running ``timeout`` s
+    later: for when the order of a clean stop no longer matters. Once the broker is gone
+    a service's stop cannot reach it and waits out its whole grace; one after the other,
+    that kept `up` stopping for 36 s after it had said the broker died."""
+    children = list(children)
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.stop(timeout)
 
 
 def last_line(path: Path) -> str:

@@ -24,6 +24,10 @@ class StackFile:
     topic_prefix: str
     token: str
     pid: int = 0
+    # Whether `up` ran the broker itself (True) or used RUNLEDGER_KAFKA_BOOTSTRAP (False);
+    # None in files written before it was recorded. A later `up` refuses to resume the
+    # read model against the other kind (runledger.stack_resume).
+    own_broker: bool | None = None
 
     def write(self, data_dir: Path) -> Path:
         """Write atomically, readable by the owner only (it holds a token)."""
@@ -89,6 +93,9 @@ def _checked(raw: Any) -> dict[str, Any]:
     pid = raw.get("pid", 0)
     if isinstance(pid, bool) or not isinstance(pid, int):
         raise ValueError(f"pid must be a whole number, got {pid!r}")
+    own = raw.get("own_broker")
+    if own is not None and not isinstance(own, bool):
+        raise ValueError(f"own_broker must be true, false or null, got {own!r}")
     try:
         check_bootstrap(raw["kafka_bootstrap"])
     except ValueError as exc:

@@ -10,22 +10,26 @@ dir resumes: the broker keeps its log, the node its DuckDB file.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
 import httpx
 
 from runledger import logs
 from runledger.broker import BrokerHandle, start_broker
-from runledger.child import Child
+from runledger.child import Child, stop_together
 from runledger.settings import PRIVATE_TARGETS_WARNING, Settings
+from runledger.stack_resume import resume_refusal, same_ledger
 from runledger.stackfile import StackFile
 from runledger.tokens import TokenError, issue_token
 from streams.topics import Topics, ensure_topics
@@ -35,6 +39,12 @@ log = logging.getLogger("runledger.up")
 # How long the last run's token may take to be accepted before a new one is issued
 # (the node learns tokens from the ledger as it catches up).
 REUSE_WAIT_S = 20.0
+
+
+# How long the services get to stop once the broker has died before they are killed: a
+# clean stop would wait for the broker (each service's whole 20 s grace); what they
+# recorded is in the broker's log already, and the next start resumes from it.
+BROKER_GONE_KILL_AFTER_S = 5.0
 
 
 class NotReady(Exception):
@@ -90,6 +100,47 @@ def _cannot_listen(host: str, port: int) -> str | None:
     return None
 
 
+LOCK_FILE = "up.lock"
+
+
+class Refused(Exception):
+    """``up`` will not start on this data dir; the message says why and what to do."""
+
+
+def _hold_data_dir(data_dir: Path) -> IO[str]:
+    """``data_dir`` made if needed and checked writable, and its ``up.lock`` locked for
+    as long as this process lives (the kernel lets go when it dies, even by SIGKILL):
+    two ``up`` started at once each saw no running stack in stack.json, which is only
+    written once the stack is up, and the second waited 30 s for the broker's lock, then
+    named the first one's broker as the one to kill. Refused when it cannot be had."""
+    try:
+        # Owner only when new: it holds every account's data, the logs and the token.
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # stack.json is written last: find out now, not once everything has started.
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".up-probe-"):
+            pass
+        lock = open(data_dir / LOCK_FILE, "a+")  # noqa: SIM115 - held until up exits
+    except OSError as exc:
+        raise Refused(
+            f"cannot write to the data dir {data_dir} ({exc.strerror or exc}): make it "
+            "writable or choose another --data-dir"
+        ) from exc
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        pid = lock.read().strip() or "unknown"
+        lock.close()
+        raise Refused(
+            f"a stack runs or is starting on {data_dir} (runledger up, pid {pid}); stop it first "
+            "or choose another --data-dir"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def run_up(settings: Settings) -> int:
     """Run the stack until a signal; the exit status of the command."""
     data_dir = settings.data_dir.resolve()
@@ -101,6 +152,10 @@ def run_up(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    refusal = resume_refusal(previous, data_dir, settings.topic_prefix, settings.kafka_bootstrap)
+    if refusal:
+        print(f"runledger: {refusal}", file=sys.stderr)
+        return 2
     problem = _cannot_listen(settings.host, settings.port)
     if problem:
         print(
@@ -110,8 +165,18 @@ def run_up(settings: Settings) -> int:
         )
         return 2
     # Only now, when nothing above refused: a refused `up` leaves no empty folder behind.
-    # Owner only when new: it holds every account's data, the logs and the token.
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        lock = _hold_data_dir(data_dir)
+    except Refused as exc:
+        print(f"runledger: {exc}", file=sys.stderr)
+        return 2
+    with lock:
+        return _run_locked(settings, data_dir, previous)
+
+
+def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) -> int:
+    """The stack's life, once ``up`` holds the data dir."""
+    own_broker = not settings.kafka_bootstrap
     stopping = False
 
     def _stop(signum: int, frame: object) -> None:
@@ -173,8 +238,13 @@ def run_up(settings: Settings) -> int:
         _wait_http(api_url, 60, watch)
         # The token of the last run, if that run used the same topics: a token lives in
         # the ledger it was issued on (another prefix is another ledger).
-        same_ledger = previous is not None and previous.topic_prefix == settings.topic_prefix
-        token = previous.token if previous is not None and same_ledger else ""
+        same = previous is not None and same_ledger(
+            previous,
+            data_dir,
+            settings.topic_prefix,
+            "" if own_broker else settings.kafka_bootstrap,
+        )
+        token = previous.token if previous is not None and same else ""
         if token and not _accepted(api_url, token, REUSE_WAIT_S, watch):
             print(
                 "runledger: the last run's token is not accepted (revoked?); issuing a new one",
@@ -185,7 +255,7 @@ def run_up(settings: Settings) -> int:
             token = asyncio.run(issue_token(settings, "default", "default"))
         _wait_http(api_url, 60, watch, token)
         StackFile(
-            api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid()
+            api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid(), own_broker
         ).write(data_dir)
         print(f"runledger: API on {api_url}; dashboard on {api_url}/ui", flush=True)
         print(f"runledger: token for account 'default': {token}", flush=True)
@@ -196,6 +266,11 @@ def run_up(settings: Settings) -> int:
             failure = broker.failure()
             if failure is not None:  # the clients would retry in silence
                 print(f"runledger: {failure}", file=sys.stderr, flush=True)
+                print(
+                    "runledger: stopping the services (they cannot stop cleanly without it)",
+                    flush=True,
+                )
+                stop_together(children, BROKER_GONE_KILL_AFTER_S)
                 return 2
             for child in children:
                 child.check()

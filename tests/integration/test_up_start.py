@@ -22,9 +22,11 @@ from tests.integration.test_up import _pids_of_children
 pytestmark = pytest.mark.integration
 
 
-def _up(kafka_bootstrap: str, data_dir: Path, prefix: str) -> subprocess.Popen[str]:
+def _up(kafka_bootstrap: str, data_dir: Path, prefix: str, **more: str) -> subprocess.Popen[str]:
+    """``runledger up`` on ``data_dir`` with only these RUNLEDGER_ settings (``more``:
+    others, e.g. RUNLEDGER_PARTITIONS), on a free port; stdout and stderr as one pipe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
-    env.update(RUNLEDGER_KAFKA_BOOTSTRAP=kafka_bootstrap, RUNLEDGER_TOPIC_PREFIX=prefix)
+    env.update(RUNLEDGER_KAFKA_BOOTSTRAP=kafka_bootstrap, RUNLEDGER_TOPIC_PREFIX=prefix, **more)
     argv = ["up", "--data-dir", str(data_dir), "--port", str(free_port())]
     return subprocess.Popen(
         [sys.executable, "-m", "runledger", *argv],

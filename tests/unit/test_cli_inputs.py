@@ -219,6 +219,7 @@ def test_stack_file_json_is_what_up_writes(tmp_path: Path) -> None:
         "topic_prefix",
         "token",
         "pid",
+        "own_broker",
     }
 
 
