@@ -50,8 +50,21 @@ def stop_on_signals(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
         loop.add_signal_handler(sig, on_signal, sig)
 
 
+_PARENT = os.getppid()  # who started this process (``up``, a shell, a supervisor)
+
+
 def _second_signal(signum: int, _frame: object) -> None:
-    _exit_now(f"a second {signal.Signals(signum).name} came while stopping")
+    _exit_now(second_signal_reason(signum, _PARENT, os.getppid()))
+
+
+def second_signal_reason(signum: int, parent: int, parent_now: int) -> str:
+    """Why a second signal ends the stop. When the process that started this one is
+    gone (``up`` killed: the kernel signals its children, more than once), say that,
+    rather than suggest that someone pressed Ctrl-C twice."""
+    reason = f"a second {signal.Signals(signum).name} came while stopping"
+    if parent_now != parent:
+        reason += f"; the process that started it (pid {parent}) is gone"
+    return reason
 
 
 def _exit_now(reason: str) -> None:
