@@ -53,11 +53,9 @@ class Memory:
         self.node_caseruns: dict[tuple[str, str], str] = {}
         # the other way: CaseRun id -> (flowrun id, node id) of the job that created it
         self.caserun_nodes: dict[str, tuple[str, str]] = {}
-        # FlowRun id -> its Site's URL as the API read it when it created the run
-        self.run_site_urls: dict[str, str] = {}
-        # FlowRun id -> the Cases its case nodes name, as the API read them (canonical
-        # JSON text of Case id -> steps_json, decoded when a case node starts)
-        self.run_cases: dict[str, str] = {}
+        # Active FlowRun id -> its created event's payload: the Site's URL and the case
+        # nodes' Cases as the API read them (``site_url``, ``cases_json``)
+        self.run_created: dict[str, f.FlowRunCreated] = {}
 
     def fold(self, event: Event) -> None:
         """Take ``event`` into account (a duplicate or older seq is ignored)."""
@@ -70,11 +68,6 @@ class Memory:
                 self.node_caseruns[(data.flowrun_id, data.node_id)] = event.aggregate_id
                 self.caserun_nodes[event.aggregate_id] = (data.flowrun_id, data.node_id)
             return  # a standalone one is dispatched from the batch
-        if isinstance(event.data, f.FlowRunCreated):
-            if event.data.site_url:
-                self.run_site_urls[event.aggregate_id] = event.data.site_url
-            if event.data.cases_json != "{}":
-                self.run_cases[event.aggregate_id] = event.data.cases_json
         key = aggregates.stream_key(event.aggregate_type, event.aggregate_id)
         state = self.states.get(key)
         if state is not None and event.seq <= state.seq:
@@ -84,12 +77,15 @@ class Memory:
         except ValueError as exc:
             log.warning("event %s of %s not folded: %s", event.type, key, exc)
             return
-        if isinstance(after, f.FlowRunState) and (after.deleted or after.status in f.RUN_TERMINAL):
+        if isinstance(event.data, f.FlowRunCreated):
+            self.run_created[event.aggregate_id] = event.data
+        elif isinstance(after, f.FlowRunState) and (
+            after.deleted or after.status in f.RUN_TERMINAL
+        ):
             # What the API recorded covers the moments after the run's creation, when
             # its Site or Cases may not be read yet; an ended run needs it no more (a
             # retry comes long after), so memory does not grow with every run's Cases.
-            self.run_site_urls.pop(after.id, None)
-            self.run_cases.pop(after.id, None)
+            self.run_created.pop(after.id, None)
 
     def _remember(self, event: Event) -> None:
         data = event.data
@@ -150,8 +146,8 @@ class Memory:
         """The steps of Case ``case_id`` as the API copied them into run ``run_id`` (for a
         Case this orchestrator has not read yet: its events may sit on another
         partition); None when the run recorded none of it."""
-        recorded = self.run_cases.get(run_id)
-        return _recorded_steps_of(recorded, case_id) if recorded else None
+        created = self.run_created.get(run_id)
+        return _json_str(created.cases_json, case_id) if created is not None else None
 
     def caseruns_to_cancel(self, run: f.FlowRunState) -> list[str]:
         """The CaseRuns of the case nodes the cancel of ``run`` stopped (those created
@@ -187,18 +183,10 @@ class Memory:
                 steps = self._recorded_steps(run.id, case_id)
             elif case is not None and not case.deleted and case.account == run.account:
                 steps = getattr(case, "steps_json", None)
-        recorded = self.run_site_urls.get(run.id, "")
+        created = self.run_created.get(run.id)
+        recorded = created.site_url if created is not None else ""
         site_url = self.site_url(run.site_id, run.account, recorded)
         return Dispatch(job, site_url=site_url, case_id=case_id, case_steps_json=steps)
-
-
-def _recorded_steps_of(cases_json: str, case_id: str) -> str | None:
-    try:
-        cases = json.loads(cases_json)
-    except ValueError:
-        return None
-    steps = cases.get(case_id) if isinstance(cases, dict) else None
-    return steps if isinstance(steps, str) else None
 
 
 def _json_str(text: str, key: str) -> str | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,3 +29,26 @@ def launch(playwright: Any, *extra: str) -> Any:
     """A headless Chromium from Playwright's sync API ``playwright``."""
     require_chromium()
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[*FLAGS, *extra])
+
+
+def browser_session(patient: bool = True) -> Iterator[Any]:
+    """A launched Chromium for the life of a module-scoped fixture (``yield from``).
+    ``patient``: every ``expect`` waits up to 15 s, not Playwright's 5 s, meanwhile: CI's
+    two cores are busy with Kafka, the node and Chromium at once, and a wait is not what
+    these tests check. Start it after the tests' data and tokens: Playwright's sync API
+    keeps an event loop running on this thread, and ``asyncio.run`` then refuses to."""
+    require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    if patient:
+        expect.set_options(timeout=15_000)
+    try:
+        with sync_playwright() as p:
+            launched = launch(p)
+            try:
+                yield launched
+            finally:
+                launched.close()
+    finally:
+        if patient:
+            expect.set_options(timeout=5_000)

@@ -417,6 +417,12 @@ def _up_until_token(kafka_bootstrap: str, data_dir: Path, prefix: str) -> tuple[
         assert found, lines
         return found[0].rsplit(" ", 1)[1], lines
     finally:
+        stop_up(up)
+
+
+def stop_up(up: subprocess.Popen[str]) -> None:
+    """SIGTERM a running ``up`` and wait for it; killed if it takes over a minute."""
+    if up.poll() is None:
         up.send_signal(signal.SIGTERM)
         try:
             up.wait(60)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.chromium import launch, require_chromium
+from tests.integration.chromium import browser_session
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_api_process_events import send
 from tests.integration.test_dashboard_visual import Page, _runs
@@ -94,18 +94,8 @@ def seeded(ui_stack: Stack) -> Seeded:
 
 @pytest.fixture(scope="module")
 def browser(seeded: Seeded) -> Iterator[Any]:
-    """Started after the data and tokens (see test_dashboard_visual.browser)."""
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=15_000)  # two busy cores: a wait is not what is tested
-    with sync_playwright() as p:
-        launched = launch(p)
-        try:
-            yield launched
-        finally:
-            launched.close()
-            expect.set_options(timeout=5_000)
+    """Started after the data and tokens (see ``browser_session``)."""
+    yield from browser_session()
 
 
 @pytest.fixture

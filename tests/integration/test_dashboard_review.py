@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from runledger.tokens import revoke_token
-from tests.integration.chromium import launch, require_chromium
+from tests.integration.chromium import browser_session
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.test_api_process_events import send
 
@@ -52,15 +52,7 @@ def patient_expectations() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = launch(p)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    yield from browser_session(patient=False)  # patient_expectations covers the module
 
 
 @pytest.fixture

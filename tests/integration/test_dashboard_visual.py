@@ -26,7 +26,7 @@ from streams.domain import caserun as cr
 from streams.domain import flowrun as fr
 from streams.domain.commands import Body
 from streams.topics import Topics
-from tests.integration.chromium import launch, require_chromium
+from tests.integration.chromium import browser_session
 from tests.integration.conftest import Stack, start_stack
 from tests.integration.flow_helpers import CASE_STEPS, command, edge, node
 from tests.integration.test_api_process_events import send
@@ -187,19 +187,8 @@ def seeded(ui_stack: Stack) -> Seeded:
 
 @pytest.fixture(scope="module")
 def browser(seeded: Seeded) -> Iterator[Any]:
-    """Started after the data and tokens: Playwright's sync API keeps an event loop
-    running on this thread, and driving commands or issuing tokens uses ``asyncio.run``."""
-    require_chromium()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=15_000)  # two busy cores: a wait is not what is tested
-    with sync_playwright() as p:
-        launched = launch(p)
-        try:
-            yield launched
-        finally:
-            launched.close()
-            expect.set_options(timeout=5_000)
+    """Started after the data and tokens (see ``browser_session``)."""
+    yield from browser_session()
 
 
 class Page:

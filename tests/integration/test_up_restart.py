@@ -14,21 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_cli_review import _gone, _pids_of, _start_up
+from tests.integration.test_cli_review import _gone, _pids_of, _start_up, stop_up
 from tests.integration.test_up import _pids_of_children
 from tests.integration.test_up_start import _up
 
 pytestmark = pytest.mark.integration
-
-
-def _stop(up: subprocess.Popen[str]) -> None:
-    if up.poll() is None:
-        up.send_signal(signal.SIGTERM)
-        try:
-            up.wait(60)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait()
 
 
 def _token(lines: list[str]) -> str:
@@ -89,7 +79,7 @@ def test_a_killed_broker_stops_up_in_seconds_and_the_next_up_has_every_process(
             )
             assert found.status_code == 200, found.text
     finally:
-        _stop(second)
+        stop_up(second)
     assert second.returncode == 0
     assert _pids_of_children(data_dir) == []
 
@@ -126,6 +116,6 @@ def test_a_second_up_while_the_first_starts_is_refused_at_once(
             lines.append(line.rstrip())
         assert _token(lines), lines  # the first one came up undisturbed
     finally:
-        _stop(first)
+        stop_up(first)
     assert first.returncode == 0
     assert _pids_of_children(data_dir) == []

@@ -15,11 +15,11 @@ import json
 
 import pytest
 
+from streams.domain import aggregates, site
 from streams.domain import caserun as cr
 from streams.domain import commands as c
 from streams.domain import events as e
 from streams.domain import flowrun as f
-from streams.domain import site
 from streams.orchestrator_memory import Memory
 from tests.unit.test_runs_review import CASE_STEPS, RID, Log
 
@@ -27,15 +27,24 @@ URL = "https://shop.example.com/"
 NODES = [{"id": "s", "data": {"task_type": "scan"}}]
 
 
-def site_events(*bodies: c.Body, account: str = "acme") -> list[e.Event]:
+def decided(
+    aggregate: str, aggregate_id: str, bodies: tuple[c.Body, ...], account: str
+) -> list[e.Event]:
+    """The events of ``bodies`` on one aggregate of ``account``, decided in order."""
     state = None
     out: list[e.Event] = []
     for n, body in enumerate(bodies):
-        cmd = c.Command(f"s{n}", "site", "site-1", 1_000 + n, account, "t", "k", "x", body)
-        for event in site.decide(state, cmd):
-            state = site.evolve(state, event)
+        cmd = c.Command(
+            f"{aggregate}{n}", aggregate, aggregate_id, 1_000 + n, account, "t", "k", "x", body
+        )
+        for event in aggregates.decide(state, cmd):
+            state = aggregates.evolve(state, event)
             out.append(event)
     return out
+
+
+def site_events(*bodies: c.Body, account: str = "acme") -> list[e.Event]:
+    return decided("site", "site-1", bodies, account)
 
 
 def standalone_caserun(log: Log, site_url: str = URL) -> e.Event:
@@ -143,16 +152,7 @@ def case_flowrun(log: Log, cases: dict[str, str]) -> None:
 
 
 def case_events(*bodies: c.Body, account: str = "acme") -> list[e.Event]:
-    from streams.domain import case
-
-    state = None
-    out: list[e.Event] = []
-    for n, body in enumerate(bodies):
-        cmd = c.Command(f"k{n}", "case", "case-1", 2_000 + n, account, "t", "k", "x", body)
-        for event in case.decide(state, cmd):
-            state = case.evolve(state, event)
-            out.append(event)
-    return out
+    return decided("case", "case-1", bodies, account)
 
 
 def folded(log: Log, *more: e.Event) -> Memory:
@@ -207,10 +207,11 @@ def test_an_ended_run_forgets_what_was_recorded_for_it() -> None:
     log = Log()
     case_flowrun(log, {"case-1": CASE_STEPS})
     memory = folded(log)
-    assert memory.run_cases and memory.run_site_urls
+    assert RID in memory.run_created
     log.do(f.AGGREGATE, RID, f.CancelFlowRun("user"))
     memory.fold(log.events[-1])
-    assert memory.run_cases == {} and memory.run_site_urls == {}
+    assert memory.run_created == {}
+    assert memory.dispatch_for(memory.run_state(RID), "k", 1).site_url == ""  # type: ignore[arg-type]
 
 
 def test_a_create_command_with_cases_of_another_shape_is_refused() -> None:
