@@ -18,7 +18,6 @@ from projections.rows import event_of_row
 from streams.domain.history import NotYetCreated, state_as_of
 
 PARAM = "as_of"
-ALL = 1 << 62
 
 
 def wanted(request: Request) -> bool:
@@ -37,10 +36,8 @@ async def state_at(request: Request, noun: str) -> Any:
         ) from None
     ctx = context(request)
     aggregate_id = request.path_params[f"{noun}_id"]
-    _, rows = await run_in_threadpool(
-        lambda: ctx.deps.reads.list_events(
-            ctx.principal.account, aggregate_id, limit=ALL, offset=0, aggregate_type=noun
-        )
+    rows = await run_in_threadpool(
+        ctx.deps.reads.events_until, ctx.principal.account, aggregate_id, noun, at
     )
     try:
         state = state_as_of([event_of_row(r) for r in rows], at)

@@ -26,6 +26,8 @@ T = TypeVar("T")
 
 _PROCESS_COLUMNS = tables.PROCESSES.select_list("p")
 _EVENT_COLUMNS = tables.EVENTS.select_list()
+# Above every seq: the bound of an as-of read when no event is later than its time.
+_NO_SEQ = (1 << 63) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +138,23 @@ class Queries:
             "WHERE account = ? AND aggregate_type = ? AND aggregate_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             [account, aggregate_type, aggregate_id, seq, limit],
+        )
+        return [rows.event_from_row(r) for r in found]
+
+    def events_until(
+        self, account: str, aggregate_id: str, aggregate_type: str, at: int
+    ) -> list[rows.EventRow]:
+        """The account's events of one aggregate that an as-of fold at ``at``
+        (microseconds) reads: in seq order, up to the first whose ``occurred_at`` is
+        later than ``at`` (``history.state_as_of`` stops there, even if a later seq has
+        an earlier time). Reads only that prefix, not the whole history."""
+        where = "account = ? AND aggregate_type = ? AND aggregate_id = ?"
+        key = [account, aggregate_type, aggregate_id]
+        found = self.store.query(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {where} AND seq < coalesce("
+            f"(SELECT min(seq) FROM events WHERE {where} AND epoch_us(occurred_at) > ?), "
+            f"{_NO_SEQ}) ORDER BY seq",
+            [*key, *key, at],
         )
         return [rows.event_from_row(r) for r in found]
 

@@ -11,19 +11,20 @@ event, must give exactly that state.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.fold import fold_batch
+from projections.fold import RawMessage, fold_batch
 from projections.queries import Queries
 from projections.rows import event_of_row
 from projections.store import Store
 from schemas import default_codec
 from streams.domain.history import state_as_of
-from streams.serde import decode_event
+from streams.serde import decode_event, encode_event
 from tests.unit.test_golden import NAMES, TOPIC, messages
 
 LIVE = {
@@ -35,8 +36,42 @@ ALL = 1 << 62
 
 
 def as_of(reads: Queries, account: str, noun: str, aggregate_id: str, at: int) -> Any:
+    """What ``?as_of`` answers (only the rows its fold reads), checked against the fold
+    of the whole history."""
+    rows = reads.events_until(account, aggregate_id, noun, at)
     page = reads.list_events(account, aggregate_id, limit=ALL, offset=0, aggregate_type=noun)
-    return state_as_of([event_of_row(r) for r in page.items], at)
+    state = state_as_of([event_of_row(r) for r in rows], at)
+    assert state == state_as_of([event_of_row(r) for r in page.items], at)
+    return state
+
+
+def test_as_of_reads_only_the_prefix_its_fold_uses_even_when_a_clock_went_back() -> None:
+    """The fold stops at the first event later than the time, in seq order; a later
+    seq stamped earlier (a decider host with a clock behind) is not read past that."""
+    codec = default_codec()
+    msgs = messages("process_lifecycle")
+    records = [decode_event(codec, m.value) for m in msgs if m.value is not None]
+    mine = [r for r in records if r.aggregate_id == records[0].aggregate_id]
+    assert len(mine) >= 4
+    base = mine[0].occurred_at
+    # seq 1, 2 at +0, +10 s; seq 3 at +20 s; seq 4 and later stamped back at +5 s.
+    times = [base, base + 10**7, base + 2 * 10**7] + [base + 5 * 10**6] * (len(mine) - 3)
+    skewed = [replace(r, occurred_at=t) for r, t in zip(mine, times, strict=True)]
+    with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "read.duckdb") as store:
+        raw = [RawMessage(0, i, encode_event(codec, r)) for i, r in enumerate(skewed)]
+        store.write(fold_batch({}, raw, topic=TOPIC, load=store.load_states))
+        reads = Queries(store)
+        first = skewed[0]
+        seqs = lambda at: [  # noqa: E731
+            r.seq for r in reads.events_until(first.account, first.aggregate_id, "process", at)
+        ]
+        assert seqs(base - 1) == []
+        assert seqs(base) == [1]
+        assert seqs(base + 5 * 10**6) == [1]  # seq 2 (+10 s) ends the fold; 4.. are not read
+        assert seqs(base + 10**7) == [1, 2]
+        assert seqs(base + 2 * 10**7) == [r.seq for r in skewed]
+        for at in (base, base + 5 * 10**6, base + 10**7, base + 2 * 10**7):
+            assert as_of(reads, first.account, "process", first.aggregate_id, at) is not None
 
 
 @settings(max_examples=20, deadline=None)
