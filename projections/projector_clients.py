@@ -2,9 +2,9 @@
 
 Opening them is the resume half of "positions live next to the rows": check that the
 read model belongs to this ledger's events topic, find every partition, check the log
-still holds the next record the model needs, and seek each partition to its stored
-position. Apart from :mod:`projections.projector` so that module reads as the pipeline
-that runs once the clients are open.
+holds everything the model has applied and still holds the next record it needs, and
+seek each partition to its stored position. Apart from :mod:`projections.projector` so
+that module reads as the pipeline that runs once the clients are open.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -46,6 +47,63 @@ def check_retained(first: dict[TopicPartition, int], stored: dict[int, int]) -> 
                 f"read model needs offset {needed} next: the records before it were "
                 "deleted (retention), so it cannot be built from the log"
             )
+
+
+def check_not_ahead(
+    ends: dict[TopicPartition, int], stored: dict[int, int], topic: str, model: Path
+) -> None:
+    """ProjectorError when the read model at ``model`` has applied more of ``topic`` than
+    the log holds: a stored position past its partition's end (``ends``: the high
+    watermarks), or one of a partition the topic does not have. The log was wiped
+    (``DIR/kafka`` deleted) or the topic re-created, and the model's rows are not this
+    log's. Started anyway, the consumer sent a position past the end back to the
+    beginning (``auto_offset_reset``), and the new log's events were folded in beside
+    the old rows, with read-your-writes answering at once from the old positions.
+
+    A position equal to the end is the normal resume; the high watermark, not the end a
+    read_committed reader sees, so that an open transaction cannot cause a refusal."""
+    by_partition = {tp.partition: end for tp, end in ends.items()}
+    count = f"{len(by_partition)} partition{'' if len(by_partition) == 1 else 's'}"
+    ahead = []
+    for partition, position in sorted(stored.items()):
+        end = by_partition.get(partition)
+        if end is None:
+            ahead.append(
+                f"partition {partition} up to offset {position}, but {topic} has {count} now"
+            )
+        elif position > end:
+            ahead.append(
+                f"partition {partition} up to offset {position}, but that partition of the "
+                f"log ends at offset {end}"
+            )
+    if ahead:
+        raise ProjectorError(
+            f"the read model {model} is ahead of its log: it has applied {topic} "
+            f"{'; '.join(ahead)} (the log was wiped or the topic re-created; its rows are "
+            f"not this log's). It was left as it was. To serve the log that exists, move "
+            f"{model.name} away (the node rebuilds it from the log) or build one with "
+            "`runledger replay --to NEW.duckdb`; to keep these rows, restore the log, or "
+            "use another --data-dir for this ledger"
+        )
+
+
+async def log_ends(
+    bootstrap: str, partitions: list[TopicPartition], *, client_id: str
+) -> dict[TopicPartition, int]:
+    """The high watermark of each of ``partitions``: the end offsets a read_uncommitted
+    reader sees, past any transaction still open."""
+    client = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        client_id=f"{client_id}-ends",
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_uncommitted",
+    )
+    await client.start()
+    try:
+        return await client.end_offsets(partitions)
+    finally:
+        await client.stop()
 
 
 def check_ledger(store: Store, topic: str) -> None:
@@ -93,7 +151,8 @@ async def open_clients(
 ) -> ProjectorClients:
     """Connect, assign every partition of ``topic`` and seek to the positions in
     ``store``. ProjectorError when the broker or the topic is not there in time, or the
-    log no longer holds what the store needs; nothing is left open then."""
+    log does not hold what the store has applied or still needs; nothing is left open
+    and nothing is written to the store then."""
     consumer = read_committed_client(bootstrap, client_id)
     offsets = AIOKafkaConsumer(  # for end_offsets(): never assigned, never fetches
         bootstrap_servers=bootstrap,
@@ -102,7 +161,8 @@ async def open_clients(
         enable_auto_commit=False,
         isolation_level="read_committed",
     )
-    dead_letters = DeadLetterPublisher(bootstrap, dlq_topic, client_id=f"{client_id}-dlq")
+    # Made once the checks passed: a producer made and never started warns when collected.
+    dead_letters: DeadLetterPublisher | None = None
     try:
         await consumer.start()
         await offsets.start()
@@ -111,6 +171,9 @@ async def open_clients(
         )
         consumer.assign(partitions)
         stored = await asyncio.to_thread(store.positions, topic)
+        if stored:  # a new read model is behind any log
+            ends = await log_ends(bootstrap, partitions, client_id=client_id)
+            check_not_ahead(ends, stored, topic, store.path)
         # (on the offsets client: its first answer also loads its metadata)
         check_retained(await offsets.beginning_offsets(partitions), stored)
         for tp in partitions:
@@ -118,11 +181,13 @@ async def open_clients(
                 consumer.seek(tp, stored[tp.partition])
             else:
                 await consumer.seek_to_beginning(tp)
+        dead_letters = DeadLetterPublisher(bootstrap, dlq_topic, client_id=f"{client_id}-dlq")
         await dead_letters.start()
     except BaseException as exc:
         await consumer.stop()
         await offsets.stop()
-        await dead_letters.stop()
+        if dead_letters is not None:
+            await dead_letters.stop()
         if isinstance(exc, KafkaError):
             raise ProjectorError(f"cannot consume {topic}: {exc}") from exc
         raise

@@ -63,10 +63,9 @@ class Child:
         line (a service's last words are its error)."""
         if self.proc is None or self.proc.poll() is None:
             return None
-        return (
-            f"the {self.name} exited with status {self.proc.returncode} while starting: "
-            f"{last_line(self.log_path)}"
-        )
+        # A refusal's line is the CLI's ``runledger: ...``: said once is enough.
+        words = last_line(self.log_path).removeprefix("runledger: ")
+        return f"the {self.name} exited with status {self.proc.returncode} while starting: {words}"
 
     def check(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:

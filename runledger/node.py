@@ -22,9 +22,11 @@ import uvicorn
 from api import ApiDeps, create_app
 from api.broadcaster import Broadcaster
 from api.process_cache import ProcessCache
+from projections.errors import ProjectorError
 from projections.projector import Projector
 from projections.store import Store
 from runledger import control, swap
+from runledger.commands.context import CliError
 from runledger.services import stop_on_signals
 from runledger.serving import Projection, Serving
 from runledger.settings import Settings
@@ -57,7 +59,11 @@ def _metrics(projector: Projector) -> dict[str, float]:
 
 
 async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Serve until ``stop`` is set (or SIGINT/SIGTERM when no event is given)."""
+    """Serve until ``stop`` is set (or SIGINT, SIGTERM or SIGHUP when no event is given).
+
+    CliError, before anything is served, when the projector cannot start: the read
+    model is not this log's (another prefix, or ahead of a wiped or re-created log),
+    the log lost records it needs, or the broker or the topic is not there."""
     if stop is None:
         stop = asyncio.Event()
         stop_on_signals(stop)
@@ -74,9 +80,17 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
             on, bootstrap=settings.kafka_bootstrap, topics=topics, codec=codec, client_id=client_id
         )
 
+    projector = new_projector(store)
+    try:
+        # Before the API: a read model that is not this log's is never served, and the
+        # node exits with the reason (``up`` shows it) rather than serve it.
+        await projector.start()
+    except ProjectorError as exc:
+        store.close()
+        raise CliError(str(exc)) from exc
     bus = CommandBus(settings.kafka_bootstrap, topics, codec)
     await bus.start()
-    serving = Serving(Projection.start(store, new_projector(store)), ProcessCache(), Broadcaster())
+    serving = Serving(Projection.start(store, projector), ProcessCache(), Broadcaster())
     artifact_store = ArtifactStore(settings.data_dir / "artifacts")
 
     def artifact(digest: str) -> tuple[bytes, str] | None:

@@ -24,13 +24,19 @@ log = logging.getLogger("runledger.decider")
 # uncommitted offsets are read again).
 STOP_GRACE_S = 20.0
 FORCED_EXIT = 3
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# SIGHUP: the terminal a service (or `up`) runs in closed. Its default action ends the
+# process at once, without the clean stop SIGTERM gets.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Signals that, coming again while a service stops, end the stop at once. Not SIGHUP: a
+# closed terminal sends it more than once by itself (the shell forwards the kernel's to
+# its jobs, and the kernel sends another to the foreground job when the shell exits).
+HURRY_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def stop_on_signals(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
-    """SIGINT and SIGTERM set ``stop`` so services close Kafka clients cleanly; if the
-    process is still running ``grace_s`` later, or a second signal comes, it exits at
-    once (status 3) with a log line saying so."""
+    """SIGINT, SIGTERM and SIGHUP set ``stop`` so services close Kafka clients cleanly;
+    if the process is still running ``grace_s`` later, or SIGINT or SIGTERM comes again,
+    it exits at once (status 3) with a log line saying so. A later SIGHUP is ignored."""
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: signal.Signals) -> None:
@@ -39,7 +45,7 @@ def stop_on_signals(stop: asyncio.Event, grace_s: float = STOP_GRACE_S) -> None:
         # blocks the loop too.
         for again in SIGNALS:
             loop.remove_signal_handler(again)
-            signal.signal(again, _second_signal)
+            signal.signal(again, _second_signal if again in HURRY_SIGNALS else signal.SIG_IGN)
         # A thread, not the loop: a stop that hangs may be blocking the loop itself.
         reason = f"it did not stop within {grace_s:g} s of {sig.name}"
         timer = threading.Timer(grace_s, _exit_now, args=(reason,))

@@ -3,8 +3,9 @@
 Starts (or finds) the broker, creates the topics, starts the decider, a node, the
 orchestrator and a runner (all job kinds) as child processes (:mod:`runledger.child`
 supervises each), makes sure account ``default`` has a token, writes ``stack.json``,
-and stops everything it started on Ctrl-C or SIGTERM. A second ``up`` on the same data
-dir resumes: the broker keeps its log, the node its DuckDB file.
+and stops everything it started, in order, on Ctrl-C, SIGTERM or SIGHUP (its terminal
+closed: its lines go on in ``DIR/logs/up.log``, :mod:`runledger.console`). A second
+``up`` on the same data dir resumes: the broker keeps its log, the node its DuckDB file.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import httpx
 from runledger import logs
 from runledger.broker import BrokerHandle, start_broker
 from runledger.child import Child, stop_together
+from runledger.console import LOG_NAME, Console
+from runledger.services import SIGNALS
 from runledger.settings import PRIVATE_TARGETS_WARNING, Settings
 from runledger.stack_resume import resume_refusal, same_ledger
 from runledger.stackfile import StackFile
@@ -56,7 +59,7 @@ class NotReady(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C or SIGTERM while the stack was starting."""
+    """Ctrl-C, SIGTERM or SIGHUP while the stack was starting."""
 
 
 # Called while ``up`` waits for the node: raises Interrupted or NotReady to stop waiting.
@@ -177,26 +180,37 @@ def run_up(settings: Settings) -> int:
 def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) -> int:
     """The stack's life, once ``up`` holds the data dir."""
     own_broker = not settings.kafka_bootstrap
-    stopping = False
+    console = Console(data_dir / "logs" / LOG_NAME)
+    received: signal.Signals | None = None  # the first stop signal
 
     def _stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal received
+        if received is None:  # a closed terminal may send SIGHUP twice (shell, kernel)
+            received = signal.Signals(signum)
 
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    # SIGHUP too: its default action ended `up` at once, when the terminal running it
+    # closed, and left the services to stop by themselves, all at once.
+    for sig in SIGNALS:
+        signal.signal(sig, _stop)
+
+    def say_stopping(what: str) -> None:
+        if received is signal.SIGHUP:
+            console.terminal_closed()
+            console.say(f"runledger: SIGHUP (its terminal closed): {what}, as on SIGTERM")
+        else:
+            console.say(f"runledger: {what}")
 
     children: list[Child] = []
 
     def watch() -> None:
-        if stopping:
+        if received is not None:
             raise Interrupted()
         for child in children:
             exited = child.exited()
             if exited is not None:
                 raise NotReady(exited, child.log_path)
 
-    print(f"runledger: starting in {data_dir}", flush=True)
+    console.say(f"runledger: starting in {data_dir}")
     if settings.allow_private_targets:  # a security setting: never on without a word
         log.warning(PRIVATE_TARGETS_WARNING)
     broker: BrokerHandle = start_broker(settings, data_dir / "kafka")
@@ -246,9 +260,9 @@ def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) 
         )
         token = previous.token if previous is not None and same else ""
         if token and not _accepted(api_url, token, REUSE_WAIT_S, watch):
-            print(
+            console.say(
                 "runledger: the last run's token is not accepted (revoked?); issuing a new one",
-                file=sys.stderr,
+                err=True,
             )
             token = ""
         if not token:
@@ -257,34 +271,31 @@ def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) 
         StackFile(
             api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid(), own_broker
         ).write(data_dir)
-        print(f"runledger: API on {api_url}; dashboard on {api_url}/ui", flush=True)
-        print(f"runledger: token for account 'default': {token}", flush=True)
-        print(
-            f"runledger: stack file {data_dir / 'stack.json'}; Ctrl-C stops everything", flush=True
-        )
-        while not stopping:
+        console.say(f"runledger: API on {api_url}; dashboard on {api_url}/ui")
+        console.say(f"runledger: token for account 'default': {token}")
+        console.say(f"runledger: stack file {data_dir / 'stack.json'}; Ctrl-C stops everything")
+        while received is None:
             failure = broker.failure()
             if failure is not None:  # the clients would retry in silence
-                print(f"runledger: {failure}", file=sys.stderr, flush=True)
-                print(
-                    "runledger: stopping the services (they cannot stop cleanly without it)",
-                    flush=True,
+                console.say(f"runledger: {failure}", err=True)
+                console.say(
+                    "runledger: stopping the services (they cannot stop cleanly without it)"
                 )
                 stop_together(children, BROKER_GONE_KILL_AFTER_S)
                 return 2
             for child in children:
                 child.check()
             time.sleep(0.5)
-        print("runledger: stopping", flush=True)
+        say_stopping("stopping")
         return 0
     except Interrupted:
-        print("runledger: stopping before the stack was up", flush=True)
+        say_stopping("stopping before the stack was up")
         return 0
     except NotReady as exc:
-        print(f"runledger: {exc}; see {exc.log or data_dir / 'logs' / 'node.log'}", file=sys.stderr)
+        console.say(f"runledger: {exc}; see {exc.log or data_dir / 'logs' / 'node.log'}", err=True)
         return 2
     except TokenError as exc:
-        print(f"runledger: no token for account 'default': {exc}", file=sys.stderr)
+        console.say(f"runledger: no token for account 'default': {exc}", err=True)
         return 2
     finally:
         for child in reversed(children):
