@@ -144,7 +144,10 @@ async def runstatus(request: Request) -> JSONResponse:
 
 
 async def steps(request: Request) -> JSONResponse:
-    page = page_of(request)  # a bad query is 400 before any lookup, as for /events
+    # The token first (a caller without one learns nothing of how the route reads its
+    # query: 401), then a bad query is 400 before any lookup, as for /events.
+    context(request)
+    page = page_of(request)
     await _sync(request)
     state = await load_process(request)
     ordered = sorted(state.steps, key=lambda s: (s.order, s.step_id))
