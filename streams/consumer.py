@@ -10,7 +10,9 @@ never seen:
   The caller stores that wherever it keeps its own state (a :class:`JsonFilePositions`
   file is provided) and passes it back on the next start: resuming is exact, and it is
   exactly-once when the caller writes its effects and the position together.
-  A message that does not decode is skipped and reported to ``on_undecodable``.
+  A message that does not decode is skipped, counted in ``skipped`` and reported to
+  ``on_undecodable`` (a warning is logged when there is none): never silently, and
+  never stopping the consumer, as DESIGN.md's failure model says.
 - :func:`read_to_end` reads raw records of some partitions from a start to the end the
   topic had when it was called: for audit, replay and export. It lives in
   :mod:`streams.reader` with the client and the error both share, and is re-exported.
@@ -20,23 +22,26 @@ See ``docs/consumers.md`` for a worked example.
 
 from __future__ import annotations
 
-import json
-import os
+import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from schemas import Codec, DecodeError, default_codec
+from streams.consumer_start import Start, check_stored, seek_start
 from streams.domain.events import ENVELOPE_FIELDS, Event
+from streams.positions import JsonFilePositions
 from streams.reader import ConsumerError, Record, read_committed_client, read_to_end
 from streams.serde import decode_event, event_to_record
 from streams.topics import TopicError, partitions_of
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ConsumerError",
@@ -50,10 +55,6 @@ __all__ = [
     "partition_for",
     "read_to_end",
 ]
-
-# Where to start a partition that has no stored position: its first offset, its end,
-# or the first record whose Kafka timestamp is at or after a time (ms since the epoch).
-Start = Literal["beginning", "end"] | int
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,55 +95,6 @@ def event_document(event: Event) -> dict[str, Any]:
     return doc
 
 
-class JsonFilePositions:
-    """A position store in one JSON file (``{"0": 12, "1": 40}``), replaced atomically.
-
-    ``load()`` of a missing file is ``{}`` (start from ``start``); a corrupt file raises
-    ValueError rather than silently starting over.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    def load(self) -> dict[int, int]:
-        try:
-            raw = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{self.path} does not hold a JSON object of positions")
-        return {int(p): int(o) for p, o in raw.items()}
-
-    def save(self, positions: Mapping[int, int]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({str(p): o for p, o in sorted(positions.items())}))
-        os.replace(tmp, self.path)  # a reader sees the old file or the new one, never half
-
-
-async def _seek(
-    consumer: AIOKafkaConsumer,
-    tps: list[TopicPartition],
-    positions: Mapping[int, int],
-    start: Start,
-) -> None:
-    fresh = [tp for tp in tps if tp.partition not in positions]
-    for tp in tps:
-        if tp.partition in positions:
-            consumer.seek(tp, positions[tp.partition])
-    if not fresh:
-        return
-    if start == "beginning":
-        await consumer.seek_to_beginning(*fresh)
-    elif start == "end":
-        await consumer.seek_to_end(*fresh)
-    else:
-        found = await consumer.offsets_for_times({tp: int(start) for tp in fresh})
-        ends = await consumer.end_offsets(fresh)
-        for tp in fresh:
-            hit = found.get(tp)
-            consumer.seek(tp, hit.offset if hit is not None else ends[tp])
-
-
 class LedgerConsumer:
     """Follows ``topic`` (the events topic) from stored positions; use ``async with``.
 
@@ -176,6 +128,12 @@ class LedgerConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._tps: list[TopicPartition] = []
         self._positions: dict[int, int] = {}
+        # Fetched but not yet handed out (``async for`` hands out one at a time), and
+        # where every partition stands once they all were.
+        self._pending: deque[Delivery] = deque()
+        self._after_pending: dict[int, int] = {}
+        self.skipped = 0
+        """How many undecodable messages were skipped since the start."""
 
     async def start(self) -> None:
         consumer = read_committed_client(self._bootstrap, self._client_id)
@@ -188,7 +146,8 @@ class LedgerConsumer:
                 if self._only is None or p in self._only
             ]
             consumer.assign(tps)
-            await _seek(consumer, tps, self._start_positions, self._start)
+            await check_stored(consumer, self.topic, parts, self._start_positions)
+            await seek_start(consumer, tps, self._start_positions, self._start)
             self._positions = {tp.partition: await consumer.position(tp) for tp in tps}
         except BaseException as exc:
             await consumer.stop()
@@ -216,15 +175,43 @@ class LedgerConsumer:
 
     @property
     def positions(self) -> dict[int, int]:
-        """``{partition: next_offset}`` past everything :meth:`poll` has returned."""
+        """``{partition: next_offset}`` past every event handed out so far: after
+        :meth:`poll`, past its whole batch; in ``async for``, past the event the loop
+        body is handling (never past one it has not been given yet)."""
         return dict(self._positions)
 
     async def poll(self, timeout_s: float = 0.5) -> list[Delivery]:
         """The next decoded events (possibly none), in offset order per partition.
 
-        Undecodable messages are skipped (``on_undecodable`` is told); positions move
-        past them and past transaction markers too.
+        Undecodable messages are skipped (``on_undecodable`` is told, else a warning is
+        logged); positions move past them and past transaction markers too. When
+        ``on_undecodable`` raises, so does this, and nothing of the batch is lost: the
+        next poll reads it again from :attr:`positions`.
         """
+        if not self._pending:
+            await self._fetch(timeout_s)
+        out = list(self._pending)
+        self._pending.clear()
+        self._positions.update(self._after_pending)
+        return out
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        """Every event, one at a time, forever; :attr:`positions` moves past each as it
+        is handed out. A loop left by an exception or ``break`` and started again goes
+        on after the last event it was given."""
+        while True:
+            if not self._pending:
+                await self._fetch(0.5)
+                continue
+            delivered = self._pending.popleft()
+            self._positions[delivered.partition] = delivered.next_offset
+            if not self._pending:
+                self._positions.update(self._after_pending)
+            yield delivered
+
+    async def _fetch(self, timeout_s: float) -> None:
+        """Fetch and decode one batch into ``_pending``. Partitions that brought no
+        event move their position at once (past skipped messages and markers)."""
         consumer = self._consumer
         if consumer is None:
             raise ConsumerError("the consumer is not started")
@@ -235,14 +222,23 @@ class LedgerConsumer:
             moved = {tp.partition: await consumer.position(tp) for tp in self._tps}
         except KafkaError as exc:
             raise ConsumerError(f"consuming {self.topic} failed: {exc}") from exc
-        out: list[Delivery] = []
-        for tp in sorted(fetched):
-            for record in fetched[tp]:
-                delivered = self._decode(record)
-                if delivered is not None:
-                    out.append(delivered)
-        self._positions.update(moved)
-        return out
+        decoded: list[Delivery] = []
+        try:
+            for tp in sorted(fetched):
+                for record in fetched[tp]:
+                    delivered = self._decode(record)
+                    if delivered is not None:
+                        decoded.append(delivered)
+        except BaseException:
+            # on_undecodable raised: the client has moved past records nobody was
+            # given; seek back so that a later poll reads them again.
+            for tp in self._tps:
+                consumer.seek(tp, self._positions[tp.partition])
+            raise
+        with_events = {d.partition for d in decoded}
+        self._positions.update((p, o) for p, o in moved.items() if p not in with_events)
+        self._pending.extend(decoded)
+        self._after_pending = moved
 
     def _decode(self, record: Record) -> Delivery | None:
         try:
@@ -250,10 +246,19 @@ class LedgerConsumer:
                 raise DecodeError("the message has no value")
             event = decode_event(self._codec, record.value)
         except (DecodeError, KeyError, TypeError, ValueError) as exc:
+            self.skipped += 1
+            skipped = Undecodable(
+                record.partition, record.offset, record.value, str(exc) or type(exc).__name__
+            )
             if self._on_undecodable is not None:
-                error = str(exc) or type(exc).__name__
-                self._on_undecodable(
-                    Undecodable(record.partition, record.offset, record.value, error)
+                self._on_undecodable(skipped)
+            else:  # never silently: DESIGN.md's failure model says the skip is seen
+                log.warning(
+                    "skipped the undecodable message at partition %d offset %d of %s: %s",
+                    skipped.partition,
+                    skipped.offset,
+                    self.topic,
+                    skipped.error,
                 )
             return None
         return Delivery(record.partition, record.offset, record.timestamp, event)
@@ -268,8 +273,3 @@ class LedgerConsumer:
         except KafkaError as exc:
             raise ConsumerError(f"cannot read the end offsets of {self.topic}: {exc}") from exc
         return {tp.partition: o for tp, o in ends.items()}
-
-    async def __aiter__(self) -> AsyncIterator[Delivery]:
-        while True:
-            for delivered in await self.poll():
-                yield delivered

@@ -88,21 +88,18 @@ def cmd_as_of(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from runledger.tail import Filter, parse_start, tail
+    from runledger.tail import Filter, check_types, detach, parse_start, tail
     from streams.consumer import ConsumerError
-    from streams.domain.aggregates import EVOLVERS
     from streams.topics import TopicError
 
     try:
         start = parse_start(args.start)
     except ValueError as exc:
         raise CliError(f"--from takes beginning, end or an ISO 8601 time: {exc}") from exc
-    for kind in args.type or ():
-        if kind.split(".", 1)[0] not in EVOLVERS:
-            raise CliError(
-                f"--type: {kind!r} names no aggregate type ({', '.join(EVOLVERS)}) "
-                "nor an event type of one (process.progress)"
-            )
+    try:
+        check_types(args.type or ())
+    except ValueError as exc:
+        raise CliError(f"--type: {exc}") from exc
     settings = settings_of(args)
     keep = Filter(frozenset(args.type or ()), frozenset(args.account or ()))
     try:
@@ -118,6 +115,11 @@ def cmd_tail(args: argparse.Namespace) -> int:
         )
     except (ConsumerError, TopicError) as exc:
         raise CliError(str(exc)) from exc
+    except BrokenPipeError:
+        # ``runledger tail | head -3``: the reader has what it wanted, which is how a
+        # pipeline ends a follower, so it is a success (0, also under ``set -o
+        # pipefail``), like --max. Quietly: nothing left to flush into the closed pipe.
+        detach(sys.stdout)
     return 0
 
 
@@ -160,7 +162,8 @@ def add_event_commands(sub: Any) -> None:
         "tail",
         help="print decoded events as JSON lines, live",
         description="Follow ledger.events (read_committed, every partition) and print each "
-        "event as one JSON line (envelope, data, partition, offset) until Ctrl-C.",
+        "event as one JSON line (envelope, data, partition, offset) until Ctrl-C, --max, "
+        "--idle-timeout or the reader closing the pipe (exit 0). See docs/consumers.md.",
     )
     tail.add_argument(
         "--type",

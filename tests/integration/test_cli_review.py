@@ -283,7 +283,7 @@ def test_tail_into_a_closed_pipe_stops_quietly(
 ) -> None:
     monkeypatch.setattr(sys, "stdout", BrokenStdout())
     code, _, err = cli("tail", "--from", "beginning", "--idle-timeout", "2")
-    assert code == 141 and err == ""
+    assert code == 0 and err == ""  # how a pipeline ends a follower: 0, also under pipefail
 
 
 def _replayed(cli: Cli, data_dir: Path) -> Path:
