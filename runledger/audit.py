@@ -8,8 +8,9 @@ decoded values; :func:`load` does the reading.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +21,7 @@ from streams.domain import history as history_fold
 from streams.domain.aggregates import EVOLVERS, stream_key
 from streams.domain.events import Event
 from streams.domain.history import NotYetCreated, unique_events
+from streams.progress import Progress
 from streams.serde import Outcome, decode_event, decode_outcome
 from streams.topics import Topics, require_topics
 
@@ -152,15 +154,36 @@ def state_as_of(events: Sequence[Event], at: int) -> Any:
 
 
 async def _matching(
-    bootstrap: str, topic: str, partitions: set[int], keys: set[bytes]
+    bootstrap: str,
+    topic: str,
+    partitions: set[int],
+    keys: set[bytes],
+    progress: Progress | None = None,
+    shift: int = 0,
+    tick: Callable[[], None] = lambda: None,
 ) -> list[tuple[bytes, bytes]]:
+    """The (key, value) of every record of ``partitions`` whose key is one of ``keys``.
+
+    ``progress`` counts every record read, under partition number + ``shift`` (so one
+    Progress covers two topics read at once); ``tick`` is called after each batch."""
+
+    def on_ends(origin: dict[int, int], ends: dict[int, int]) -> None:
+        if progress is not None:
+            progress.add_range(
+                {p + shift: o for p, o in origin.items()}, {p + shift: e for p, e in ends.items()}
+            )
+
     found: list[tuple[bytes, bytes]] = []
     async for batch in read_to_end(
-        bootstrap, topic, partitions=partitions, client_id="runledger-audit"
+        bootstrap, topic, partitions=partitions, client_id="runledger-audit", on_ends=on_ends
     ):
         for r in batch:
             if r.key in keys and r.value is not None:
                 found.append((r.key, r.value))
+        if progress is not None:
+            progress.events += len(batch)
+            progress.reach({r.partition + shift: r.offset + 1 for r in batch})
+        tick()
     return found
 
 
@@ -171,10 +194,15 @@ async def load(
     aggregate_id: str,
     types: Sequence[str] | None = None,
     partitions: int | None = None,
+    on_progress: Callable[[Progress, bool], None] | None = None,
 ) -> History:
     """The history of ``aggregate_id`` under the first of ``types`` (default: every
     aggregate type, process first) that has anything in the log.
 
+    The events' and the outcomes' partitions are read at the same time;
+    ``on_progress(progress, final)`` is told of the records read of both after each
+    batch and once at the end (for a progress line: without ``types`` most of the log
+    is read, since each type's key may fall in another partition).
     AuditError when none has; TopicError at once when the ledger's topics do not exist;
     ConsumerError when the broker cannot be read.
     """
@@ -184,8 +212,20 @@ async def load(
         partitions = len(found[topics.events])
     keys = {stream_key(t, aggregate_id).encode(): t for t in candidates}
     wanted = {partition_for(k, partitions) for k in keys}
-    raw_events = await _matching(bootstrap, topics.events, wanted, set(keys))
-    raw_outcomes = await _matching(bootstrap, topics.outcomes, wanted, set(keys))
+    progress = Progress()
+
+    def tick() -> None:
+        if on_progress is not None:
+            on_progress(progress, False)
+
+    raw_events, raw_outcomes = await asyncio.gather(
+        _matching(bootstrap, topics.events, wanted, set(keys), progress, 0, tick),
+        # Both topics have ``partitions`` partitions (one key, one partition number).
+        _matching(bootstrap, topics.outcomes, wanted, set(keys), progress, partitions, tick),
+    )
+    progress.reached = dict(progress.ends)  # the last offsets may be transaction markers
+    if on_progress is not None:
+        on_progress(progress, True)
     for key, kind in keys.items():
         events = [_decoded(decode_event, codec, v) for k, v in raw_events if k == key]
         outcomes = [_decoded(decode_outcome, codec, v) for k, v in raw_outcomes if k == key]

@@ -19,7 +19,8 @@ from projections.errors import StoreError
 from projections.export import EventWriter, ExportFolderError, export_tables, staged_export
 from projections.replay_parallel import check_range, topic_ends
 from projections.verify import positions, stored_topics
-from runledger.replay import ProgressLine, ToolError, rebuild, require_log, require_writable_folder
+from runledger.progress import ProgressLine
+from runledger.replay import ToolError, rebuild, require_log, require_writable_folder
 from schemas import default_codec
 from streams.consumer import ConsumerError, Delivery, read_to_end
 from streams.serde import decode_event

@@ -20,18 +20,16 @@ import fcntl
 import gc
 import os
 import shutil
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
 from projections.errors import StoreError
 from projections.replay import Progress, ReplayResult
 from projections.replay_parallel import replay_parallel
 from projections.verify import compare, positions, stored_topics
 from runledger.node import DB_FILE, GC_THRESHOLD
+from runledger.progress import ProgressLine
 from runledger.verify_report import (  # noqa: F401 (re-exported: the CLI imports them from here)
     Verification,
     render_row,
@@ -43,36 +41,6 @@ from streams.topics import TopicError, Topics, require_topics
 
 class ToolError(Exception):
     """The operation cannot go on; the message tells the operator what to do."""
-
-
-class ProgressLine:
-    """``  41% 412,000 events  52,311 ev/s  0:11 left`` on one rewritten stderr line; in
-    a log file or a pipe (no terminal), a plain line every ``log_every_s`` instead, so a
-    CI log gets a readable record rather than thousands of carriage returns."""
-
-    def __init__(
-        self, out: TextIO | None = None, every_s: float = 0.2, log_every_s: float = 10.0
-    ) -> None:
-        self._out = out or sys.stderr
-        isatty = getattr(self._out, "isatty", None)
-        self._tty = bool(isatty and isatty())
-        self._every = every_s if self._tty else log_every_s
-        self._last = 0.0 if self._tty else time.monotonic()  # no line at 0 %
-
-    def __call__(self, p: Progress, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self._last < self._every:
-            return
-        self._last = now
-        share = p.read / p.total if p.total else 1.0
-        left = p.left_s
-        eta = "--:--" if left is None else f"{int(left) // 60}:{int(left) % 60:02d}"
-        line = f"{share:5.0%} {p.events:>12,} events {p.rate:>10,.0f} ev/s  {eta} left"
-        if self._tty:
-            self._out.write(f"\r{line}   " + ("\n" if final else ""))
-        else:
-            self._out.write(line + "\n")
-        self._out.flush()
 
 
 def require_log(bootstrap: str, topics: Topics, tool: str) -> None:

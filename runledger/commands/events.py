@@ -26,6 +26,7 @@ def _history(args: argparse.Namespace) -> History:
     """The history of aggregate ``args.id`` read from the log: audit.AuditError for an
     unknown id, CliError when the log cannot be read."""
     from runledger import audit
+    from runledger.progress import QuietFirst
     from schemas import default_codec
     from streams.consumer import ConsumerError
     from streams.domain.aggregates import EVOLVERS
@@ -41,7 +42,12 @@ def _history(args: argparse.Namespace) -> History:
     try:
         return asyncio.run(
             audit.load(
-                settings.kafka_bootstrap, topics_of(settings), default_codec(), args.id, types
+                settings.kafka_bootstrap,
+                topics_of(settings),
+                default_codec(),
+                args.id,
+                types,
+                on_progress=QuietFirst(),
             )
         )
     except (ConsumerError, TopicError) as exc:

@@ -101,6 +101,34 @@ def test_audit_shows_who_when_which_command_and_the_rejection(cli: Cli, pid: str
     assert [ev["data"]["progress"] for d in docs[2:5] for ev in d["events"]] == [20, 40, 60]
 
 
+def test_audit_reads_events_and_outcomes_together_and_reports_its_progress(
+    stack: Any, pid: str
+) -> None:
+    """Both topics' partitions count in one progress, which ends at 100 % of both."""
+    from runledger import audit
+    from schemas import default_codec
+    from streams.progress import Progress
+
+    seen: list[tuple[int, int, bool]] = []
+
+    def on_progress(p: Progress, final: bool) -> None:
+        seen.append((p.read, p.total, final))
+
+    topics = Topics(stack.prefix)
+    h = asyncio.run(
+        audit.load(
+            stack.bootstrap, topics, default_codec(), pid, ["process"], on_progress=on_progress
+        )
+    )
+    assert len(h.events) == 6 and len(h.entries) == 7  # the rejected report's outcome too
+    read, total, final = seen[-1]
+    assert final and read == total
+    # At least this process's 6 events and 7 outcomes, from two topics: the outcomes'
+    # partition is counted apart from the events' (same partition number).
+    assert total >= 13
+    assert all(not f for _, _, f in seen[:-1]) and len(seen) >= 3
+
+
 def test_audit_of_an_unknown_id_exits_1(cli: Cli) -> None:
     code, out, err = cli("audit", str(uuid.uuid4()))
     assert code == 1 and out == ""

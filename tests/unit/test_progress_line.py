@@ -1,5 +1,6 @@
-"""The replay tools' progress: a rewritten line on a terminal, plain lines (no carriage
-returns, at most one per interval) in a log file or pipe."""
+"""The log-reading tools' progress: a rewritten line on a terminal, plain lines (no
+carriage returns, at most one per interval) in a log file or pipe; audit's only when
+its read takes a while."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import io
 
 import pytest
 
-import projections.replay
-import runledger.replay
-from projections.replay import Progress
-from runledger.replay import ProgressLine
+import runledger.progress
+import streams.progress
+from runledger.progress import ProgressLine, QuietFirst
+from streams.progress import Progress
 
 
 class _Terminal(io.StringIO):
@@ -71,8 +72,8 @@ class _Clock:
 def test_the_line_shows_events_the_rate_and_the_time_left(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(projections.replay, "time", _Clock)
-    monkeypatch.setattr(runledger.replay, "time", _Clock)
+    monkeypatch.setattr(streams.progress, "time", _Clock)
+    monkeypatch.setattr(runledger.progress, "time", _Clock)
     p = Progress()
     p.set_range({0: 0}, {0: 100_000})  # starts the clock at 1000 s
     _Clock.now = 1050.0  # a quarter read in 50 s: 150 s left at that pace
@@ -82,3 +83,34 @@ def test_the_line_shows_events_the_rate_and_the_time_left(
     ProgressLine(out, log_every_s=0)(p)
     assert out.getvalue().split() == ["25%", "24,000", "events", "480", "ev/s", "2:30", "left"]
     assert p.left_s == 150.0
+
+
+def test_a_quick_read_prints_no_line_and_a_long_one_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(streams.progress, "time", _Clock)
+    monkeypatch.setattr(runledger.progress, "time", _Clock)
+    _Clock.now = 1000.0
+    quick, out = Progress(), _Terminal()
+    line = QuietFirst(ProgressLine(out, every_s=0), after_s=1.0)
+    quick.set_range({0: 0}, {0: 1000})
+    _Clock.now = 1000.5
+    quick.reach({0: 1000})
+    line(quick)
+    line(quick, True)
+    assert out.getvalue() == ""  # audit's table comes alone
+
+    slow, out = Progress(), _Terminal()
+    line = QuietFirst(ProgressLine(out, every_s=0), after_s=1.0)
+    slow.set_range({0: 0}, {0: 1000})
+    _Clock.now = 1000.5
+    slow.reach({0: 100})
+    line(slow)
+    assert out.getvalue() == ""
+    _Clock.now = 1002.0
+    slow.reach({0: 600})
+    line(slow)
+    slow.reach({0: 1000})
+    line(slow, True)
+    text = out.getvalue()
+    assert " 60%" in text and "100%" in text and text.endswith("\n")
