@@ -70,7 +70,9 @@ class Database:
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # Each reading thread's cursor, with its thread: the API's thread pool ends idle
+        # threads and starts new ones, so those of ended threads are closed (below).
+        self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []
 
     def open(self, statements: Iterable[str]) -> None:
         """Open (creating if needed) the file and run ``statements`` (the DDL) on it;
@@ -92,7 +94,7 @@ class Database:
 
     def close(self) -> None:
         with self._lock:
-            for cursor in self._cursors:
+            for _thread, cursor in self._cursors:
                 cursor.close()
             self._cursors.clear()
             self._local = threading.local()
@@ -119,9 +121,20 @@ class Database:
         if cursor is None:
             with self._lock:
                 cursor = self._connection.cursor()
-                self._cursors.append(cursor)
+                self._let_go_of_ended_threads()
+                self._cursors.append((threading.current_thread(), cursor))
             self._local.cursor = cursor
         return cursor
+
+    def _let_go_of_ended_threads(self) -> None:
+        """Close the cursors of threads that have ended (under the lock): nothing reads
+        through them any more, and kept they would add up over a node's life."""
+        ended = [cursor for thread, cursor in self._cursors if not thread.is_alive()]
+        if ended:
+            self._cursors = [(t, c) for t, c in self._cursors if t.is_alive()]
+            for cursor in ended:
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
