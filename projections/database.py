@@ -64,9 +64,10 @@ class Database:
     raises StoreError when it is not open.
     """
 
-    def __init__(self, path: Path, *, checkpoint_mib: int) -> None:
+    def __init__(self, path: Path, *, checkpoint_mib: int, memory_mib: int | None = None) -> None:
         self.path = path
         self.checkpoint_mib = checkpoint_mib
+        self.memory_mib = memory_mib  # None: DuckDB's own limit (80 % of the RAM)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -86,6 +87,10 @@ class Database:
             # updates the same recent Processes in every batch, so a larger WAL rewrites
             # those row groups less often (measured: commit cost per event / 2.5).
             con.execute(f"SET checkpoint_threshold = '{self.checkpoint_mib}MiB'")
+            if self.memory_mib is not None:
+                # A node shares its machine: its buffer pool (the file's pages it
+                # caches) stays under this, spilling to a temporary file if it must.
+                con.execute(f"SET memory_limit = '{self.memory_mib}MiB'")
             for statement in statements:
                 con.execute(statement)
         except (duckdb.Error, OSError) as exc:

@@ -37,12 +37,17 @@ class Store:
     duckdb error is raised as StoreError.
     """
 
-    def __init__(self, path: str | Path, *, checkpoint_mib: int = 64) -> None:
+    def __init__(
+        self, path: str | Path, *, checkpoint_mib: int = 64, memory_mib: int | None = None
+    ) -> None:
         if checkpoint_mib < 1:
             raise ValueError("checkpoint_mib must be at least 1")
+        if memory_mib is not None and memory_mib < 1:
+            raise ValueError("memory_mib must be at least 1")
         self.path = Path(path)
         self.checkpoint_mib = checkpoint_mib
-        self._db = Database(self.path, checkpoint_mib=checkpoint_mib)
+        self.memory_mib = memory_mib
+        self._db = Database(self.path, checkpoint_mib=checkpoint_mib, memory_mib=memory_mib)
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -66,12 +66,14 @@ class LiveSwap:
         new_projector: Callable[[Store], Projector],
         topic: str,
         live: Path,
+        memory_mib: int | None = None,
     ) -> None:
         """``live``: the node's file (``DATA_DIR/node.duckdb``), the name every swap
         leaves the served file under. Not the serving store's path: after a swap that
         store was opened as the staged file and keeps that name, which the swap renamed
-        to ``live``."""
+        to ``live``. ``memory_mib``: the node's DuckDB memory limit, for the new file."""
         self._live = live
+        self._memory_mib = memory_mib
         self._serving = serving
         self._new_projector = new_projector
         self._topic = topic
@@ -118,7 +120,7 @@ class LiveSwap:
                 "the data dir, e.g. `runledger replay --to DATA_DIR/rebuilt.duckdb`)"
             ) from exc
         await report(f"{TOOK}{source}{AS}{staged}")
-        store = Store(staged)
+        store = Store(staged, memory_mib=self._memory_mib)
         projector: Projector | None = None
         task: asyncio.Task[None] | None = None
         switched = False

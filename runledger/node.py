@@ -72,7 +72,8 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     codec = default_codec()
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only when new
-    store = Store(settings.data_dir / DB_FILE).open()
+    memory_mib = settings.duckdb_memory_mib or None
+    store = Store(settings.data_dir / DB_FILE, memory_mib=memory_mib).open()
     swap.tidy(settings.data_dir, DB_FILE)
 
     def new_projector(on: Store, client_id: str = "runledger-projector") -> Projector:
@@ -130,6 +131,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         lambda on: new_projector(on, "runledger-projector-swap"),
         topics.events,
         live=store.path,
+        memory_mib=memory_mib,
     )
     controls = control.ControlServer(
         settings.data_dir / control.SOCKET_NAME, {"swap": swapper.handle}
@@ -137,7 +139,13 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     await controls.start()
     projecting = asyncio.create_task(serving.watch(), name="projection")
     serving_api = asyncio.create_task(server.serve(), name="api")
-    log.info("node serving on http://%s:%d from %s", settings.host, settings.port, store.path)
+    log.info(
+        "node serving on http://%s:%d from %s (DuckDB memory limit: %s)",
+        settings.host,
+        settings.port,
+        store.path,
+        f"{memory_mib} MiB" if memory_mib else "DuckDB's default, 80 % of the RAM",
+    )
     stopped = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait(

@@ -132,6 +132,22 @@ def bool_setting(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{PREFIX}{name} must be true or false, got {raw!r}")
 
 
+# The least DuckDB memory limit a node takes (RUNLEDGER_DUCKDB_MEMORY_MIB).
+MIN_MEMORY_MIB = 64
+
+
+def _memory_mib(env: Mapping[str, str]) -> int:
+    """0 (DuckDB's own limit, 80 % of the RAM) or at least MIN_MEMORY_MIB: below that
+    DuckDB fails ordinary reads for want of memory."""
+    value = int_setting(env, "DUCKDB_MEMORY_MIB", 0, 0, 1 << 30)
+    if 0 < value < MIN_MEMORY_MIB:
+        raise SettingsError(
+            f"{PREFIX}DUCKDB_MEMORY_MIB must be 0 (DuckDB's default) or at least "
+            f"{MIN_MEMORY_MIB}, got {value}"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a runledger process needs to know about its surroundings.
@@ -162,6 +178,8 @@ class Settings:
     sse_max_streams_per_account: int = 100
     sse_send_timeout_s: float = 10.0
     sse_backlog_page: int = 500
+    # DuckDB's memory limit for a node's read model, in MiB; 0: DuckDB's default.
+    duckdb_memory_mib: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -188,6 +206,7 @@ class Settings:
             ),
             sse_send_timeout_s=_seconds(env, "SSE_SEND_TIMEOUT_S", 10.0),
             sse_backlog_page=int_setting(env, "SSE_BACKLOG_PAGE", 500, 1, 1_000_000),
+            duckdb_memory_mib=_memory_mib(env),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **clean)  # type: ignore[arg-type]
