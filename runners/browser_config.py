@@ -9,6 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CHROMIUM = "/usr/bin/chromium"
+# WebRTC sends STUN/TURN over UDP sockets of its own, past the HTTP stack: neither the
+# request filter nor the egress proxy sees it, so a page could send datagrams to any
+# private address (and learn from its ICE candidates which ones answer). Without UDP,
+# WebRTC falls back to TCP through the proxy, where the guard checks it.
+NO_DIRECT_UDP = "--webrtc-ip-handling-policy=disable_non_proxied_udp"
 CHROMIUM_ARGS = (
     "--no-sandbox",
     "--disable-background-networking",
@@ -16,6 +21,7 @@ CHROMIUM_ARGS = (
     "--disable-sync",
     "--disable-gpu",
     "--no-first-run",
+    NO_DIRECT_UDP,
 )
 
 

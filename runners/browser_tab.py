@@ -17,7 +17,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from playwright.async_api import CDPSession, JSHandle, Page
+from playwright.async_api import CDPSession, Frame, JSHandle, Page
 from playwright.async_api import ConsoleMessage as PlaywrightConsoleMessage
 from playwright.async_api import Error as PlaywrightError
 
@@ -33,6 +33,8 @@ T = TypeVar("T")
 # How long a page that began another document is given to commit it before its load is
 # awaited (see Tab.wait_for_load); only pages that navigate by themselves pay it.
 LANDING_PAUSE_S = 0.05
+# How long a refused navigation's error page is given to commit (see Tab.goto).
+ERROR_PAGE_WAIT_S = 2.0
 
 
 async def _fetch(session: CDPSession, method: str, params: dict[str, Any], url: str) -> None:
@@ -152,13 +154,25 @@ class Tab:
         refusal is raised."""
         refusals = self._record.refusals
         before = len(refusals)
+        error_page = asyncio.Event()
+
+        def committed(frame: Frame) -> None:
+            if frame == self._page.main_frame and frame.url.startswith("chrome-error:"):
+                error_page.set()
+
+        self._page.on("framenavigated", committed)
         try:
             response = await self._until_broken(
                 self._page.goto(url, timeout=timeout * 1000, wait_until="load"), url
             )
         except (TimeoutError, PlaywrightError) as exc:
             if len(refusals) > before and any(code in str(exc) for code in REFUSED_ERRORS):
-                # The document itself (or a redirect hop) was refused: say which and why.
+                # The document itself (or a redirect hop) was refused: say which and why,
+                # once Chromium's error page has committed. Playwright fails the
+                # navigation before that, and the late commit would interrupt the tab's
+                # next goto (Case generation goes on to the next link after a refused one).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(error_page.wait(), ERROR_PAGE_WAIT_S)
                 raise refusals[-1] from exc
             if "ERR_ABORTED" in str(exc) and self._record.document_status in (204, 205):
                 raise PageFailed(
@@ -171,6 +185,8 @@ class Tab:
                     "(Content-Disposition: attachment), not a page"
                 ) from exc
             raise wrap_error(exc, f"navigating to {url}") from exc
+        finally:
+            self._page.remove_listener("framenavigated", committed)
         return None if response is None else response.status
 
     async def _until_broken(self, loading: Awaitable[T], url: str) -> T:

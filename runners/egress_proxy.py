@@ -89,6 +89,10 @@ class EgressProxy:
             await self._serve(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the browser went away, or sent a head too long to be a request
+        except asyncio.CancelledError:
+            # close() stops the handlers. Nobody else awaits this task, and asyncio's
+            # stream callback reports a cancelled handler as an unhandled error.
+            pass
         except _Unusable as exc:
             log.debug("egress proxy: unusable request: %s", exc)
             with contextlib.suppress(ConnectionError):

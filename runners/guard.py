@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import re
 import socket
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import SplitResult, urlsplit
+from encodings import idna
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from runners.egress_proxy import Connect
 from runners.errors import TargetInvalid, TargetRefused
@@ -37,6 +40,10 @@ CONNECT_TIMEOUT_S = 15.0
 WEB_SCHEMES = frozenset({"http", "https"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+# One part of an IPv4 address as browsers read it: hexadecimal, octal or decimal.
+_IPV4_PART = re.compile(r"0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*")
+# Full stops that IDNA reads as the dot between labels ("127。0。0。1").
+_IDEOGRAPHIC_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
 async def resolve_system(host: str, port: int) -> Sequence[str]:
@@ -62,6 +69,9 @@ def refusal_reason(address: IPAddress) -> str | None:
         ("unspecified", address.is_unspecified),
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
+        # fec0::/10: deprecated, but networks that still number hosts in it are private
+        # ones, and Python does not count it as private (nor as not global).
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
         ("multicast", address.is_multicast),
         ("private", address.is_private),
         ("reserved", address.is_reserved),
@@ -86,7 +96,56 @@ def _literal_address(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
+        return _browser_ipv4(host)
+
+
+def _browser_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """``host`` as the IPv4 address a browser reads in it (the URL Standard's IPv4
+    parser), or None if it is a name: ``127.1``, ``0``, ``2130706433``, ``0x7f000001``,
+    ``017700000001`` are all 127.0.0.1 or 0.0.0.0 to Chromium. Parsed here so that the
+    verdict never depends on how a resolver treats such names."""
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    if not 1 <= len(parts) <= 4 or not all(_IPV4_PART.fullmatch(part) for part in parts):
         return None
+    numbers = []
+    for part in parts:
+        if part[:2].lower() == "0x":
+            numbers.append(int(part[2:] or "0", 16))
+        elif len(part) > 1 and part.startswith("0"):
+            numbers.append(int(part, 8))
+        else:
+            numbers.append(int(part))
+    *leading, last = numbers
+    if any(number > 255 for number in leading) or last >= 256 ** (5 - len(numbers)):
+        return None  # not an address; a browser refuses such a URL
+    value = last
+    for index, number in enumerate(leading):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def normalized_host(host: str) -> str:
+    """``host`` as a browser's URL parser compares it: brackets, percent-escapes and a
+    trailing dot removed, compatibility forms folded (``ｌｏｃａｌｈｏｓｔ`` and
+    ``１２７.０.０.１`` are ``localhost`` and ``127.0.0.1`` to Chromium), characters IDNA
+    ignores dropped, lower case."""
+    name = unicodedata.normalize("NFKC", unquote(host.strip("[]")))
+    labels = name.translate(_IDEOGRAPHIC_STOPS).rstrip(".").lower().split(".")
+    return ".".join(_nameprep(label) for label in labels)
+
+
+def _nameprep(label: str) -> str:
+    """IDNA's mapping of a label: soft hyphens and zero-width characters dropped, as
+    Chromium drops them (``local\\u00adhost`` is ``localhost``). A label IDNA prohibits
+    stays as it is: the resolver refuses it."""
+    if label.isascii():
+        return label
+    try:
+        return idna.nameprep(label)
+    except UnicodeError:
+        return label
 
 
 @dataclass(frozen=True)
@@ -116,7 +175,7 @@ class TargetGuard:
         if self.allow_private:
             return ()
         shown = target or host
-        name = host.strip("[]").rstrip(".").lower()
+        name = normalized_host(host)
         if not name:
             raise TargetInvalid(f"target {shown!r} has no host")
         if name in _LOCAL_NAMES or name.endswith(".localhost"):
@@ -150,6 +209,13 @@ class TargetGuard:
             port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
         except ValueError as exc:
             raise TargetInvalid(f"target {url!r}: bad port") from exc
+        if "\\" in parts.netloc:
+            # A browser ends the host at a backslash, Python's parser does not: in
+            # "http://127.0.0.1\@example.com/" this check would see example.com and
+            # Chromium would go to 127.0.0.1.
+            raise TargetInvalid(
+                f"target {url!r}: a backslash before the path makes the host ambiguous"
+            )
         return await self.check_host(parts.hostname or "", port, target=url)
 
     async def connect(
