@@ -95,6 +95,13 @@ class Database:
                 con.execute(statement)
         except (duckdb.Error, OSError) as exc:
             raise StoreError(f"cannot open the read model {self.path}: {exc}") from exc
+        except RuntimeError as exc:
+            # Ctrl-C while a statement runs: DuckDB takes the signal and raises this
+            # instead of KeyboardInterrupt, which the tools turn into their "interrupted"
+            # line (seen when replay was interrupted as it made its file).
+            if str(exc) == "Query interrupted":
+                raise KeyboardInterrupt from exc
+            raise
         self._con = con
 
     def close(self) -> None:
