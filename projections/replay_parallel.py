@@ -133,7 +133,7 @@ def replay_parallel(
                 done = _collect(specs, writer, progress, on_progress)
                 positions = writer.finish(ends)
         finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            remove_scratch(scratch)
     return ReplayResult(
         writer.events,
         writer.states,
@@ -143,6 +143,19 @@ def replay_parallel(
         time.monotonic() - began,
         tuple(done),
     )
+
+
+def remove_scratch(scratch: Path, timeout_s: float = 5.0) -> None:
+    """Remove the workers' scratch folder. After Ctrl-C (which reaches the workers too)
+    a worker may still be closing its spill file in it while the folder is removed, and
+    one removal then leaves the folder behind: remove until it is gone, for at most
+    ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not scratch.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
 
 
 def _collect(
@@ -189,6 +202,9 @@ def _collect(
         for proc in procs:
             if proc.is_alive():
                 proc.terminate()
+                proc.join(timeout=5)
+            if proc.is_alive():  # its spill file must be closed before the folder goes
+                proc.kill()
                 proc.join(timeout=5)
         inbox.close()
         inbox.cancel_join_thread()
