@@ -455,3 +455,34 @@ def use_uvloop() -> bool:
         return False
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return True
+
+
+@contextlib.contextmanager
+def site_process(max_seconds: float) -> Iterator[tuple[str, int]]:
+    """The test site in a child process: (base URL, pid). It stops when its stdin
+    closes, which happens when this block ends or this process dies."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "site" / "server.py"),
+            "--max-seconds",
+            str(max_seconds),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError(f"the test site did not start: {base_url!r}")
+        yield base_url, proc.pid
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

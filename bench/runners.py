@@ -34,12 +34,10 @@ import argparse
 import asyncio
 import itertools
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from _stack import site_process  # noqa: E402
 from playwright.async_api import async_playwright  # noqa: E402
 
 from runners.artifacts import ArtifactStore  # noqa: E402
@@ -78,37 +77,6 @@ class Measure:
     @property
     def cpu_ms_per_page(self) -> float:
         return self.cpu * 1000 / self.pages if self.pages else float("nan")
-
-
-@contextmanager
-def site_process(max_seconds: float) -> Iterator[tuple[str, int]]:
-    """The test site in a child process: (base URL, pid). It stops when its stdin
-    closes, which happens when this block ends or this process dies."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "site" / "server.py"),
-            "--max-seconds",
-            str(max_seconds),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        base_url = proc.stdout.readline().strip()
-        if not base_url.startswith("http://"):
-            raise RuntimeError(f"the test site did not start: {base_url!r}")
-        yield base_url, proc.pid
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _cpu_of(pid: int) -> tuple[int, float]:

@@ -61,22 +61,6 @@ def _uptime() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def _start_site(max_seconds: float) -> tuple[subprocess.Popen[str], str]:
-    site = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "tests" / "site" / "server.py"),
-            "--max-seconds",
-            str(max_seconds),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert site.stdout is not None
-    return site, site.stdout.readline().strip()
-
-
 def _start_up(data_dir: Path, port: int, prefix: str, out: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -259,9 +243,12 @@ def main() -> None:
     if not os.environ.get("RUNLEDGER_KAFKA_BOOTSTRAP"):
         sys.exit("soak: set RUNLEDGER_KAFKA_BOOTSTRAP (the soak uses an existing broker)")
     print(f"machine: {_stack.machine()}; load average at start {_uptime()}")
-    with tempfile.TemporaryDirectory(prefix="runledger-soak-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="runledger-soak-") as tmp,
+        contextlib.ExitStack() as site,
+    ):
         data_dir, out = Path(tmp) / "data", Path(tmp) / "up.out"
-        site, site_url = _start_site(args.minutes * 60 + 600)
+        site_url, _ = site.enter_context(_stack.site_process(args.minutes * 60 + 600))
         up = _start_up(data_dir, _stack.free_port(), f"soak{uuid.uuid4().hex[:8]}.", out)
         try:
             stack = _wait_stack(up, data_dir, out)
@@ -276,9 +263,7 @@ def main() -> None:
             metrics = httpx.get(stack["api_url"] + "/metrics", timeout=10).text
         finally:
             clean, stop_lines = _stop_up(up, out)
-            assert site.stdin is not None
-            site.stdin.close()
-            site.wait(10)
+            site.close()
             errors = _log_errors(data_dir / "logs")
         worst = _report(samples, tally, seconds)
         print(f"\nafter {args.idle_s:.0f} s idle (RSS MB, fds, threads):")

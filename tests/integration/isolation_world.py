@@ -4,7 +4,6 @@ answer: errors, stream messages."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ from runners.artifacts import PNG, ArtifactStore
 from tests.integration.conftest import Stack
 from tests.integration.isolation_routes import spec_of
 from tests.integration.test_api_definitions import EDGES, NODES, STEPS
+from tests.integration.test_security_review import status_once_known
 
 WINDOW_S = 4.0  # the node's SSE window: every stream here ends within it
 
@@ -113,15 +113,8 @@ def populate(acc: Account, tag: str, stack: Stack) -> None:
     ids["hash"] = [store.put(f"{tag}'s screenshot".encode(), PNG)]
 
 
-def status_once(stack: Stack, token: str, want: int) -> int:
-    """``GET /process``'s status with ``token`` once it is ``want`` or 15 s passed: a node
-    learns of an issued or revoked token from its projection a moment later."""
-    deadline = time.monotonic() + 15
-    while True:
-        r = httpx.get(stack.url + "/process", headers={"Authorization": token}, timeout=10)
-        if r.status_code == want or time.monotonic() > deadline:
-            return r.status_code
-        time.sleep(0.1)
+# A node learns of an issued or revoked token a moment later: wait for the status.
+status_once = status_once_known
 
 
 def fill(template: Any, params: dict[str, str]) -> Any:
