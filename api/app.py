@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
@@ -19,6 +20,7 @@ from api.errors import (
     unexpected_error_handler,
 )
 from api.gateway import CommandPending
+from api.metrics_app import HttpMetrics, RequestMetrics
 from api.routes import (
     artifacts,
     caseruns,
@@ -73,6 +75,7 @@ class NodeApp(Starlette):
 
 def create_app(deps: ApiDeps) -> Starlette:
     """The API over ``deps``; the node owns the lifecycle of everything in it."""
+    http_metrics = HttpMetrics()
     app = NodeApp(
         routes=[
             *system.routes,
@@ -95,6 +98,7 @@ def create_app(deps: ApiDeps) -> Starlette:
             HTTPException: http_error_handler,
             Exception: unexpected_error_handler,
         },
+        middleware=[Middleware(RequestMetrics, metrics=http_metrics)],
     )
     # Starlette answers a path that misses only by a trailing "/" with a 307 to the
     # path without it: an id of "/" (``GET /process/%2F``) then led to the list of
@@ -104,4 +108,5 @@ def create_app(deps: ApiDeps) -> Starlette:
     app.state.deps = deps
     app.state.auth = Authenticator(deps.reads)
     app.state.stream_slots = StreamSlots(deps.sse_max_streams_per_account)
+    app.state.http_metrics = http_metrics
     return app

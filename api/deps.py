@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from api.broadcaster import Broadcaster
+from api.metrics import Family
 from api.process_cache import ProcessCache
 from streams.bus import Submitted
 from streams.domain.case import CaseState
@@ -116,6 +117,10 @@ class Commands(Protocol):
         """What came of a command answered 202 (None: not remembered by this node)."""
         ...
 
+    async def decided(self, command_id: str, timeout: float) -> Submitted | None:
+        """:meth:`status` once decided, waiting up to ``timeout`` s for the decision."""
+        ...
+
 
 class Positions(Protocol):
     async def wait_for(self, partition: int, offset: int, timeout: float) -> bool: ...
@@ -145,7 +150,8 @@ class ApiDeps:
     max_body_bytes: int = 1_048_576
     command_timeout_s: float = 10.0
     wait_timeout_s: float = 10.0
-    metrics: Callable[[], dict[str, float]] = field(default=lambda: {})
+    # The node's metric families (projector, identity); the app adds its own.
+    metrics: Callable[[], Iterable[Family]] = field(default=lambda: ())
     # Committed Process states for reads by id; None reads the store every time.
     process_cache: ProcessCache | None = None
     # Live events for the SSE streams; None: streams replay the store and then end.

@@ -155,8 +155,13 @@ async def run_command(
         else:
             outcome = await deps.commands.execute(cmd, deps.command_timeout_s)
     except PublishError as exc:
+        # Not acknowledged is not "not recorded": a producer that timed out still holds
+        # the command and writes it once the broker is back.
         raise ApiError(
-            503, "ledger_unavailable", f"the ledger did not accept the command: {exc}"
+            503,
+            "ledger_unavailable",
+            f"the ledger did not acknowledge the command: {exc}; it may still be recorded "
+            "once Kafka is back: retry with the same Idempotency-Key",
         ) from exc
     if outcome is None:
         raise CommandPending(

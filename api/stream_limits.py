@@ -51,6 +51,10 @@ class StreamSlots:
     def __init__(self, per_account: int) -> None:
         self.per_account = per_account
         self._open: dict[str, int] = {}
+        # For /metrics (api/metrics_app.py), with no account in them.
+        self.total_open = 0
+        self.opened = 0
+        self.refused = 0
 
     def open(self, account: str) -> int:
         return self._open.get(account, 0)
@@ -59,11 +63,15 @@ class StreamSlots:
         """A slot for a new stream of ``account``; None when it has ``per_account``."""
         count = self._open.get(account, 0)
         if count >= self.per_account:
+            self.refused += 1
             return None
         self._open[account] = count + 1
+        self.total_open += 1
+        self.opened += 1
         return Slot(self, account)
 
     def _free(self, account: str) -> None:
+        self.total_open -= 1
         count = self._open.get(account, 0) - 1
         if count > 0:
             self._open[account] = count

@@ -8,13 +8,17 @@ Each dead letter keeps the original key and bytes; headers say ``reason`` (see
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections import Counter
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from projections.errors import ProjectorError
-from projections.fold import DeadLetter
+from projections.fold import UNKNOWN_FINGERPRINT, DeadLetter
+
+log = logging.getLogger("projections.projector")  # the projector's lines, as before
 
 MAX_ERROR_BYTES = 4096
 
@@ -71,3 +75,36 @@ class DeadLetterPublisher:
             await asyncio.gather(*sent)
         except KafkaError as exc:
             raise ProjectorError(f"publishing {len(letters)} dead letters failed: {exc}") from exc
+
+
+def log_dead_letters(topic: str, dlq: str, letters: tuple[DeadLetter, ...]) -> None:
+    """One warning per batch that dead-lettered something, and for an unknown schema
+    fingerprint one error line that says what it means and what to do: it freezes an
+    aggregate in this node's read model (its later events become sequence gaps)."""
+    reasons = Counter(d.reason for d in letters)
+    first = letters[0]
+    log.warning(
+        "projector: dead-lettered %d messages of %s to %s (%s); the first at partition %d "
+        "offset %d: %s; list them with `runledger dlq`",
+        len(letters),
+        topic,
+        dlq,
+        ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())),
+        first.message.partition,
+        first.message.offset,
+        first.error,
+    )
+    unknown = next((d for d in letters if d.reason == UNKNOWN_FINGERPRINT), None)
+    if unknown is not None:
+        log.error(
+            "projector: the event at partition %d offset %d of %s has a schema this node "
+            "does not know (%s): this node's schemas/ are probably older than the writer's, "
+            "and every later event of its aggregate will be dead-lettered as sequence_gap "
+            "(the aggregate stays frozen here); upgrade this node, then run `runledger "
+            "verify` and `runledger replay --to NEW.duckdb` + `runledger swap --from NEW.duckdb` "
+            "(docs/operations.md, Dead letters)",
+            unknown.message.partition,
+            unknown.message.offset,
+            topic,
+            unknown.error,
+        )

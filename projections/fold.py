@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from schemas import Codec, DecodeError, default_codec
+from schemas import Codec, DecodeError, UnknownSchemaError, default_codec
 from streams.domain.account import AccountState
 from streams.domain.aggregates import evolve
 from streams.domain.case import CaseState
@@ -35,6 +35,9 @@ _UNSEEN: Any = object()
 
 # Reasons a message goes to the dead-letter topic (the ``reason`` header).
 UNDECODABLE = "undecodable"
+# Framed right, but no schema of this node's ``schemas/`` has the writer's fingerprint:
+# the node is older than the writer (see "Dead letters" in docs/operations.md).
+UNKNOWN_FINGERPRINT = "unknown_fingerprint"
 SEQUENCE_GAP = "sequence_gap"
 REJECTED = "rejected"
 
@@ -150,6 +153,9 @@ def decode_all(
             continue
         try:
             events.append(decode_event(codec, value))
+        except UnknownSchemaError as exc:
+            dead.append(_dead(msg, UNKNOWN_FINGERPRINT, str(exc)))
+            continue
         except (DecodeError, KeyError, TypeError, ValueError) as exc:
             dead.append(_dead(msg, UNDECODABLE, str(exc) or type(exc).__name__))
             continue

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from projections.cache import Layered, StateCache
-from projections.dead_letters import DeadLetterPublisher
+from projections.dead_letters import DeadLetterPublisher, log_dead_letters
 from projections.errors import ProjectorError
 from projections.fold import Batch, fold_batch
 from projections.listeners import BatchListener, Listener, notify, notify_batch
@@ -37,6 +37,7 @@ from projections.projector_clients import check_ledger, open_clients
 from projections.store import Store
 from projections.watermark import Watermark
 from schemas import Codec, default_codec
+from streams.consumer_stop import stop_consumer
 from streams.topics import Topics, describe_positions
 
 __all__ = ["BatchListener", "Listener", "Projector", "ProjectorStats", "fold_batch"]
@@ -110,6 +111,23 @@ class Projector:
     def stats(self) -> ProjectorStats:
         return self._stats
 
+    def known_ends(self) -> dict[int, int]:
+        """The end of each partition as the fetching consumer last heard it: the last
+        stable offset (read_committed; the high watermark on a broker that does not say)
+        that every fetch response carries, so no request is made. A partition no fetch
+        has answered for yet, or any partition of a projector not running, is absent."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        ends = {}
+        for tp in self._partitions:
+            end = consumer.last_stable_offset(tp)
+            if end is None or end < 0:
+                end = consumer.highwater(tp)
+            if end is not None:
+                ends[tp.partition] = end
+        return ends
+
     async def end_offsets(self) -> dict[int, int]:
         """The current end (last stable offset) of every partition of the events topic.
 
@@ -134,15 +152,18 @@ class Projector:
         """Wait until everything in the topic right now is applied; False on timeout.
 
         A node answers HTTP while its projector is still connecting: wait for that too,
-        within the same ``timeout``.
+        within the same ``timeout``. Asking the broker for the ends counts too: with the
+        broker away aiokafka retries that question for as long as it stays away.
         """
         began = time.monotonic()
         try:
             await asyncio.wait_for(self._started.wait(), timeout)
+            left = max(0.0, timeout - (time.monotonic() - began))
+            ends = await asyncio.wait_for(self.end_offsets(), left)
         except TimeoutError:
             return False
         left = max(0.0, timeout - (time.monotonic() - began))
-        return await self.watermark.wait_for_end(await self.end_offsets(), left)
+        return await self.watermark.wait_for_end(ends, left)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -200,6 +221,7 @@ class Projector:
                     # Before its positions are committed: after a crash they are sent
                     # again, never skipped.
                     await self._publisher.publish(self.topic, batch.dead_letters)
+                    log_dead_letters(self.topic, self._dlq_topic, batch.dead_letters)
                 if writing is not None:
                     await self._settle(writing)
                 writing = _Writing(batch, asyncio.create_task(self._write(batch, began)))
@@ -244,7 +266,7 @@ class Projector:
         self._consumer = self._offsets = self._dead_letters = None
         for client in (consumer, offsets):
             if client is not None:
-                await client.stop()
+                await stop_consumer(client)
         if dead_letters is not None:
             await dead_letters.stop()
 

@@ -14,6 +14,7 @@ import sys
 from runledger import logs
 from runledger.commands.context import CliError as CliError
 from runledger.commands.context import explain
+from runledger.commands.dlq import add_dlq_command
 from runledger.commands.events import add_event_commands
 from runledger.commands.read_model import add_read_model_commands
 from runledger.commands.stack import add_stack_commands
@@ -41,6 +42,8 @@ explains its options. The environment overrides the defaults:
   RUNLEDGER_DATA_DIR          the default of --data-dir
   RUNLEDGER_HOST, RUNLEDGER_PORT
                               the defaults of --host and --port (127.0.0.1, 8000)
+  RUNLEDGER_METRICS_PORT      the default of --metrics-port (decider, orchestrator,
+                              runner: Prometheus /metrics; default off)
   RUNLEDGER_PARTITIONS        partitions of new topics (default 4)
   RUNLEDGER_LOG_LEVEL         debug, info (default), warning or error; -v is debug
 Times are ISO 8601 (2026-03-01T12:00:00Z; no zone: UTC), durations in seconds.
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_stack_commands(sub)
     add_token_commands(sub)
     add_event_commands(sub)
+    add_dlq_command(sub)
     add_read_model_commands(sub)
     return parser
 
@@ -150,7 +154,7 @@ def _detach_stdout() -> None:
 
 # The commands that do one thing and exit: their user wants one line about a broker
 # that cannot be reached, not aiokafka's log of every attempt (``-v`` shows it).
-TOOLS = frozenset({"token", "audit", "as-of", "tail", "replay", "verify", "swap", "export"})
+TOOLS = frozenset({"token", "audit", "as-of", "tail", "dlq", "replay", "verify", "swap", "export"})
 
 
 def _surroundings_errors() -> tuple[type[BaseException], ...]:

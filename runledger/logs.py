@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from runledger.settings import PREFIX, SettingsError, text_setting
 
@@ -32,6 +33,13 @@ HTTP_CLIENT = ("httpx", "httpcore")
 # are matched too, so that a token inside a longer word is still caught.
 TOKEN = re.compile(r"rl_[A-Za-z0-9_-]{20,}")
 REDACTED = "rl_[redacted]"
+
+# Libraries that log every attempt of a retry loop: with the broker away, aiokafka says
+# "Unable connect to node" a few hundred times a second in a runner. One line of each
+# kind per window is enough to say so (RepeatedLines).
+RETRYING_LIBRARIES = ("aiokafka",)
+REPEAT_WINDOW_S = 30.0
+MAX_KINDS = 1_000
 
 _configured: str | None = None
 
@@ -70,6 +78,46 @@ class RedactTokens(logging.Filter):
         return True
 
 
+class RepeatedLines(logging.Filter):
+    """Lets through one line of a kind per ``window_s`` from the loggers under
+    ``prefixes``; the first line after that says how many like it were left out.
+
+    A kind is the logger, the level and the message's template, so a broker that stays
+    away costs a few lines a minute instead of thousands, and a new kind of error still
+    shows at once.
+    """
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...] = RETRYING_LIBRARIES,
+        window_s: float = REPEAT_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self._prefixes = prefixes
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._prefixes):
+            return True
+        kind = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        shown_at, left_out = self._seen.get(kind, (None, 0))
+        if shown_at is not None and now - shown_at < self._window_s:
+            self._seen[kind] = (shown_at, left_out + 1)
+            return False
+        if len(self._seen) >= MAX_KINDS:
+            self._seen.clear()  # messages with their values in the template: start over
+        self._seen[kind] = (now, 0)
+        if left_out:
+            record.msg = (
+                f"{record.msg} [{left_out} more like it in the last {self._window_s:g} s left out]"
+            )
+        return True
+
+
 def configure(level: int, *, tool: bool) -> None:
     """Log at ``level`` to stderr in :data:`FORMAT`, libraries quiet, tokens redacted.
 
@@ -87,9 +135,12 @@ def configure(level: int, *, tool: bool) -> None:
     if tool and not debug:
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     redact = RedactTokens()
+    repeated = RepeatedLines()
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactTokens) for f in handler.filters):
             handler.addFilter(redact)
+        if not debug and not any(isinstance(f, RepeatedLines) for f in handler.filters):
+            handler.addFilter(repeated)
     _configured = logging.getLevelName(level)
 
 

@@ -14,13 +14,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from importlib import metadata
 
 import uvicorn
 
 from api import ApiDeps, create_app
 from api.broadcaster import Broadcaster
+from api.metrics import Family
+from api.metrics_node import NodeIdentity, identity_families, projector_families
 from api.process_cache import ProcessCache
 from projections.errors import ProjectorError
 from projections.projector import Projector
@@ -52,10 +55,20 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _metrics(projector: Projector) -> dict[str, float]:
-    # last_batch_at is None until the first batch: leave it out rather than fail.
-    stats = asdict(projector.stats)
-    return {f"projector_{k}": float(v) for k, v in stats.items() if v is not None}
+def _metrics(projector: Projector, identity: NodeIdentity) -> list[Family]:
+    """The node's families at scrape time: values the projector already holds (its
+    consumer's last known ends included), so a scrape makes no request to Kafka."""
+    return [
+        *projector_families(projector.stats, projector.known_ends(), projector.applied),
+        *identity_families(identity),
+    ]
+
+
+def _version() -> str:
+    try:
+        return metadata.version("runledger")
+    except metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown"
 
 
 async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -64,6 +77,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     CliError, before anything is served, when the projector cannot start: the read
     model is not this log's (another prefix, or ahead of a wiped or re-created log),
     the log lost records it needs, or the broker or the topic is not there."""
+    identity = NodeIdentity(_version(), settings.topic_prefix, started_at=time.time())
     if stop is None:
         stop = asyncio.Event()
         stop_on_signals(stop)
@@ -108,7 +122,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
         max_body_bytes=settings.max_body_bytes,
         command_timeout_s=settings.command_timeout_s,
         wait_timeout_s=settings.wait_timeout_s,
-        metrics=lambda: _metrics(serving.projection.projector),
+        metrics=lambda: _metrics(serving.projection.projector, identity),
         process_cache=serving.cache,
         broadcaster=serving.broadcaster,
         sse_window_s=settings.sse_window_s,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.structs import TopicPartition
 
+from runledger.metrics_http import serving_metrics
 from runledger.services import stop_on_signals
 from runledger.settings import (
     PREFIX,
@@ -31,16 +32,19 @@ from runledger.settings import (
 )
 from runners.artifacts import ArtifactStore
 from runners.browser import Browser, BrowserConfig
-from runners.guard import TargetGuard
+from runners.guard import RefusalCount, TargetGuard
 from runners.jobs_cancel import CancelWatch
 from runners.jobs_context import JobContext
 from runners.jobs_executor import KINDS, perform
 from runners.notify import SmtpServer
 from runners.worker import JobLoop
+from runners.worker_metrics import CANCELLED, ERROR, FAILED, PASSED, JobTally
 from schemas import Codec, default_codec
 from streams import serde
+from streams.consumer_stop import stop_consumer
 from streams.domain import aggregates
 from streams.domain.commands import Command
+from streams.exposition import Family
 from streams.jobs import Dispatch
 from streams.publisher import Publisher
 from streams.topics import Topics, ensure_topics
@@ -110,15 +114,18 @@ class Runner:
         self.topics = Topics(settings.topic_prefix)
         self.browser = Browser(browser_config or BrowserConfig(max_pages=options.max_pages))
         data_dir = settings.data_dir
+        # Shared by every copy of the guard (one per tab): what /metrics counts.
+        self.refusals = RefusalCount()
         self.ctx = JobContext(
             browser=self.browser,
-            guard=TargetGuard(allow_private=settings.allow_private_targets),
+            guard=TargetGuard(allow_private=settings.allow_private_targets, refusals=self.refusals),
             store=ArtifactStore(data_dir / "artifacts"),
             baselines=data_dir / "vrt-baselines",
             smtp=options.smtp,
         )
         self.publisher = Publisher(settings.kafka_bootstrap, client_id="runledger-runner")
         self.loops: dict[str, JobLoop] = {}
+        self.tally = JobTally(options.kinds)
         self.watch = CancelWatch(settings.kafka_bootstrap, self.topics, self._cancel)
         self.ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -138,12 +145,25 @@ class Runner:
         what += f" attempt {job.attempt})"
         log.info("%s: started", what)
         began = time.monotonic()
-        outcome = await perform(self.ctx, dispatch, self.publish)
+        self.tally.start(job.kind)
+        try:
+            outcome = await perform(self.ctx, dispatch, self.publish)
+        except BaseException as exc:  # counted, then handled by the job loop as before
+            ended = CANCELLED if isinstance(exc, asyncio.CancelledError) else ERROR
+            self.tally.finish(job.kind, ended, time.monotonic() - began)
+            raise
         took = time.monotonic() - began
+        self.tally.finish(job.kind, PASSED if outcome.passed else FAILED, took)
         if outcome.passed:
             log.info("%s: passed in %.1f s", what, took)
         else:
             log.info("%s: failed in %.1f s: %s", what, took, outcome.exception)
+
+    def metric_families(self) -> list[Family]:
+        """What the runner's ``/metrics`` shows (runners.worker_metrics)."""
+        return self.tally.families(
+            self.browser.open_pages, self.options.max_pages, self.refusals.counts()
+        )
 
     def _cancel(self, run_id: str, at: float) -> None:
         for loop in self.loops.values():
@@ -213,13 +233,13 @@ class Runner:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 15)
             for consumer in consumers:
-                await consumer.stop()
+                await stop_consumer(consumer)
             await self.browser.close()
             await self.publisher.stop()
 
 
 async def run_runner(settings: Settings, options: RunnerOptions) -> None:
-    """The ``runledger runner`` command: run until SIGINT/SIGTERM."""
+    """The ``runledger runner`` command: run until SIGINT, SIGTERM or SIGHUP."""
     if settings.allow_private_targets:  # a security setting: never on without a word
         log.warning(PRIVATE_TARGETS_WARNING)
     topics = Topics(settings.topic_prefix)
@@ -228,29 +248,36 @@ async def run_runner(settings: Settings, options: RunnerOptions) -> None:
     runner = Runner(settings, options)
     stop = asyncio.Event()
     stop_on_signals(stop)
-    task = asyncio.create_task(runner.run())
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    runner.stop()
-    await task
+    async with serving_metrics(settings, "runner", runner.metric_families):
+        task = asyncio.create_task(runner.run())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        runner.stop()
+        await task
     # A job cut short is not committed: another runner (or the next start) runs it again.
     log.info("runner stopped")
 
 
 async def run_orchestrator(settings: Settings) -> None:
-    """The ``runledger orchestrator`` command: run until SIGINT/SIGTERM."""
+    """The ``runledger orchestrator`` command: run until SIGINT, SIGTERM or SIGHUP."""
     from streams.orchestrator import Orchestrator
+    from streams.orchestrator_stats import orchestrator_families
 
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
     orchestrator = Orchestrator(settings.kafka_bootstrap, topics, default_codec())
     stop = asyncio.Event()
     stop_on_signals(stop)
-    task = asyncio.create_task(orchestrator.run())
-    stopped = asyncio.create_task(stop.wait())
-    await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    stopped.cancel()
-    orchestrator.stop()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(task, 15)
+
+    def metric_families() -> list[Family]:  # read at each scrape: a rebuild swaps memory
+        return orchestrator_families(orchestrator.stats, *orchestrator.memory.run_counts())
+
+    async with serving_metrics(settings, "orchestrator", metric_families):
+        task = asyncio.create_task(orchestrator.run())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        orchestrator.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(task, 15)

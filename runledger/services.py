@@ -8,9 +8,11 @@ import os
 import signal
 import threading
 
+from runledger.metrics_http import serving_metrics
 from runledger.settings import Settings
 from schemas import default_codec
 from streams.decider import Decider
+from streams.decider_stats import decider_families
 from streams.topics import Topics, ensure_topics
 
 log = logging.getLogger("runledger.decider")
@@ -85,6 +87,13 @@ async def run_decider(settings: Settings) -> None:
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings.kafka_bootstrap, topics, settings.partitions)
     decider = Decider(settings.kafka_bootstrap, topics, default_codec())
+    async with serving_metrics(
+        settings, "decider", lambda: decider_families(decider.stats, len(decider.aggregates))
+    ):
+        await _decide_until_stopped(decider)
+
+
+async def _decide_until_stopped(decider: Decider) -> None:
     stop = asyncio.Event()
     stop_on_signals(stop)
     task = asyncio.create_task(decider.run())

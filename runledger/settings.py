@@ -148,6 +148,13 @@ def _memory_mib(env: Mapping[str, str]) -> int:
     return value
 
 
+def _metrics_port(env: Mapping[str, str]) -> int | None:
+    """RUNLEDGER_METRICS_PORT, None when unset (no metrics server)."""
+    if text_setting(env, "METRICS_PORT") is None:
+        return None
+    return int_setting(env, "METRICS_PORT", 0, 1, 65535)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a runledger process needs to know about its surroundings.
@@ -180,6 +187,9 @@ class Settings:
     sse_backlog_page: int = 500
     # DuckDB's memory limit for a node's read model, in MiB; 0: DuckDB's default.
     duckdb_memory_mib: int = 0
+    # Where the decider, the orchestrator or a runner serves /metrics (on ``host``);
+    # None: nowhere. A node serves /metrics on its API port instead.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -207,6 +217,7 @@ class Settings:
             sse_send_timeout_s=_seconds(env, "SSE_SEND_TIMEOUT_S", 10.0),
             sse_backlog_page=int_setting(env, "SSE_BACKLOG_PAGE", 500, 1, 1_000_000),
             duckdb_memory_mib=_memory_mib(env),
+            metrics_port=_metrics_port(env),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **clean)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,9 @@ class StackFile:
     # None in files written before it was recorded. A later `up` refuses to resume the
     # read model against the other kind (runledger.stack_resume).
     own_broker: bool | None = None
+    # Where each service without an API serves /metrics: {"decider": "http://...", ...};
+    # empty in files written before `up` started them with a metrics port.
+    metrics: dict[str, str] = field(default_factory=dict)
 
     def write(self, data_dir: Path) -> Path:
         """Write atomically, readable by the owner only (it holds a token)."""
@@ -96,6 +99,11 @@ def _checked(raw: Any) -> dict[str, Any]:
     own = raw.get("own_broker")
     if own is not None and not isinstance(own, bool):
         raise ValueError(f"own_broker must be true, false or null, got {own!r}")
+    metrics = raw.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metrics.items()
+    ):
+        raise ValueError(f"metrics must map service names to URLs, got {metrics!r}")
     try:
         check_bootstrap(raw["kafka_bootstrap"])
     except ValueError as exc:

@@ -91,6 +91,19 @@ def _accepted(url: str, token: str, timeout: float, watch: Watch) -> bool:
     return False
 
 
+# The services without an API, each given a metrics port (runledger.metrics_http).
+METERED = ("decider", "orchestrator", "runner")
+
+
+def _free_port(host: str) -> int:
+    """A port nothing listens on at ``host`` now, for a service's /metrics. Another
+    process may take it before the service does: the service then exits saying so, and
+    ``up`` reports it like any service that did not start."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def _cannot_listen(host: str, port: int) -> str | None:
     """Why the node could not listen on ``host:port``, or None: else ``up`` would wait
     for a node that keeps failing, or take whatever answers there for its own."""
@@ -230,8 +243,17 @@ def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) 
         if level is not None:  # `runledger -v up`: the services log at DEBUG too
             env["RUNLEDGER_LOG_LEVEL"] = level
         exe = [sys.executable, "-m", "runledger"]
+        ports = {name: _free_port(settings.host) for name in METERED}
+        metered = {name: ["--metrics-port", str(port)] for name, port in ports.items()}
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        metrics = {name: f"http://{host}:{port}/metrics" for name, port in ports.items()}
         children = [
-            Child("decider", [*exe, "decider"], env, data_dir / "logs" / "decider.log"),
+            Child(
+                "decider",
+                [*exe, "decider", *metered["decider"]],
+                env,
+                data_dir / "logs" / "decider.log",
+            ),
             Child(
                 "node",
                 [*exe, "node", "--port", str(settings.port), "--host", settings.host],
@@ -240,11 +262,16 @@ def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) 
             ),
             Child(
                 "orchestrator",
-                [*exe, "orchestrator"],
+                [*exe, "orchestrator", *metered["orchestrator"]],
                 env,
                 data_dir / "logs" / "orchestrator.log",
             ),
-            Child("runner", [*exe, "runner"], env, data_dir / "logs" / "runner.log"),
+            Child(
+                "runner",
+                [*exe, "runner", *metered["runner"]],
+                env,
+                data_dir / "logs" / "runner.log",
+            ),
         ]
         for child in children:
             child.start()
@@ -269,9 +296,17 @@ def _run_locked(settings: Settings, data_dir: Path, previous: StackFile | None) 
             token = asyncio.run(issue_token(settings, "default", "default"))
         _wait_http(api_url, 60, watch, token)
         StackFile(
-            api_url, settings.kafka_bootstrap, settings.topic_prefix, token, os.getpid(), own_broker
+            api_url,
+            settings.kafka_bootstrap,
+            settings.topic_prefix,
+            token,
+            os.getpid(),
+            own_broker,
+            metrics,
         ).write(data_dir)
         console.say(f"runledger: API on {api_url}; dashboard on {api_url}/ui")
+        shown = ", ".join(f"{name} {url}" for name, url in metrics.items())
+        console.say(f"runledger: metrics on {api_url}/metrics (node), {shown}")
         console.say(f"runledger: token for account 'default': {token}")
         console.say(f"runledger: stack file {data_dir / 'stack.json'}; Ctrl-C stops everything")
         while received is None:

@@ -6,6 +6,9 @@ Hostnames are resolved first and every address they resolve to must be public, s
 public name that points at 127.0.0.1 is refused too. A browser tab's checks share one
 short-lived resolution per host (``runners.resolution_cache``): the egress proxy then
 connects to addresses the request filter approved, and each host is looked up once.
+
+Each refusal is counted once, where it is raised, in a :class:`RefusalCount` that every
+copy of one runner's guard shares (``runledger_runner_targets_refused_total``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from encodings import idna
+from typing import Literal
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from runners.egress_proxy import Connect
@@ -33,6 +37,12 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
 # (address or host, port) -> an open TCP connection.
 Opener = Callable[[str, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
+
+# What a refused target was for: a page a job opens (a scan's, a case's, a crawled link),
+# a request a page made (its redirects too) or a connection of its egress proxy, a
+# webhook (Slack's too) or an SMTP server. A bounded label: never the host or address.
+TargetUse = Literal["page", "subresource", "webhook", "smtp"]
+TARGET_USES: tuple[TargetUse, ...] = ("page", "subresource", "webhook", "smtp")
 
 # How long ``TargetGuard.connect`` waits for one address to accept.
 CONNECT_TIMEOUT_S = 15.0
@@ -148,30 +158,53 @@ def _nameprep(label: str) -> str:
         return label
 
 
+class RefusalCount:
+    """Targets the guard refused, by :data:`TargetUse`. One per runner, given to its
+    guard; the guard's copies (one per browser tab) share it, so the runner's
+    ``/metrics`` sees every tab's refusals. Call from the event loop's thread only."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = dict.fromkeys(TARGET_USES, 0)
+
+    def add(self, use: TargetUse) -> None:
+        self._counts[use] += 1
+
+    def counts(self) -> dict[str, int]:
+        """Refusals so far, every use listed (at 0 until one is refused)."""
+        return dict(self._counts)
+
+
 @dataclass(frozen=True)
 class TargetGuard:
     """Checks targets before runners reach them.
 
     ``allow_private`` comes from ``RUNLEDGER_ALLOW_PRIVATE_TARGETS`` at the composition
     root; when true every check passes without resolving anything. ``clock`` times the
-    per-tab resolution cache of :meth:`page_checks`.
+    per-tab resolution cache of :meth:`page_checks`. ``refusals`` counts what it refuses:
+    pass the runner's own to see it on ``/metrics``.
     """
 
     allow_private: bool = False
     resolver: Resolver = field(default=resolve_system, compare=False)
     opener: Opener = field(default=asyncio.open_connection, compare=False)
     clock: Clock = field(default=time.monotonic, compare=False)
+    refusals: RefusalCount = field(default_factory=RefusalCount, compare=False)
+
+    def _refused(self, use: TargetUse, target: str, address: str, reason: str) -> TargetRefused:
+        """The error to raise, counted: each refusal goes through here once."""
+        self.refusals.add(use)
+        return TargetRefused(target, address, reason)
 
     async def check_host(
-        self, host: str, port: int, *, target: str | None = None
+        self, host: str, port: int, *, target: str | None = None, use: TargetUse = "page"
     ) -> tuple[str, ...]:
         """Refuse ``host`` unless every address it resolves to is public; return those
         addresses, which the caller should connect to (a second lookup could answer
         differently: DNS rebinding). Empty when private targets are allowed (nothing
         is resolved then).
 
-        Raises ``TargetRefused`` naming the first refused address, or ``TargetInvalid``
-        when the host is empty or does not resolve."""
+        Raises ``TargetRefused`` naming the first refused address (counted under
+        ``use``), or ``TargetInvalid`` when the host is empty or does not resolve."""
         if self.allow_private:
             return ()
         shown = target or host
@@ -179,7 +212,7 @@ class TargetGuard:
         if not name:
             raise TargetInvalid(f"target {shown!r} has no host")
         if name in _LOCAL_NAMES or name.endswith(".localhost"):
-            raise TargetRefused(shown, name, "a loopback name")
+            raise self._refused(use, shown, name, "a loopback name")
         literal = _literal_address(name)
         addresses = [str(literal)] if literal is not None else await self.resolver(name, port)
         if not addresses:
@@ -191,12 +224,12 @@ class TargetGuard:
                 raise TargetInvalid(f"host {name!r} resolved to a non-address {text!r}")
             reason = refusal_reason(address)
             if reason is not None:
-                raise TargetRefused(shown, str(address), reason)
+                raise self._refused(use, shown, str(address), reason)
             checked.append(str(address))
         return tuple(checked)
 
     async def check_url(
-        self, url: str, *, schemes: frozenset[str] = WEB_SCHEMES
+        self, url: str, *, schemes: frozenset[str] = WEB_SCHEMES, use: TargetUse = "page"
     ) -> tuple[str, ...]:
         """Refuse ``url`` unless its scheme is in ``schemes`` and its host is public;
         the host's checked addresses as :meth:`check_host` returns them.
@@ -216,7 +249,7 @@ class TargetGuard:
             raise TargetInvalid(
                 f"target {url!r}: a backslash before the path makes the host ambiguous"
             )
-        return await self.check_host(parts.hostname or "", port, target=url)
+        return await self.check_host(parts.hostname or "", port, target=url, use=use)
 
     async def connect(
         self, host: str, port: int
@@ -224,8 +257,9 @@ class TargetGuard:
         """A TCP connection to ``host``, opened to an address :meth:`check_host` checked
         (the first that accepts within ``CONNECT_TIMEOUT_S``), never to a second lookup
         of the name. Raises what ``check_host`` raises, or OSError when no address
-        answers. With private targets allowed the host is connected to as it is."""
-        addresses = await self.check_host(host, port) or (host,)
+        answers. With private targets allowed the host is connected to as it is. Used by
+        a tab's egress proxy: a refusal here counts as a ``subresource``."""
+        addresses = await self.check_host(host, port, use="subresource") or (host,)
         error: Exception | None = None
         for address in addresses:
             try:
@@ -256,7 +290,7 @@ class TargetGuard:
         try:
             if _split(url).scheme.lower() in ("data", "blob", "about"):
                 return None
-            await self.check_url(url, schemes=frozenset(_DEFAULT_PORTS))
+            await self.check_url(url, schemes=frozenset(_DEFAULT_PORTS), use="subresource")
         except (TargetRefused, TargetInvalid) as exc:
             return exc
         return None

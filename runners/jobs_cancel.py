@@ -19,6 +19,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from streams.consumer_stop import stop_consumer
 from streams.topics import Topics, partitions_of
 
 log = logging.getLogger(__name__)
@@ -88,4 +89,4 @@ class CancelWatch:
                             log.debug("run %s cancelled", run_id)
                             self.on_cancel(run_id, msg.timestamp / 1000)
         finally:
-            await consumer.stop()
+            await stop_consumer(consumer)

@@ -102,11 +102,12 @@ async def send_webhook(
     non-2xx answer is a result, not an error."""
     origin = origin_of(request.url)  # errors name it, not the URL: a Slack URL is a secret
     try:
-        addresses: Sequence[str | None] = await guard.check_url(request.url) or (None,)
+        checked = await guard.check_url(request.url, use="webhook")
     except TargetRefused as exc:
         raise TargetRefused(origin, exc.address, exc.reason) from None
     except TargetInvalid as exc:
         raise TargetInvalid(reason_without_url(exc, request.url, origin)) from None
+    addresses: Sequence[str | None] = checked or (None,)
     refused: list[str] = []
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
         for address in addresses:
@@ -297,7 +298,7 @@ async def send_email(
     if not server.host or urlsplit(f"//{server.host}").hostname is None:
         raise TargetInvalid(f"not an SMTP host: {server.host!r}")
     target = f"smtp://{server.host}:{server.port}"
-    addresses = await guard.check_host(server.host, server.port, target=target)
+    addresses = await guard.check_host(server.host, server.port, target=target, use="smtp")
     message = email_message(server.sender, to, subject, body, idempotency_key=idempotency_key)
     try:
         await asyncio.to_thread(_deliver, server, addresses, message, timeout)

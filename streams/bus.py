@@ -10,6 +10,13 @@ A command can also be *submitted*: published durably without waiting for the dec
 comes back, for :meth:`CommandBus.status`, so the caller can follow it. That memory is
 this node's, bounded (the newest ``MAX_TRACKED`` submissions) and lost on restart; the
 outcome itself stays in ``ledger.outcomes``.
+
+Behind a load balancer the caller may ask another node. So a submitted command's
+``reply_to`` carries :data:`SHARED_MARK`: its outcome is for every node, and each bus
+keeps the outcomes of the other nodes' submissions it reads (as bytes, decoded when
+asked for; the newest ``MAX_TRACKED``, since the bus started). Another node thus knows
+a command once the decider has decided it; only ``pending`` is the submitting node's
+alone. :meth:`CommandBus.decided` waits for that decision.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -26,6 +33,8 @@ from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
 from streams import serde
+from streams.bus_memory import DecisionWaiters, OtherNodesOutcomes, Submitted
+from streams.consumer_stop import stop_consumer
 from streams.domain import aggregates
 from streams.domain.commands import Command
 from streams.publisher import Publisher
@@ -34,6 +43,11 @@ from streams.topics import Topics, partitions_of
 log = logging.getLogger(__name__)
 
 MAX_TRACKED = 50_000
+# How long publishing a command may wait for Kafka's acknowledgement (``execute``
+# waits at most its own timeout). With the broker away the producer would retry for as
+# long as it stays away, and the HTTP request with it; after this the caller hears
+# PublishError (the API's 503) instead.
+ACK_TIMEOUT_S = 10.0
 
 # Kafka headers between the bus and the decider, outside the Avro records: on a
 # command, ``respond: async`` says that nobody waits for the resulting state (the
@@ -44,6 +58,10 @@ ASYNC = b"async"
 REPLY_TO = "reply_to"
 COMMAND_ID = "command_id"
 _SUBMIT_HEADERS = ((RESPOND, ASYNC),)
+# Appended to a submitted command's ``reply_to``: every node keeps that outcome, not only
+# the node named before the mark (an older decider copies ``reply_to`` as it is).
+SHARED_MARK = "+shared"
+_SHARED_MARK = SHARED_MARK.encode()
 
 
 def wants_no_state(headers: object) -> bool:
@@ -55,20 +73,6 @@ def outcome_headers(reply_to: str | None, command_id: str) -> list[tuple[str, by
     return [(REPLY_TO, (reply_to or "").encode()), (COMMAND_ID, command_id.encode())]
 
 
-@dataclass(slots=True)
-class Submitted:
-    """A command published without waiting, and its outcome once the decider sent it
-    (without its ``state_json``: only the verdict and the event positions are kept)."""
-
-    command_id: str
-    account: str
-    aggregate_type: str
-    aggregate_id: str
-    command: str
-    outcome: serde.Outcome | None = None
-    raw: bytes | None = None  # the outcome's bytes, until someone asks for it
-
-
 class CommandBus:
     def __init__(self, bootstrap: str, topics: Topics, codec: Codec, node_id: str = "") -> None:
         self.bootstrap = bootstrap
@@ -76,12 +80,17 @@ class CommandBus:
         self.codec = codec
         self.node_id = node_id or f"node-{uuid.uuid4().hex[:12]}"
         self._reply = self.node_id.encode()
+        self._shared_reply = self._reply + _SHARED_MARK
         self._publisher = Publisher(bootstrap, client_id=self.node_id)
         self._consumer: AIOKafkaConsumer | None = None
         self._waiting: dict[str, asyncio.Future[serde.Outcome | None]] = {}
         # Insertion-ordered: the oldest submission is the first key.
         self._submitted: dict[str, Submitted] = {}
+        # Other nodes' submissions, decided; callers of ``decided``.
+        self._elsewhere = OtherNodesOutcomes(codec)
+        self._deciding = DecisionWaiters()
         self.max_tracked = MAX_TRACKED
+        self.ack_timeout_s = ACK_TIMEOUT_S
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -108,27 +117,36 @@ class CommandBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
         await self._publisher.stop()
         for future in self._waiting.values():
             future.cancel()
 
-    async def publish(self, cmd: Command, *, want_state: bool = True) -> tuple[int, int]:
+    async def publish(
+        self, cmd: Command, *, want_state: bool = True, ack_timeout: float | None = None
+    ) -> tuple[int, int]:
         """Publish without waiting for the decider: (partition, offset) in ledger.commands.
 
         ``want_state=False`` tells the decider to leave the state out of the outcome.
+        PublishError when Kafka has not acknowledged it within ``ack_timeout`` seconds
+        (``ack_timeout_s`` when None).
         """
         key = aggregates.stream_key(cmd.aggregate_type, cmd.aggregate_id).encode()
         value = serde.encode_command(self.codec, cmd)
         headers = () if want_state else _SUBMIT_HEADERS
-        return await self._publisher.send_and_wait(self.topics.commands, key, value, headers)
+        return await self._publisher.send_and_wait(
+            self.topics.commands, key, value, headers, timeout=ack_timeout or self.ack_timeout_s
+        )
 
     async def submit(self, cmd: Command) -> tuple[int, int]:
         """Publish ``cmd`` durably, without awaiting its outcome, and track it for
         :meth:`status`: (partition, offset) in ledger.commands.
 
         Raises PublishError when Kafka does not acknowledge: then it is not tracked.
+        ``cmd.reply_to`` becomes this node's id with :data:`SHARED_MARK`, so every node
+        can answer for it once it is decided.
         """
+        cmd = replace(cmd, reply_to=self.node_id + SHARED_MARK)
         # Tracked before publishing: the outcome may come back before the ack does.
         entry = self._track(cmd)
         try:
@@ -150,9 +168,12 @@ class CommandBus:
 
     def status(self, command_id: str) -> Submitted | None:
         """A submitted command this node still remembers (its ``outcome`` None while
-        the decider has not decided it), or None."""
+        the decider has not decided it), or another node's submission once decided, or
+        None."""
         entry = self._submitted.get(command_id)
-        if entry is not None and entry.raw is not None:
+        if entry is None:
+            return self._elsewhere.get(command_id)
+        if entry.raw is not None:
             raw, entry.raw = entry.raw, None
             try:
                 entry.outcome = replace(serde.decode_outcome(self.codec, raw), state_json=None)
@@ -160,12 +181,24 @@ class CommandBus:
                 log.warning("undecodable outcome of command %s", command_id)
         return entry
 
+    async def decided(self, command_id: str, timeout: float) -> Submitted | None:
+        """:meth:`status` once the decider has decided ``command_id``, waiting up to
+        ``timeout`` seconds for it: then what :meth:`status` says (still pending, or
+        None when neither this node nor, decided, another node submitted it)."""
+        entry = self.status(command_id)
+        if (entry is not None and entry.outcome is not None) or timeout <= 0:
+            return entry
+        await self._deciding.wait(command_id, timeout)
+        return self.status(command_id)
+
     async def execute(self, cmd: Command, timeout: float) -> serde.Outcome | None:
         """Publish ``cmd`` (durably) and await its outcome; None if none came in time.
 
         The command's ``reply_to`` must be this bus's ``node_id``. Raises PublishError
         when Kafka does not acknowledge the command: then nothing was accepted. A
         command that got no outcome in time is tracked from then on, as if submitted.
+        Kafka's acknowledgement is awaited for ``timeout`` too (``ack_timeout_s`` when
+        ``timeout`` is 0), so a broker that is away answers PublishError in that time.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[serde.Outcome | None] = loop.create_future()
@@ -173,7 +206,7 @@ class CommandBus:
         self._waiting[cmd.command_id] = future
         timer: asyncio.TimerHandle | None = None
         try:
-            await self.publish(cmd)
+            await self.publish(cmd, ack_timeout=timeout or None)
             # A timer that answers None, rather than asyncio.wait_for: no task per command.
             timer = loop.call_later(timeout, self._give_up, future, cmd)
             return await future
@@ -217,12 +250,19 @@ class CommandBus:
                 failures = 0
             for messages in batch.values():
                 for msg in messages:
-                    if self._waiting or self._submitted:
-                        self._receive(msg)
+                    self._receive(msg)
 
     def _receive(self, msg: Any) -> None:
         """Hand an outcome to whoever waits for it, or keep it for :meth:`status`."""
         reply, command_id = _routing(msg.headers)
+        if reply == self._shared_reply:
+            reply = self._reply
+        elif reply is not None and reply.endswith(_SHARED_MARK):
+            if command_id is not None:  # another node's submission: every node answers
+                self._elsewhere.keep(command_id, msg.value, self.max_tracked)
+                if self._deciding:
+                    self._deciding.wake(command_id)
+            return
         if reply != self._reply:
             return
         if command_id is not None:  # skip, undecoded, what nobody here asked for
@@ -232,6 +272,8 @@ class CommandBus:
                 return
             if future is None and submitted is not None:
                 submitted.raw = msg.value  # decoded when asked for, if ever
+                if self._deciding:
+                    self._deciding.wake(command_id)
                 return
         try:
             outcome = serde.decode_outcome(self.codec, msg.value)
@@ -244,6 +286,9 @@ class CommandBus:
         submitted = self._submitted.get(outcome.command_id)
         if submitted is not None:
             submitted.outcome = replace(outcome, state_json=None)
+            submitted.raw = None
+            if self._deciding:
+                self._deciding.wake(outcome.command_id)
 
 
 def _routing(headers: object) -> tuple[bytes | None, str | None]:

@@ -32,6 +32,7 @@ from aiokafka.structs import TopicPartition
 from schemas import Codec, DecodeError
 from streams import serde
 from streams.bus import wants_no_state
+from streams.consumer_stop import stop_consumer
 from streams.decider_decision import Accepted as _Accepted  # kept importable here
 from streams.decider_decision import decide_command
 from streams.decider_output import send_dead_letter, send_events, send_outcome
@@ -132,7 +133,7 @@ class Decider:
 
     async def _close(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
         if self._publisher is not None:
             await self._publisher.stop()
@@ -219,7 +220,7 @@ class Decider:
             await publisher.send_offsets(offsets, self.group_id)
         self.committed.update({tp.partition: offset for tp, offset in offsets.items()})
         self._stateless.clear()
-        self.stats.batches += 1
+        self.stats.batch_committed(self.clock())
 
     def _decide(self, cmd: Command) -> serde.Outcome | tuple[Command, Aggregate] | _Accepted:
         """Decide one command against the in-memory state, updating that state.
@@ -265,5 +266,5 @@ class Decider:
 
     async def _dead_letter(self, tp: TopicPartition, msg: Any, exc: Exception) -> None:
         assert self._publisher is not None
-        self.stats.dead_lettered += 1
+        self.stats.dead_letter(exc)  # by reason too: the decider's /metrics shows it
         await send_dead_letter(self._publisher, self.topics.dlq, tp, msg, exc)

@@ -17,6 +17,7 @@ from aiokafka.structs import TopicPartition
 from schemas import Codec
 from streams import serde
 from streams.bus import outcome_headers
+from streams.dead_letter_headers import command_letter_headers
 from streams.domain import aggregates
 from streams.domain.events import Event
 from streams.publisher import Publisher
@@ -51,15 +52,9 @@ async def send_dead_letter(
     publisher: Publisher, topic: str, tp: TopicPartition, msg: Any, exc: Exception
 ) -> None:
     """Log and queue on ``topic`` the command message ``msg`` (read from ``tp``) that
-    did not decode, with ``exc`` as the reason."""
+    did not decode, with why (streams/dead_letter_headers.py)."""
     log.warning(
         "command at %s/%d offset %d dead-lettered: %s", tp.topic, tp.partition, msg.offset, exc
     )
-    headers = [
-        ("reason", str(exc).encode()),
-        ("error", type(exc).__name__.encode()),
-        ("source_topic", tp.topic.encode()),
-        ("source_partition", str(tp.partition).encode()),
-        ("source_offset", str(msg.offset).encode()),
-    ]
+    headers = command_letter_headers(exc, tp.topic, tp.partition, msg.offset)
     await publisher.send(topic, msg.key, msg.value or b"", headers)

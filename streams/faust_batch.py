@@ -19,6 +19,7 @@ from typing import Any
 from schemas import Codec, DecodeError
 from streams import serde
 from streams.bus import outcome_headers
+from streams.dead_letter_headers import command_letter_headers
 from streams.decider_stats import DeciderStats
 from streams.domain import aggregates
 from streams.domain.commands import Command
@@ -142,7 +143,7 @@ class BatchDecider:
                 item = self._outcome(cmd, True, duplicate=True, events=positions, state=state)
             pending.append(await self._publish_outcome(item))
         await asyncio.gather(*pending)
-        self.stats.batches += 1
+        self.stats.batch_committed(self.clock())
 
     async def _write_state(self, key: bytes, agg: TableAggregate) -> Any:
         """Set ``table[key]``, sending the changelog write now rather than through faust's
@@ -184,13 +185,7 @@ class BatchDecider:
         return await self.outcomes.send(key=key, value=value, headers=headers)
 
     async def _dead_letter(self, msg: Any, exc: Exception) -> Any:
-        self.stats.dead_lettered += 1
+        self.stats.dead_letter(exc)
         log.warning("command at %s offset %d dead-lettered: %s", msg.tp, msg.offset, exc)
-        headers = [
-            ("reason", str(exc).encode()),
-            ("error", type(exc).__name__.encode()),
-            ("source_topic", msg.topic.encode()),
-            ("source_partition", str(msg.partition).encode()),
-            ("source_offset", str(msg.offset).encode()),
-        ]
+        headers = command_letter_headers(exc, msg.topic, msg.partition, msg.offset)
         return await self.dlq.send(key=msg.key, value=msg.value or b"", headers=headers)

@@ -58,6 +58,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas import Codec, DecodeError
 from streams import serde
+from streams.consumer_stop import stop_consumer
 from streams.domain.events import Event
 from streams.orchestration import Job, next_steps
 from streams.orchestrator_memory import Memory
@@ -155,7 +156,7 @@ class Orchestrator:
 
     async def _close(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            await stop_consumer(self._consumer)
             self._consumer = None
         if self._publisher is not None:
             await self._publisher.stop()
@@ -260,7 +261,7 @@ class Orchestrator:
         # After the commit: a job in an aborted transaction was never sent.
         log_dispatched(self._dispatched)
         self._dispatched.clear()
-        self.stats.batches += 1
+        self.stats.batch_committed(self.clock())
 
 
 def _aggregate_id(key: bytes | None) -> str:

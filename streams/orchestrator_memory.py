@@ -87,6 +87,17 @@ class Memory:
             # retry comes long after), so memory does not grow with every run's Cases.
             self.run_created.pop(after.id, None)
 
+    def run_counts(self) -> tuple[int, int]:
+        """The FlowRuns folded, and of them those in flight (neither ended nor deleted).
+        A walk over every state: for a scrape now and then, never for the loop."""
+        held = in_flight = 0
+        for state in self.states.values():
+            if isinstance(state, f.FlowRunState):
+                held += 1
+                if not state.deleted and state.status not in f.RUN_TERMINAL:
+                    in_flight += 1
+        return held, in_flight
+
     def _remember(self, event: Event) -> None:
         data = event.data
         if isinstance(data, ProcessCreated) and data.process_type == GENERATE_PROCESS:

@@ -1,5 +1,5 @@
-"""The orchestrator's counters, and the lines that report its start-up, its stop and the
-jobs it dispatched.
+"""The orchestrator's counters, the lines that report its start-up, its stop and the
+jobs it dispatched, and the metric families its ``--metrics-port`` serves.
 
 Apart from :mod:`streams.orchestrator` so its loop reads as the pipeline. The lines are
 logged as ``streams.orchestrator``, the logger operators (and tests) filter on.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from streams.exposition import Family, counter, gauge
 from streams.orchestration import Job
 from streams.topics import Topics, describe_positions
 
@@ -24,6 +25,13 @@ class OrchestratorStats:
     jobs: int = 0
     batches: int = 0
     rebuilt_events: int = 0
+    last_batch_at: float | None = None  # unix seconds of the last committed batch
+
+    def batch_committed(self, at_micros: int) -> None:
+        """Count a batch whose transaction committed at ``at_micros`` (the orchestrator's
+        clock)."""
+        self.batches += 1
+        self.last_batch_at = at_micros / 1_000_000
 
 
 def log_ready(
@@ -70,3 +78,50 @@ def log_dispatched(jobs: list[Job]) -> None:
             job.node_id,
             job.attempt,
         )
+
+
+def orchestrator_families(stats: OrchestratorStats, runs: int, in_flight: int) -> list[Family]:
+    """What an orchestrator's ``/metrics`` shows: its counters since the process started,
+    and the FlowRuns it holds (``runs``) and of them those not ended (``in_flight``)."""
+    families = [
+        counter(
+            "runledger_orchestrator_events_total",
+            "Events of the events topic the orchestrator folded since the process started.",
+            stats.events,
+        ),
+        counter(
+            "runledger_orchestrator_undecodable_total",
+            "Events that could not be decoded and were skipped since start.",
+            stats.undecodable,
+        ),
+        counter(
+            "runledger_orchestrator_commands_total",
+            "Commands sent (FlowRun steps, CaseRun cancels) since start.",
+            stats.commands,
+        ),
+        counter(
+            "runledger_orchestrator_jobs_total",
+            "Jobs handed to runners on the jobs topic since start.",
+            stats.jobs,
+        ),
+        counter(
+            "runledger_orchestrator_batches_total",
+            "Batches of events committed in one transaction each since start.",
+            stats.batches,
+        ),
+        gauge("runledger_orchestrator_runs", "FlowRuns the orchestrator holds in memory.", runs),
+        gauge(
+            "runledger_orchestrator_runs_in_flight",
+            "FlowRuns held that have neither ended nor been deleted.",
+            in_flight,
+        ),
+    ]
+    if stats.last_batch_at is not None:  # unknown until the first batch
+        families.append(
+            gauge(
+                "runledger_orchestrator_last_batch_timestamp_seconds",
+                "When the last batch was committed, unix seconds.",
+                stats.last_batch_at,
+            )
+        )
+    return families

@@ -85,6 +85,8 @@ def _errors(method: str, path: str, query: list[str]) -> dict[str, str]:
     else:
         codes = _OTHER_READ_ERRORS
     found = {code: _ERRORS[code] for code in codes}
+    if path == "/command/{command_id}":  # its wait ends in pending or 404, never in 504
+        found.pop("504", None)
     if path in _BAD_REQUEST:
         found["400"] = _BAD_REQUEST[path]
     if path in STREAMS:

@@ -291,10 +291,11 @@ for _noun, _schema in (("process", "Process"), ("flowrun", "FlowRun"), ("caserun
     )
 OPERATIONS[("GET", "/command/{command_id}")] = (
     "What came of a command answered 202 (Prefer: respond-async): pending, accepted "
-    "(with its position) or rejected (with the error). Known to the node that took it.",
+    "(with its position) or rejected (with the error). The node that took it knows it at "
+    "once, every other node once it is decided; wait waits for the decision.",
     None,
     _ref("CommandStatus"),
-    [],
+    ["wait"],
 )
 OPERATIONS[("GET", "/stream")] = (
     "Follow every Process, FlowRun and CaseRun event of the token's account from now "

@@ -5,6 +5,12 @@ time) answers ``202`` with ``Location: /command/{id}``. This node remembers the
 commands it accepted that way, and their outcomes once the decider has sent them, so
 the caller can learn whether the command was accepted, and where its events landed,
 or rejected, and why (the status and error a waiting request would have answered).
+
+Behind a load balancer the status is asked of any node: every node learns the outcome of
+another node's ``202`` from ``ledger.outcomes`` (streams/bus.py), so once the decider has
+decided, every node answers the same; before that only the accepting node says
+``pending``, another answers ``404``. ``?wait=true`` or ``Prefer: wait=N`` waits for the
+decision, so a poller need not care which node it reaches.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from starlette.routing import Route
 
 from api.context import context
 from api.errors import ApiError, rejection
+from api.requests import wait_of
 from api.responses import JSONResponse
 from streams.bus import Submitted
 
@@ -54,13 +61,19 @@ def command_json(entry: Submitted) -> dict[str, Any]:
 async def get_command(request: Request) -> Response:
     ctx = context(request)
     command_id = request.path_params["command_id"]
-    entry = ctx.deps.commands.status(command_id)
+    wait = wait_of(request, ctx.deps.wait_timeout_s)
+    if wait.enabled:
+        entry = await ctx.deps.commands.decided(command_id, wait.timeout)
+    else:
+        entry = ctx.deps.commands.status(command_id)
     if entry is None or entry.account != ctx.principal.account:
         raise ApiError(
             404,
             "not_found",
-            f"this node has no record of command {command_id}: it remembers the newest "
-            "commands it answered with 202, until it restarts",
+            f"this node has no record of command {command_id}: a node knows the commands "
+            "it answered with 202 at once, those another node answered with 202 once the "
+            "decider has decided them (ask with Prefer: wait=N to wait for that), and "
+            "forgets them when it restarts",
         )
     body = command_json(entry)
     headers = {"Ledger-Command-Id": entry.command_id}

@@ -17,6 +17,7 @@ from runledger.commands.context import (
     settings_of,
     topics_of,
 )
+from runledger.commands.follow import run_reader, start_of
 
 if TYPE_CHECKING:
     from runledger.audit import History
@@ -94,39 +95,25 @@ def cmd_as_of(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from runledger.tail import Filter, check_types, detach, parse_start, tail
-    from streams.consumer import ConsumerError
-    from streams.topics import TopicError
+    from runledger.tail import Filter, check_types, tail
 
-    try:
-        start = parse_start(args.start)
-    except ValueError as exc:
-        raise CliError(f"--from takes beginning, end or an ISO 8601 time: {exc}") from exc
+    start = start_of(args.start)
     try:
         check_types(args.type or ())
     except ValueError as exc:
         raise CliError(f"--type: {exc}") from exc
     settings = settings_of(args)
     keep = Filter(frozenset(args.type or ()), frozenset(args.account or ()))
-    try:
-        asyncio.run(
-            tail(
-                settings.kafka_bootstrap,
-                topics_of(settings).events,
-                start=start,
-                keep=keep,
-                max_events=args.max,
-                idle_timeout_s=args.idle_timeout,
-            )
+    return run_reader(
+        tail(
+            settings.kafka_bootstrap,
+            topics_of(settings).events,
+            start=start,
+            keep=keep,
+            max_events=args.max,
+            idle_timeout_s=args.idle_timeout,
         )
-    except (ConsumerError, TopicError) as exc:
-        raise CliError(str(exc)) from exc
-    except BrokenPipeError:
-        # ``runledger tail | head -3``: the reader has what it wanted, which is how a
-        # pipeline ends a follower, so it is a success (0, also under ``set -o
-        # pipefail``), like --max. Quietly: nothing left to flush into the closed pipe.
-        detach(sys.stdout)
-    return 0
+    )
 
 
 def add_event_commands(sub: Any) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any
 
 from runledger.commands.context import add_data_dir, port_number, settings_of
+from runledger.settings import Settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -33,14 +35,14 @@ def cmd_node(args: argparse.Namespace) -> int:
 def cmd_decider(args: argparse.Namespace) -> int:
     from runledger.services import run_decider
 
-    _run(run_decider(settings_of(args)))
+    _run(run_decider(_service_settings(args)))
     return 0
 
 
 def cmd_orchestrator(args: argparse.Namespace) -> int:
     from runledger.runner import run_orchestrator
 
-    _run(run_orchestrator(settings_of(args)))
+    _run(run_orchestrator(_service_settings(args)))
     return 0
 
 
@@ -49,8 +51,28 @@ def cmd_runner(args: argparse.Namespace) -> int:
 
     kinds = [k.strip() for k in (args.kinds or "").split(",") if k.strip()]
     options = RunnerOptions.from_env(kinds=kinds)  # unknown kinds: a message, before the stack
-    _run(run_runner(settings_of(args), options))
+    _run(run_runner(_service_settings(args), options))
     return 0
+
+
+def _service_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a service without an API: ``--metrics-port`` wins over
+    RUNLEDGER_METRICS_PORT."""
+    settings = settings_of(args)
+    if args.metrics_port is not None:
+        settings = replace(settings, metrics_port=args.metrics_port)
+    return settings
+
+
+def _add_metrics_port(parser: argparse.ArgumentParser) -> None:
+    """Where a service without an API serves /metrics (on RUNLEDGER_HOST, 127.0.0.1)."""
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        metavar="PORT",
+        help="serve Prometheus metrics at http://127.0.0.1:PORT/metrics (default: off; "
+        "RUNLEDGER_METRICS_PORT; the address is RUNLEDGER_HOST's)",
+    )
 
 
 def _add_address(parser: argparse.ArgumentParser) -> None:
@@ -90,6 +112,7 @@ def add_stack_commands(sub: Any) -> None:
         "per deployment: a new one fences the old).",
     )
     add_data_dir(decider)
+    _add_metrics_port(decider)
     decider.set_defaults(func=cmd_decider)
 
     orchestrator = sub.add_parser(
@@ -99,6 +122,7 @@ def add_stack_commands(sub: Any) -> None:
         "publish the jobs of started nodes to ledger.jobs.",
     )
     add_data_dir(orchestrator)
+    _add_metrics_port(orchestrator)
     orchestrator.set_defaults(func=cmd_orchestrator)
 
     runner = sub.add_parser(
@@ -109,6 +133,7 @@ def add_stack_commands(sub: Any) -> None:
         "lets runners reach loopback and private addresses.",
     )
     add_data_dir(runner)
+    _add_metrics_port(runner)
     runner.add_argument(
         "--kinds",
         default="",

@@ -92,8 +92,8 @@ def test_a_restarted_node_keeps_its_data_and_resumes_where_it_stopped(
     assert get(client, f"/process/{pid}/events", limit=1000) == events_before
     assert get(client, "/process") == listed_before
     counters = metrics(stack)
-    assert counters["runledger_projector_events_applied"] == 0
-    assert counters["runledger_projector_duplicates_dropped"] == 0
+    assert counters["runledger_projector_events_applied_total"] == 0
+    assert counters["runledger_projector_duplicates_dropped_total"] == 0
 
     r = send(client, f"/process/{pid}/progress", {"progress": 90})
     assert r.headers["Ledger-Applied"] == "true"
@@ -101,7 +101,7 @@ def test_a_restarted_node_keeps_its_data_and_resumes_where_it_stopped(
     events_after = get(client, f"/process/{pid}/events", limit=1000)
     assert events_after["count"] == events_before["count"] + 1
     assert events_after["results"][:-1] == events_before["results"]
-    assert metrics(stack)["runledger_projector_events_applied"] == 1
+    assert metrics(stack)["runledger_projector_events_applied_total"] == 1
 
 
 def test_with_the_decider_down_a_command_is_accepted_and_decided_later(

@@ -3,7 +3,6 @@ the projector's counters) and ``/openapi.json`` (every route of the app)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import httpx
@@ -11,32 +10,24 @@ import pytest
 
 from api import ApiDeps, create_app
 from api.openapi import openapi_document
+from tests.unit.test_metrics_parser import parse
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*) (\S+)$")
-TYPE = re.compile(r"^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$")
-
 
 def scrape(stack: Any) -> dict[str, float]:
-    """The samples of ``/metrics``, checked against the Prometheus text format."""
+    """The samples without labels of ``/metrics``, read with the strict parser of the
+    Prometheus text format (tests/unit/test_metrics_parser.py)."""
     r = httpx.get(stack.url + "/metrics")
     assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain")
-    assert r.text.endswith("\n")
-    samples: dict[str, float] = {}
-    typed: set[str] = set()
-    for line in r.text.splitlines():
-        if line.startswith("#"):
-            match = TYPE.match(line)
-            assert match is not None, line
-            typed.add(match.group(1))
-            continue
-        match = SAMPLE.match(line)
-        assert match is not None, line
-        assert match.group(1) in typed, f"{line}: no # TYPE line before it"
-        samples[match.group(1)] = float(match.group(2))
-    return samples
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    parsed = parse(r.text)
+    return {
+        name: value
+        for family in parsed.families.values()
+        for (name, labels), value in family.samples.items()
+        if not labels
+    }
 
 
 def test_health_needs_no_token(stack: Any) -> None:
@@ -52,8 +43,8 @@ def test_metrics_count_what_the_projector_applies(stack: Any) -> None:
     # the token's event may be readable a moment before it is counted: catch up first
     assert client.get("/process", params={"wait": "true"}).status_code == 200
     before = scrape(stack)
-    for name in ("events_applied", "duplicates_dropped", "dead_lettered", "batches"):
-        assert f"runledger_projector_{name}" in before, name
+    for name in ("events_applied", "duplicates_dropped", "batches"):
+        assert f"runledger_projector_{name}_total" in before, name
 
     r = client.post("/process", json={"type": "scan"}, params={"wait": "true"})
     assert r.status_code == 201, r.text
@@ -63,11 +54,11 @@ def test_metrics_count_what_the_projector_applies(stack: Any) -> None:
 
     after = scrape(stack)
     # created, then started + progress
-    applied = "runledger_projector_events_applied"
+    applied = "runledger_projector_events_applied_total"
     assert after[applied] == before[applied] + 3
-    assert after["runledger_projector_batches"] >= before["runledger_projector_batches"] + 1
-    assert after["runledger_projector_duplicates_dropped"] == 0
-    assert after["runledger_projector_dead_lettered"] == 0
+    batches = "runledger_projector_batches_total"
+    assert after[batches] >= before[batches] + 1
+    assert after["runledger_projector_duplicates_dropped_total"] == 0
 
 
 def test_openapi_lists_every_route_and_needs_no_token(stack: Any) -> None:

@@ -627,8 +627,10 @@ def _check_reads(
 def _check_statuses(run: Run, client: httpx.Client, outcomes: list[serde.Outcome]) -> list[str]:
     """``GET /command/{id}`` of every 202 the running node gave: the ledger's decision.
 
-    Only the node that answered remembers a command, so only answers from the node
-    that still runs are asked for (sent and answered while it served)."""
+    Only 202s from the node that still runs are asked for (sent and answered while it
+    served): a node remembers the commands it accepted, and other nodes' submissions
+    only from its own start on (docs/operations.md, "Several nodes"), and a 202 given
+    because the decider was slow only on the node that gave it."""
     decided: dict[str, serde.Outcome] = {}
     for o in outcomes:
         if o.command_id not in decided or (o.accepted and not o.duplicate):

@@ -104,7 +104,9 @@ def check(outcome_records: list[Any], dead: list[Any], stats: DeciderStats) -> N
     assert [r.value for r in dead] == [OUT_OF_RANGE, b"", NOT_JSON]
     assert [dict(r.headers)["source_offset"] for r in dead] == [b"1", b"2", b"3"]
     reasons = [dict(r.headers)["reason"].decode() for r in dead]
-    assert reasons[0].startswith("command bad-range: ") and "no value" in reasons[1]
+    errors = [dict(r.headers)["error"].decode() for r in dead]
+    assert reasons == ["unusable_body", "undecodable", "unusable_body"]
+    assert errors[0].startswith("command bad-range: ") and "no value" in errors[1]
     assert (stats.dead_lettered, stats.commands, stats.accepted) == (3, 2, 2)
 
 

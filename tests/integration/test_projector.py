@@ -205,7 +205,8 @@ def test_projects_resumes_drops_duplicates_and_dead_letters_garbage(
             assert nonzero(projector.applied) == store.positions(topics.events)
 
         (letter,) = await dead_letters(kafka_bootstrap, topics.dlq, 1)
-        assert letter["reason"] == b"undecodable"
+        # Framed as Avro (C3 01): the next 8 bytes read as a fingerprint no schema has.
+        assert letter["reason"] == b"unknown_fingerprint"
         assert letter["source_topic"] == topics.events.encode()
         assert letter["value"] == garbage[0][1]
         assert int(letter["source_partition"]) in range(PARTITIONS)

@@ -25,7 +25,9 @@ from tests.integration.drill_events import make_ledger, write_events
 pytestmark = pytest.mark.integration
 
 
-def _env(bootstrap: str, prefix: str, tmp_path: Path) -> dict[str, str]:
+def cli_env(bootstrap: str, prefix: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a CLI tool run against this test's broker and prefix (none of
+    the caller's own RUNLEDGER_ settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNLEDGER_")}
     return {
         **env,
@@ -35,14 +37,12 @@ def _env(bootstrap: str, prefix: str, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def _tail_into_head(
-    env: dict[str, str], lines: int, *options: str
-) -> tuple[int, bytes, bytes, float]:
-    """``runledger tail --from beginning [options] | head -<lines>`` as a shell runs it:
-    tail's exit status, what head printed, tail's stderr, and how long tail took."""
+def cli_into_head(env: dict[str, str], lines: int, *argv: str) -> tuple[int, bytes, bytes, float]:
+    """``runledger ARGV... | head -<lines>`` as a shell runs it: the tool's exit status,
+    what head printed, the tool's stderr, and how long the tool took."""
     started = time.monotonic()
     tail_proc = subprocess.Popen(
-        [sys.executable, "-m", "runledger", "tail", "--from", "beginning", *options],
+        [sys.executable, "-m", "runledger", *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -69,7 +69,9 @@ def test_a_pipe_closed_by_its_reader_ends_tail_quietly_with_0(
     before the reader check it waited forever. 3000 do not: the write fails."""
     topic = asyncio.run(make_ledger(kafka_bootstrap, topic_prefix))
     asyncio.run(write_events(kafka_bootstrap, topic, events))
-    code, out, err, took = _tail_into_head(_env(kafka_bootstrap, topic_prefix, tmp_path), 3)
+    code, out, err, took = cli_into_head(
+        cli_env(kafka_bootstrap, topic_prefix, tmp_path), 3, "tail", "--from", "beginning"
+    )
     assert code == 0, (code, err)
     assert err == b"", err  # no traceback, no "Exception ignored ... BrokenPipeError"
     assert len(out.splitlines()) == 3 and all(json.loads(x)["seq"] for x in out.splitlines())
@@ -91,8 +93,10 @@ def test_a_closed_pipe_ends_tail_while_events_flow_that_its_filter_drops(
     )
     flowing.start()
     try:
-        env = _env(kafka_bootstrap, topic_prefix, tmp_path)
-        code, out, err, took = _tail_into_head(env, 1, "--account", "acme")
+        env = cli_env(kafka_bootstrap, topic_prefix, tmp_path)
+        code, out, err, took = cli_into_head(
+            env, 1, "tail", "--from", "beginning", "--account", "acme"
+        )
         still_flowing = flowing.is_alive()
     finally:
         flowing.join(30)
@@ -188,7 +192,7 @@ def test_a_corrupt_message_is_reported_and_tail_goes_on(
 ) -> None:
     topic = asyncio.run(make_ledger(kafka_bootstrap, topic_prefix))
     asyncio.run(write_events(kafka_bootstrap, topic, 10, garbage_after=4))
-    env = _env(kafka_bootstrap, topic_prefix, tmp_path)
+    env = cli_env(kafka_bootstrap, topic_prefix, tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "runledger", "tail", "--from", "beginning", "--max", "10"],
         env=env,
@@ -204,7 +208,7 @@ def test_a_corrupt_message_is_reported_and_tail_goes_on(
 
 
 def test_a_broker_nobody_runs_fails_at_once_with_one_line(tmp_path: Path) -> None:
-    env = _env(f"127.0.0.1:{free_port()}", "t.", tmp_path)
+    env = cli_env(f"127.0.0.1:{free_port()}", "t.", tmp_path)
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "runledger", "tail"],

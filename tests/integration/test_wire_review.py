@@ -153,7 +153,9 @@ def test_bad_commands_go_to_the_dlq_and_the_decider_goes_on(
     ]
     assert [dict(r.headers)["source_offset"] for r in dead] == [b"0", b"1", b"2", b"3"]
     reasons = [dict(r.headers)["reason"].decode() for r in dead]
-    assert "no value" in reasons[0] and "unknown command 'process.fly'" in reasons[2]
+    errors = [dict(r.headers)["error"].decode() for r in dead]
+    assert reasons == ["undecodable", "unusable_body", "unusable_body", "undecodable"]
+    assert "no value" in errors[0] and "unknown command 'process.fly'" in errors[2]
     assert done == len(messages)
 
 

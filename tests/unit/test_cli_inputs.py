@@ -220,6 +220,7 @@ def test_stack_file_json_is_what_up_writes(tmp_path: Path) -> None:
         "token",
         "pid",
         "own_broker",
+        "metrics",
     }
 
 
