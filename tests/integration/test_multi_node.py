@@ -218,7 +218,9 @@ def test_a_202_from_one_node_is_followed_on_the_other(nodes: Nodes) -> None:
     url, pid = r.json()["status_url"], r.json()["aggregate_id"]
     on_b = cb.get(url, headers={"Prefer": "wait=15"})  # waits for the decision
     assert on_b.status_code == 200, on_b.text
-    on_a = ca.get(url)
+    # Each node reads the decision on its own: A may be a moment behind B (CI saw
+    # `pending` on A here once), so A is asked to wait for it too.
+    on_a = ca.get(url, headers={"Prefer": "wait=15"})
     assert on_b.json() == on_a.json()
     assert on_b.json()["status"] == "accepted"
     assert on_b.headers["ledger-position"] == on_a.headers["ledger-position"]
@@ -228,7 +230,7 @@ def test_a_202_from_one_node_is_followed_on_the_other(nodes: Nodes) -> None:
     assert r.status_code == 202, r.text
     on_a = ca.get(r.json()["status_url"], params={"wait": "true"})
     assert on_a.status_code == 200, on_a.text
-    on_b = cb.get(r.json()["status_url"])
+    on_b = cb.get(r.json()["status_url"], params={"wait": "true"})
     assert on_a.json() == on_b.json()
     assert (on_a.json()["status"], on_a.json()["http_status"]) == ("rejected", 409)
     assert on_a.json()["error"]["code"] == "invalid_state"
