@@ -40,6 +40,8 @@ explains its options. The environment overrides the defaults:
                               one in DIR/stack.json; `up` starts its own)
   RUNLEDGER_TOPIC_PREFIX      put before every topic name (default none)
   RUNLEDGER_DATA_DIR          the default of --data-dir
+  RUNLEDGER_ARTIFACTS_DIR     where runners store and nodes serve artifacts (default
+                              DIR/artifacts; one folder for several nodes)
   RUNLEDGER_HOST, RUNLEDGER_PORT
                               the defaults of --host and --port (127.0.0.1, 8000)
   RUNLEDGER_METRICS_PORT      the default of --metrics-port (decider, orchestrator,

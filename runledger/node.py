@@ -106,7 +106,7 @@ async def run_node(settings: Settings, stop: asyncio.Event | None = None) -> Non
     bus = CommandBus(settings.kafka_bootstrap, topics, codec)
     await bus.start()
     serving = Serving(Projection.start(store, projector), ProcessCache(), Broadcaster())
-    artifact_store = ArtifactStore(settings.data_dir / "artifacts")
+    artifact_store = ArtifactStore(settings.artifacts_dir)
 
     def artifact(digest: str) -> tuple[bytes, str] | None:
         try:

@@ -119,7 +119,7 @@ class Runner:
         self.ctx = JobContext(
             browser=self.browser,
             guard=TargetGuard(allow_private=settings.allow_private_targets, refusals=self.refusals),
-            store=ArtifactStore(data_dir / "artifacts"),
+            store=ArtifactStore(settings.artifacts_dir),
             baselines=data_dir / "vrt-baselines",
             smtp=options.smtp,
         )

@@ -155,6 +155,18 @@ def _metrics_port(env: Mapping[str, str]) -> int | None:
     return int_setting(env, "METRICS_PORT", 0, 1, 65535)
 
 
+def _artifacts_dir(env: Mapping[str, str]) -> Path | None:
+    """RUNLEDGER_ARTIFACTS_DIR, None when unset. A file there would otherwise fail
+    every runner's first screenshot and every node's GET /artifact, long after start."""
+    raw = text_setting(env, "ARTIFACTS_DIR")
+    if raw is None:
+        return None
+    path = Path(raw)
+    if path.exists() and not path.is_dir():
+        raise SettingsError(f"{PREFIX}ARTIFACTS_DIR {raw} is a file, not a folder")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a runledger process needs to know about its surroundings.
@@ -190,6 +202,15 @@ class Settings:
     # Where the decider, the orchestrator or a runner serves /metrics (on ``host``);
     # None: nowhere. A node serves /metrics on its API port instead.
     metrics_port: int | None = None
+    # RUNLEDGER_ARTIFACTS_DIR, a folder several nodes and runners share; None:
+    # ``data_dir / "artifacts"``. Read it as :attr:`artifacts_dir`.
+    shared_artifacts_dir: Path | None = None
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Where runners store screenshots and page HTML and a node serves them from.
+        Computed, so that the default follows ``data_dir`` set by ``--data-dir``."""
+        return self.shared_artifacts_dir or self.data_dir / "artifacts"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -218,6 +239,7 @@ class Settings:
             sse_backlog_page=int_setting(env, "SSE_BACKLOG_PAGE", 500, 1, 1_000_000),
             duckdb_memory_mib=_memory_mib(env),
             metrics_port=_metrics_port(env),
+            shared_artifacts_dir=_artifacts_dir(env),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = replace(base, **clean)  # type: ignore[arg-type]

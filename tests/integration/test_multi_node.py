@@ -68,6 +68,7 @@ class Nodes:
     account: str
     ca: httpx.Client
     cb: httpx.Client
+    artifacts: Path  # RUNLEDGER_ARTIFACTS_DIR of both nodes, in neither data dir
 
     def clients(self) -> tuple[httpx.Client, httpx.Client]:
         return self.ca, self.cb
@@ -75,19 +76,22 @@ class Nodes:
 
 @pytest.fixture(scope="module")
 def nodes(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
-    env = {"RUNLEDGER_SSE_WINDOW_S": str(WINDOW_S), "RUNLEDGER_SSE_HEARTBEAT_S": "0.5"}
     root = tmp_path_factory.mktemp("multi")
+    # docs/operations.md: every node and runner names the same artifacts folder.
+    artifacts = root / "artifacts"
+    env = {
+        "RUNLEDGER_SSE_WINDOW_S": str(WINDOW_S),
+        "RUNLEDGER_SSE_HEARTBEAT_S": "0.5",
+        "RUNLEDGER_ARTIFACTS_DIR": str(artifacts),
+    }
     a = start_stack(kafka_bootstrap, root / "a", env)
     b = Stack(kafka_bootstrap, a.prefix, root / "b", free_port(), extra_env=env, tokens=a.tokens)
     try:
         b.data_dir.mkdir(parents=True)
-        # Runners write artifacts into their data dir's artifacts/; a node serves its
-        # own. docs/operations.md: give every node the runners' folder (here a link).
-        (a.data_dir / "artifacts").mkdir(exist_ok=True)
-        (b.data_dir / "artifacts").symlink_to(a.data_dir / "artifacts")
         b.start("node")
         account = f"lb-{uuid.uuid4().hex[:8]}"
-        yield Nodes(a, b, account, a.authenticated(account), b.authenticated(account))
+        clients = a.authenticated(account), b.authenticated(account)
+        yield Nodes(a, b, account, *clients, artifacts)
     finally:
         b.stop()
         a.stop()
@@ -429,7 +433,8 @@ def test_as_of_answers_the_same_on_both_nodes(nodes: Nodes) -> None:
 
 
 def test_an_artifact_a_runner_stored_is_served_by_every_node(nodes: Nodes) -> None:
-    digest = ArtifactStore(nodes.a.data_dir / "artifacts").put(b"a screenshot", "image/png")
+    # What a runner started with the same RUNLEDGER_ARTIFACTS_DIR writes.
+    digest = ArtifactStore(nodes.artifacts).put(b"a screenshot", "image/png")
     for client in nodes.clients():
         r = client.get(f"/artifact/{digest}")
         assert (r.status_code, r.content) == (200, b"a screenshot")
