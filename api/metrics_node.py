@@ -28,11 +28,12 @@ class NodeIdentity:
 
 
 def projector_families(
-    stats: ProjectorStats, ends: Mapping[int, int], applied: Mapping[int, int]
+    stats: ProjectorStats, ends: Mapping[int, int], applied: Mapping[int, int], held_s: float
 ) -> list[Family]:
     """The projector's families. ``ends``: per partition, the end offset its consumer
     last heard of (a partition not fetched yet is absent and gets no lag sample);
-    ``applied``: the next offset to apply per partition."""
+    ``applied``: the next offset to apply per partition; ``held_s``: how long a batch
+    has waited for room on the disk (0: none waits)."""
     reasons = {reason: 0 for reason in DEAD_LETTER_REASONS}
     reasons.update(dict(stats.dead_letters_by_reason))
     families = [
@@ -68,6 +69,12 @@ def projector_families(
             "runledger_projector_last_batch_duration_seconds",
             "Time of the last batch from fetch to commit.",
             stats.last_batch_seconds,
+        ),
+        gauge(
+            "runledger_projector_write_held_seconds",
+            "How long the projector has held a batch the read model had no room for (a "
+            "full disk); 0 when it writes. The lag does not show such a hold.",
+            held_s,
         ),
     ]
     if stats.last_batch_at is not None:  # unknown until the first batch

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from projections import tables
-from projections.database_errors import failing
+from projections.database_errors import failing, store_error
 from projections.database_readonly import (  # noqa: F401 (re-exported: callers import them from here)
     POSITIONS_OF_TOPIC,
     Comparison,
@@ -33,6 +33,8 @@ from projections.errors import StoreError
 
 Row = tuple[Any, ...]
 
+# A checkpoint threshold no write-ahead log reaches (see Database._revive).
+LOG_ONLY = "1024TiB"
 # The one-column table ``(id)`` that :meth:`Database.query_keyed` registers for its
 # statements, and the name a batch's Arrow rows are registered under to be inserted.
 KEYS = "_runledger_keys"
@@ -74,27 +76,34 @@ class Database:
         # Each reading thread's cursor, with its thread: the API's thread pool ends idle
         # threads and starts new ones, so those of ended threads are closed (below).
         self._cursors: list[tuple[threading.Thread, duckdb.DuckDBPyConnection]] = []
+        self._statements: list[str] = []  # the DDL, run again when the file is reopened
+        self._invalidated = False  # by a fatal error: only opening the file again helps
+        self._log_only = False  # reopened after one: no checkpoint before a write works
 
     def open(self, statements: Iterable[str]) -> None:
         """Open (creating if needed) the file and run ``statements`` (the DDL) on it;
         StoreError if it is locked or cannot be made. Does nothing when already open."""
         if self._con is not None:
             return
+        self._statements = list(statements)
+        self._con = self._connect()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(str(self.path))
             # DuckDB folds the WAL into the file every 16 MiB by default; the projector
             # updates the same recent Processes in every batch, so a larger WAL rewrites
             # those row groups less often (measured: commit cost per event / 2.5).
-            con.execute(f"SET checkpoint_threshold = '{self.checkpoint_mib}MiB'")
+            con.execute(self._checkpoint_threshold)
             if self.memory_mib is not None:
                 # A node shares its machine: its buffer pool (the file's pages it
                 # caches) stays under this, spilling to a temporary file if it must.
                 con.execute(f"SET memory_limit = '{self.memory_mib}MiB'")
-            for statement in statements:
+            for statement in self._statements:
                 con.execute(statement)
         except (duckdb.Error, OSError) as exc:
-            raise StoreError(f"cannot open the read model {self.path}: {exc}") from exc
+            raise store_error(f"cannot open the read model {self.path}", exc) from exc
         except RuntimeError as exc:
             # Ctrl-C while a statement runs: DuckDB takes the signal and raises this
             # instead of KeyboardInterrupt, which the tools turn into their "interrupted"
@@ -102,23 +111,47 @@ class Database:
             if str(exc) == "Query interrupted":
                 raise KeyboardInterrupt from exc
             raise
-        self._con = con
+        return con
 
     def close(self) -> None:
         with self._lock:
-            for _thread, cursor in self._cursors:
-                cursor.close()
-            self._cursors.clear()
-            self._local = threading.local()
-            if self._con is not None:
-                # Fold the write-ahead log into the file first: DuckDB's own checkpoint
-                # on close was seen to leave large logs in place (operator drills, 7 and
-                # 31 MB), and a file with a log beside it cannot be swapped in or
-                # copied alone. Closing goes on if it fails (the next open replays it).
-                with contextlib.suppress(duckdb.Error):
-                    self._con.execute("CHECKPOINT")
-                self._con.close()
-                self._con = None
+            self._close()
+
+    def _close(self) -> None:
+        """Under the lock: close the cursors, then the connection."""
+        for _thread, cursor in self._cursors:
+            cursor.close()
+        self._cursors.clear()
+        self._local = threading.local()
+        if self._con is not None:
+            # Fold the write-ahead log into the file first: DuckDB's own checkpoint
+            # on close was seen to leave large logs in place (operator drills, 7 and
+            # 31 MB), and a file with a log beside it cannot be swapped in or
+            # copied alone. Closing goes on if it fails (the next open replays it).
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("CHECKPOINT")
+            self._con.close()
+            self._con = None
+
+    def _revive(self) -> None:
+        """Under the lock: open the file again after a fatal error invalidated it.
+
+        A checkpoint that fails for want of room (the disk filled as the write-ahead
+        log was folded into the file, at a commit past ``checkpoint_mib``) is fatal to
+        DuckDB: it refuses every later statement, reads included, until the file is
+        opened again. Opening replays the log, so every committed batch is still there.
+        Until a write goes through again the log is not folded in: a retry on a disk
+        still full then fails as the log cannot grow, which DuckDB survives, instead of
+        invalidating the file (and the reads) once more.
+        """
+        self._close()
+        self._con = self._connect()
+        self._con.execute(f"SET checkpoint_threshold = '{LOG_ONLY}'")
+        self._invalidated, self._log_only = False, True
+
+    @property
+    def _checkpoint_threshold(self) -> str:
+        return f"SET checkpoint_threshold = '{self.checkpoint_mib}MiB'"
 
     @property
     def _connection(self) -> duckdb.DuckDBPyConnection:
@@ -191,6 +224,8 @@ class Database:
         unless it called :meth:`Transaction.rollback`. An exception rolls back and
         passes on; a duckdb error passes on as StoreError ``failure: error``."""
         with self._lock:
+            if self._invalidated:
+                self._revive()
             con = self._connection
             try:
                 con.execute("BEGIN TRANSACTION")
@@ -199,11 +234,18 @@ class Database:
                     yield tx
                     if not tx.rolled_back:
                         con.execute("COMMIT")
+                        if self._log_only:  # written again after a revival: fold it in
+                            con.execute(self._checkpoint_threshold)
+                            self._log_only = False
                 except BaseException:
                     _rollback(con)
                     raise
             except duckdb.Error as exc:
-                raise StoreError(f"{failure}: {exc}") from exc
+                if isinstance(exc, duckdb.FatalException):
+                    self._invalidated = True
+                    with contextlib.suppress(StoreError):  # else at the next write
+                        self._revive()  # the reads resume at once
+                raise store_error(failure, exc) from exc
 
 
 class Transaction:

@@ -8,11 +8,25 @@ store, ``verify`` and ``export`` take plain values and never see the driver.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from collections.abc import Iterator
 
 import duckdb
 
-from projections.errors import StoreError
+from projections.errors import StoreError, StoreFull
+
+# How DuckDB says a file could not grow: it puts the system's own words in its message
+# ("Could not write file ...: No space left on device") and keeps no errno.
+_NO_ROOM = tuple(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG))
+
+
+def store_error(message: str, exc: duckdb.Error | OSError) -> StoreError:
+    """``message: exc`` as StoreFull when the disk had no room for a write, else StoreError."""
+    text = str(exc)
+    if any(reason in text for reason in _NO_ROOM):
+        return StoreFull(f"{message}: {text}")
+    return StoreError(f"{message}: {text}")
 
 
 @contextlib.contextmanager
@@ -21,4 +35,4 @@ def failing(message: str) -> Iterator[None]:
     try:
         yield
     except duckdb.Error as exc:
-        raise StoreError(f"{message}: {exc}") from exc
+        raise store_error(message, exc) from exc

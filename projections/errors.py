@@ -11,5 +11,10 @@ class StoreError(ProjectionError):
     """The DuckDB file could not be opened, read or written; nothing of the batch was kept."""
 
 
+class StoreFull(StoreError):
+    """The DuckDB file or its write-ahead log could not grow (a full disk, a quota, a file
+    size limit); nothing of the batch was kept: free space and write it again."""
+
+
 class ProjectorError(ProjectionError):
     """The projector cannot consume (missing topic, broker unreachable); fix and restart it."""

@@ -31,6 +31,7 @@ from projections.cache import Layered, StateCache
 from projections.dead_letters import DeadLetterPublisher, log_dead_letters
 from projections.errors import ProjectorError
 from projections.fold import Batch, fold_batch
+from projections.full_disk import HeldWrites
 from projections.listeners import BatchListener, Listener, notify, notify_batch
 from projections.metrics import ProjectorStats
 from projections.projector_clients import check_ledger, open_clients
@@ -57,7 +58,8 @@ class Projector:
     """Folds the events topic into ``store``; run it as a task of the node's event loop.
 
     ``run()`` consumes until ``stop()``; it raises ProjectorError (Kafka) or StoreError
-    (DuckDB) and may then be run again: it resumes from the stored positions.
+    (DuckDB) and may then be run again: it resumes from the stored positions. A batch
+    the disk has no room for is held and written again until it fits (full_disk).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Projector:
         self._idle = asyncio.Event()
         self._idle.set()
         self._started = asyncio.Event()
+        self._writes = HeldWrites(store, self._stopping)
 
     # -- what the node reads -----------------------------------------------------------
 
@@ -110,6 +113,11 @@ class Projector:
     @property
     def stats(self) -> ProjectorStats:
         return self._stats
+
+    @property
+    def held_s(self) -> float:
+        """Seconds a batch has waited for room on the disk; 0 when none waits."""
+        return self._writes.held_s
 
     def known_ends(self) -> dict[int, int]:
         """The end of each partition as the fetching consumer last heard it: the last
@@ -318,7 +326,7 @@ class Projector:
 
     async def _write(self, batch: Batch, began: float) -> None:
         """Commit ``batch``; then readers may see it: advance, count and notify at once."""
-        await asyncio.to_thread(self.store.write, batch)
+        await self._writes.write(batch)
         self.watermark.advance_all(batch.positions)
         self._stats = self._stats.counted(batch, time.monotonic() - began, self._clock())
         if batch.events:

@@ -59,7 +59,9 @@ def _metrics(projector: Projector, identity: NodeIdentity) -> list[Family]:
     """The node's families at scrape time: values the projector already holds (its
     consumer's last known ends included), so a scrape makes no request to Kafka."""
     return [
-        *projector_families(projector.stats, projector.known_ends(), projector.applied),
+        *projector_families(
+            projector.stats, projector.known_ends(), projector.applied, projector.held_s
+        ),
         *identity_families(identity),
     ]
 

@@ -7,16 +7,20 @@ A stored artifact is never rewritten: putting the same bytes again returns the s
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
 import tempfile
 from pathlib import Path
 
-from runners.errors import ArtifactInvalid, ArtifactNotFound
+from runners.errors import ArtifactInvalid, ArtifactNotFound, ArtifactNotStored
 
 _HASH = re.compile(r"[0-9a-f]{64}")
 _MEDIA_TYPE = re.compile(r"[a-z]+/[a-z0-9.+-]+(; ?charset=[a-z0-9_-]+)?")
+
+# What a disk says when it has no room for a write: a full disk, a quota, a file size limit.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 PNG = "image/png"
 HTML = "text/html; charset=utf-8"
@@ -43,17 +47,25 @@ class ArtifactStore:
 
     def put(self, data: bytes, media_type: str) -> str:
         """Store ``data`` and return its hash. Raises ``ArtifactInvalid`` for a malformed
-        media type; an ``OSError`` from the disk propagates."""
+        media type, ``ArtifactNotStored`` when the disk refuses the write (full: the job
+        then fails saying so, where it was a "runner error" with a traceback)."""
         if _MEDIA_TYPE.fullmatch(media_type) is None:
             raise ArtifactInvalid(f"not a media type: {media_type!r}")
         digest = content_hash(data)
         path = self._path(digest)
         if path.exists():
             return digest
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The type file goes first, so a visible data file always has its type.
-        _write_atomic(path.with_name(digest + ".type"), media_type.encode())
-        _write_atomic(path, data)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The type file goes first, so a visible data file always has its type.
+            _write_atomic(path.with_name(digest + ".type"), media_type.encode())
+            _write_atomic(path, data)
+        except OSError as exc:
+            hint = "; free space there and run it again" if exc.errno in _NO_ROOM else ""
+            raise ArtifactNotStored(
+                f"could not store the {media_type.split(';')[0]} artifact ({len(data):,} "
+                f"bytes) in {self.root}: {exc.strerror or exc}{hint}"
+            ) from exc
         return digest
 
     def get(self, digest: str) -> tuple[bytes, str]:

@@ -47,6 +47,11 @@ class ArtifactInvalid(RunnerError):
     """A hash or media type is malformed, or stored bytes do not match their hash."""
 
 
+class ArtifactNotStored(RunnerError):
+    """The artifacts folder did not take the bytes (a full disk, a quota, no permission):
+    the job fails with where and why; free space and run it again."""
+
+
 class ImageInvalid(RunnerError):
     """Bytes given as a PNG screenshot could not be decoded."""
 

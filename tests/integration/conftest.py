@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,8 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Run in a service's child process before it starts (a resource limit, a signal).
+    preexec: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -74,7 +76,9 @@ class Stack:
         if name == "node":
             argv += ["--port", str(self.port)]
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.procs[name] = subprocess.Popen(argv, env=self.env(), stdout=log, stderr=log)
+        self.procs[name] = subprocess.Popen(
+            argv, env=self.env(), stdout=log, stderr=log, preexec_fn=self.preexec.get(name)
+        )
         log.close()
         if name == "node":
             self.wait_healthy()
@@ -137,10 +141,23 @@ class Stack:
         return client
 
 
-def start_stack(bootstrap: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> Stack:
-    """A decider and a node on a fresh prefix; ``extra_env`` adds RUNLEDGER_* settings."""
+def start_stack(
+    bootstrap: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    preexec: dict[str, Callable[[], None]] | None = None,
+) -> Stack:
+    """A decider and a node on a fresh prefix; ``extra_env`` adds RUNLEDGER_* settings,
+    ``preexec`` a function a service's child process runs before it starts."""
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    stack = Stack(bootstrap, prefix, data_dir, free_port(), extra_env=dict(extra_env or {}))
+    stack = Stack(
+        bootstrap,
+        prefix,
+        data_dir,
+        free_port(),
+        extra_env=dict(extra_env or {}),
+        preexec=dict(preexec or {}),
+    )
     data_dir.mkdir(parents=True, exist_ok=True)
     asyncio.run(ensure_topics(bootstrap, Topics(stack.prefix), PARTITIONS))
     stack.start("decider")

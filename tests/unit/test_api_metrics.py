@@ -15,8 +15,8 @@ from runledger.node import _metrics
 from tests.unit.test_metrics_parser import Exposition, parse
 
 
-def _scrape(stats: ProjectorStats) -> Exposition:
-    projector = SimpleNamespace(stats=stats, known_ends=dict, applied={})
+def _scrape(stats: ProjectorStats, held_s: float = 0.0) -> Exposition:
+    projector = SimpleNamespace(stats=stats, known_ends=dict, applied={}, held_s=held_s)
     identity = NodeIdentity("0", "", 0.0)
     deps = ApiDeps(
         reads=None,  # type: ignore[arg-type]
@@ -36,6 +36,7 @@ def test_metrics_of_a_node_that_applied_nothing_yet() -> None:
     assert samples.value("runledger_projector_events_applied_total") == 0
     assert samples.value("runledger_projector_batches_total") == 0
     assert "runledger_projector_last_batch_timestamp_seconds" not in samples.families
+    assert samples.value("runledger_projector_write_held_seconds") == 0
 
 
 def test_metrics_carry_the_projector_counters() -> None:
@@ -55,3 +56,8 @@ def test_metrics_carry_the_projector_counters() -> None:
     assert samples.value("runledger_projector_dead_letters_total", reason="rejected") == 1
     assert samples.value("runledger_projector_batches_total") == 3
     assert samples.value("runledger_projector_last_batch_timestamp_seconds") == 1_700_000_000.5
+
+
+def test_metrics_say_how_long_a_batch_has_waited_for_room_on_the_disk() -> None:
+    samples = _scrape(ProjectorStats(), held_s=42.5)
+    assert samples.value("runledger_projector_write_held_seconds") == 42.5

@@ -32,7 +32,7 @@ IDENTITY = NodeIdentity("1.2.3", "pre.", started_at=1_700_000_000.25)
 
 
 def _projector(stats: ProjectorStats, ends: dict[int, int], applied: dict[int, int]) -> Any:
-    return SimpleNamespace(stats=stats, known_ends=lambda: ends, applied=applied)
+    return SimpleNamespace(stats=stats, known_ends=lambda: ends, applied=applied, held_s=0.0)
 
 
 def _app(projector: Any) -> Starlette:
@@ -78,6 +78,7 @@ def test_every_family_is_typed_and_the_projector_is_all_there() -> None:
         "runledger_projector_last_batch_events": "gauge",
         "runledger_projector_last_batch_duration_seconds": "gauge",
         "runledger_projector_last_batch_timestamp_seconds": "gauge",
+        "runledger_projector_write_held_seconds": "gauge",
         "runledger_projector_end_offset": "gauge",
         "runledger_projector_applied_offset": "gauge",
         "runledger_projector_lag_offsets": "gauge",

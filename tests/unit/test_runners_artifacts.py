@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from runners.artifacts import HTML, PNG, ArtifactStore
-from runners.errors import ArtifactInvalid, ArtifactNotFound
+from runners.errors import ArtifactInvalid, ArtifactNotFound, ArtifactNotStored
 
 
 def test_put_returns_the_sha256_and_get_returns_bytes_and_type(tmp_path: Path) -> None:
@@ -58,3 +60,20 @@ def test_corrupted_bytes_are_detected(tmp_path: Path) -> None:
     (tmp_path / digest[:2] / digest).write_bytes(b"tampered")
     with pytest.raises(ArtifactInvalid):
         store.get(digest)
+
+
+def test_a_disk_that_refuses_the_bytes_fails_with_where_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_room(fd: int) -> None:  # where a full disk shows itself at the latest
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_room)
+    with pytest.raises(ArtifactNotStored) as refused:
+        ArtifactStore(tmp_path).put(b"png bytes", PNG)
+    assert str(refused.value) == (
+        f"could not store the image/png artifact (9 bytes) in {tmp_path}: "
+        "No space left on device; free space there and run it again"
+    )
+    # Nothing half-written is left behind.
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
