@@ -134,7 +134,14 @@ def test_a_deciders_metrics_count_accepted_commands_and_dead_letters_by_reason(
     ]
     asyncio.run(produce(kafka_bootstrap, topics.commands, messages))
 
-    got = decider.eventually(lambda m: m.value("runledger_decider_accepted_total") >= 2)
+    # A command counts as accepted when decided, its batch only once the transaction
+    # commits: wait for both (a scrape in between saw batches_total 0).
+    got = decider.eventually(
+        lambda m: (
+            m.value("runledger_decider_accepted_total") >= 2
+            and m.value("runledger_decider_batches_total") >= 1
+        )
+    )
     assert got.value("runledger_decider_accepted_total") == 2
     assert got.value("runledger_decider_commands_total") == 2
     assert got.value("runledger_decider_dead_letters_total", reason="undecodable") == 1
@@ -196,6 +203,18 @@ def test_a_runners_metrics_show_a_job_running_then_passed(
     assert closed(runner.port)
 
 
+def answer(url: str, timeout: float = 30) -> httpx.Response:
+    """``GET url`` once something listens there. ``up`` writes the stack file when the
+    node serves; the other services may still be opening their metrics ports then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=10)
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, f"nothing listens on {url} after {timeout} s"
+            time.sleep(0.2)
+
+
 def test_up_starts_each_service_with_a_metrics_port_in_the_stack_file(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -219,7 +238,7 @@ def test_up_starts_each_service_with_a_metrics_port_in_the_stack_file(
         for service, url in urls.items():
             assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
             assert f"{service} {url}" in banner
-            r = httpx.get(url, timeout=10)
+            r = answer(url)
             assert r.status_code == 200, (service, r.text)
             assert f"runledger_{service}_info" in parse(r.text).families
     finally:
